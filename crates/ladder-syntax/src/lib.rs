@@ -1,0 +1,14 @@
+//! The `.ladder` language: grammar binding, typed AST with spans, and syntax errors.
+//!
+//! ```
+//! use ladder_syntax::{parse, FileId};
+//! let file = parse(FileId(0), "ladder 1\nhuman rn \"On-call nurse\"\n").unwrap();
+//! assert_eq!(file.items.len(), 1);
+//! ```
+
+pub mod ast;
+mod parser;
+mod source;
+
+pub use parser::{dedent, parse, ParseError};
+pub use source::{FileId, SourceFile, SourceMap, Span};
