@@ -1,1 +1,348 @@
-pub fn placeholder_() {}
+//! The `.ladder` checker: name resolution, types, templates, the agent graph and every static
+//! analysis, then lowering to a [`Program`]. Pure and synchronous: files come through a [`Loader`].
+//!
+//! ```
+//! use ladder_check::{check_source, CheckOptions};
+//! let src = r#"ladder 1
+//! ladder demo { entry greeter }
+//! model fast { provider: openai, name: "gpt-4o-mini" }
+//! agent greeter { model fast  prompt "Say hello." }
+//! "#;
+//! let checked = check_source("demo.ladder", src, &CheckOptions::default());
+//! assert!(checked.diagnostics.is_empty());
+//! assert_eq!(checked.program.unwrap().entry, "greeter");
+//! ```
+
+mod bounds;
+pub mod diagnostics;
+mod graph;
+mod index;
+mod load;
+mod lower;
+mod miette_adapter;
+pub mod program;
+mod props;
+mod suggest;
+mod syntax;
+mod templates;
+mod types;
+
+pub use bounds::WorstCase;
+pub use diagnostics::{Code, Diagnostic, Label, LintOptions, Severity};
+pub use graph::{EdgeKind, GraphEdge, GraphNode, GraphView, RungKind};
+pub use load::{Loader, MemoryLoader};
+pub use miette_adapter::MietteReport;
+pub use program::Program;
+pub use syntax::LANGUAGE_VERSION;
+
+use diagnostics::Diagnostics;
+use index::Namespace;
+use ladder_syntax::ast::{File, ScriptStmtKind};
+use ladder_syntax::SourceMap;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    pub lints: LintOptions,
+}
+
+/// Everything the checker learnt about a ladder.
+#[derive(Debug)]
+pub struct Checked {
+    pub sources: SourceMap,
+    /// Sorted by file and position; warnings and errors.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The lowered program, when there is no error.
+    pub program: Option<Program>,
+    /// The agent graph, when the files parsed.
+    pub graph: Option<GraphView>,
+    /// Worst-case bounds, when the graph is acyclic and has an entry.
+    pub worst_case: Option<WorstCase>,
+}
+
+impl Checked {
+    pub fn error_count(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count()
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .count()
+    }
+}
+
+/// Checks the ladder rooted at `path`, reading it and every `use`d file through `loader`.
+/// Fails only if the root file itself cannot be read.
+pub fn check_path(
+    path: &Path,
+    loader: &dyn Loader,
+    options: &CheckOptions,
+) -> std::io::Result<Checked> {
+    let mut out = Diagnostics::default();
+    let loaded = load::load_all(path, None, loader, &mut out)?;
+    Ok(analyse(loaded, out, options))
+}
+
+/// Checks one source text; `use`s are resolved against an empty file system (and so fail).
+pub fn check_source(name: &str, text: &str, options: &CheckOptions) -> Checked {
+    check_source_with(name, text, &MemoryLoader::new(), options)
+}
+
+/// Checks one source text, resolving its `use`s through `loader`.
+pub fn check_source_with(
+    name: &str,
+    text: &str,
+    loader: &dyn Loader,
+    options: &CheckOptions,
+) -> Checked {
+    let mut out = Diagnostics::default();
+    let loaded = load::load_all(Path::new(name), Some(text.to_string()), loader, &mut out)
+        .expect("the root text is given, so loading it cannot fail");
+    analyse(loaded, out, options)
+}
+
+/// Compiles a source text into a program, or returns its diagnostics (errors and warnings).
+pub fn compile(text: &str) -> Result<Program, Vec<Diagnostic>> {
+    let checked = check_source("main.ladder", text, &CheckOptions::default());
+    checked.program.ok_or(checked.diagnostics)
+}
+
+fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -> Checked {
+    let load::Loaded { sources, files } = loaded;
+    let parsed: Vec<&File> = files.iter().flatten().collect();
+    if parsed.len() < files.len() {
+        // A syntax error stops semantic analysis: names defined in the broken file are unknown,
+        // and every reference to them would be a false alarm.
+        let diagnostics = diagnostics::finish(out.into_vec(), &[], &options.lints);
+        return Checked {
+            sources,
+            diagnostics,
+            program: None,
+            graph: None,
+            worst_case: None,
+        };
+    }
+    let mut scopes = Vec::new();
+    for file in &parsed {
+        syntax::check_version(file, &mut out);
+        scopes.extend(diagnostics::lint_scopes(&file.attrs, file.span, &mut out));
+    }
+
+    let index = index::build(&parsed, &mut out);
+    for item in &index.items {
+        scopes.extend(diagnostics::lint_scopes(&item.attrs, item.span, &mut out));
+    }
+    for (attrs, span) in &index.stmt_attrs {
+        scopes.extend(diagnostics::lint_scopes(attrs, *span, &mut out));
+    }
+
+    let (limits, budget) = props::header(&index, &mut out);
+    let models: std::collections::BTreeMap<String, program::Model> = index
+        .models
+        .iter()
+        .map(|(n, m)| (n.to_string(), props::model(m, &mut out)))
+        .collect();
+    for human in index.humans.values() {
+        props::human(human, &mut out);
+    }
+
+    let session_vars = session_vars(&index, &mut out);
+    let mut used_types = BTreeSet::new();
+    check_declarations(&index, &session_vars, &mut used_types, &mut out);
+    templates::check(&index, &session_vars, &mut out);
+
+    let graph = graph::build(&index, &mut out);
+    graph::handoff_rules(&index, &mut out);
+    let cyclic = graph::cycles(&graph, &mut out);
+    graph::unreachable(&index, &graph, &mut out);
+    graph::escalations(&index, &graph, &session_vars, &mut out);
+    graph::dead_ends(&index, &graph, &mut out);
+    graph::script_order(&index, &mut out);
+    unused(&index, &used_types, &mut out);
+    bounds::sla_over_budget(&index, &budget, &mut out);
+    let worst_case = if cyclic {
+        None
+    } else {
+        bounds::worst_case(&index, &graph, &models, &limits, &budget, &mut out)
+    };
+
+    let diagnostics = diagnostics::finish(out.into_vec(), &scopes, &options.lints);
+    let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
+    let program =
+        (!has_errors).then(|| lower::lower(&index, &parsed, limits, budget, models, &session_vars));
+    Checked {
+        sources,
+        diagnostics,
+        program: program.flatten(),
+        graph: Some(graph.view()),
+        worst_case,
+    }
+}
+
+/// Session variables: the header's `vars` and every script's `collect`.
+fn session_vars<'a>(index: &index::Index<'a>, out: &mut Diagnostics) -> BTreeSet<&'a str> {
+    let mut vars = BTreeSet::new();
+    if let Some(ladder) = index.ladder {
+        types::duplicate_names(ladder.vars.iter().map(|v| &v.name), "session variable", out);
+        vars.extend(ladder.vars.iter().map(|v| v.name.name.as_str()));
+    }
+    for script in index.scripts.values() {
+        for stmt in &script.stmts {
+            if let ScriptStmtKind::Collect { name, .. } = &stmt.kind {
+                vars.insert(name.name.as_str());
+            }
+        }
+    }
+    vars
+}
+
+/// Types, tools, intents, agents' references to models and tools, header vars, collects.
+fn check_declarations(
+    index: &index::Index,
+    session_vars: &BTreeSet<&str>,
+    used_types: &mut BTreeSet<String>,
+    out: &mut Diagnostics,
+) {
+    for decl in index.types.values() {
+        types::duplicate_names(decl.fields.iter().map(|f| &f.name), "field", out);
+        for f in &decl.fields {
+            types::check_type(index, &f.ty, &mut BTreeSet::new(), out);
+        }
+    }
+    // A type used only by another unused type still counts as used: simpler, and never wrong
+    // about a type that matters.
+    for decl in index.types.values() {
+        for f in &decl.fields {
+            collect_named(&f.ty, used_types);
+        }
+    }
+    for decl in index.intents.values() {
+        types::duplicate_names(decl.fields.iter().map(|f| &f.name), "payload field", out);
+        for f in &decl.fields {
+            types::check_type(index, &f.ty, used_types, out);
+        }
+    }
+    for (tool, _) in index.tools.values() {
+        types::check_tool(index, tool, session_vars, used_types, out);
+    }
+    if let Some(ladder) = index.ladder {
+        for v in &ladder.vars {
+            types::check_type(index, &v.ty, used_types, out);
+        }
+    }
+    for script in index.scripts.values() {
+        for stmt in &script.stmts {
+            if let ScriptStmtKind::Collect { ty, .. } = &stmt.kind {
+                types::check_type(index, ty, used_types, out);
+            }
+        }
+    }
+    for (name, agent) in &index.agents {
+        match agent.model {
+            Some(m) => {
+                index.resolve(Namespace::Model, m, "an agent's model", out);
+            }
+            None => out.push(
+                Diagnostic::new(Code::MissingProperty, agent.decl.name.span, format!("agent `{name}` has no model"))
+                    .label("which model answers for this agent?")
+                    .help(match index.models.keys().next() {
+                        Some(m) => format!("add `model {m}`"),
+                        None => "declare a model (`model fast { provider: openai, name: \"gpt-4o-mini\" }`) and add `model fast`".into(),
+                    }),
+            ),
+        }
+        if agent.prompt.is_none() {
+            out.push(
+                Diagnostic::new(Code::MissingProperty, agent.decl.name.span, format!("agent `{name}` has no prompt"))
+                    .label("the model would get no instructions")
+                    .help("add `prompt \"\"\" ... \"\"\"` saying what this rung does and when it hands off"),
+            );
+        }
+        types::duplicate_names(agent.tools.iter().copied(), "tool", out);
+        for t in &agent.tools {
+            index.resolve(Namespace::Tool, t, "an entry of `tools`", out);
+        }
+        if let Some(accepts) = &agent.accepts {
+            types::duplicate_names(accepts.iter().copied(), "accepted intent", out);
+            for i in accepts {
+                index.resolve(Namespace::Intent, i, "an accepted intent", out);
+            }
+        }
+    }
+}
+
+fn collect_named(ty: &ladder_syntax::ast::TypeExpr, used: &mut BTreeSet<String>) {
+    match &ty.kind {
+        ladder_syntax::ast::TypeKind::Named(n) => {
+            used.insert(n.name.clone());
+        }
+        ladder_syntax::ast::TypeKind::List(inner) => collect_named(inner, used),
+        ladder_syntax::ast::TypeKind::Enum(_) => {}
+    }
+}
+
+/// L0017: tools, intents, models and types that nothing refers to.
+fn unused(index: &index::Index, used_types: &BTreeSet<String>, out: &mut Diagnostics) {
+    let mut tools = BTreeSet::new();
+    let mut intents = BTreeSet::new();
+    let mut models = BTreeSet::new();
+    for agent in index.agents.values() {
+        tools.extend(agent.tools.iter().map(|t| t.name.as_str()));
+        intents.extend(agent.handoffs.iter().map(|h| h.intent.name.as_str()));
+        intents.extend(agent.accepts.iter().flatten().map(|i| i.name.as_str()));
+        models.extend(agent.model.map(|m| m.name.as_str()));
+    }
+    let mut report = |kind: &str, name: &str, span, help: &str| {
+        out.push(
+            Diagnostic::new(Code::Unused, span, format!("{kind} `{name}` is never used"))
+                .label(format!("declared here, but nothing refers to this {kind}"))
+                .help(help.to_string()),
+        );
+    };
+    for (name, (tool, _)) in &index.tools {
+        if !tools.contains(name) {
+            report(
+                "tool",
+                name,
+                tool.name.span,
+                "add it to an agent's `tools [..]`, or remove it",
+            );
+        }
+    }
+    for (name, intent) in &index.intents {
+        if !intents.contains(name) {
+            report(
+                "intent",
+                name,
+                intent.name.span,
+                "route it with `handoff INTENT -> AGENT`, or remove it",
+            );
+        }
+    }
+    for (name, model) in &index.models {
+        if !models.contains(name) {
+            report(
+                "model",
+                name,
+                model.name.span,
+                "give it to an agent with `model NAME`, or remove it",
+            );
+        }
+    }
+    for (name, ty) in &index.types {
+        if !used_types.contains(*name) {
+            report(
+                "type",
+                name,
+                ty.name.span,
+                "use it in a tool signature, payload or field, or remove it",
+            );
+        }
+    }
+}

@@ -1,1 +1,159 @@
-fn main() {}
+//! `ladderc`: check, draw and run `.ladder` files.
+
+mod graph_render;
+mod report;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ladder_check::{check_path, CheckOptions, Code, LintOptions};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ladderc",
+    version,
+    about = "Compiler and checker for .ladder multi-agent ladders"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check ladders and report every problem found.
+    Check {
+        /// Root `.ladder` files (their `use`d files are checked with them).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// `human` (rendered diagnostics) or `json` (see docs/diagnostics.md).
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Turn a lint into an error: `warnings` for all of them, or a code/name like `L0017`.
+        #[arg(long, value_name = "LINT")]
+        deny: Vec<String>,
+        /// Silence a lint (warnings only): a code like `L0011` or a name like `unreachable-rung`.
+        #[arg(long, value_name = "LINT")]
+        allow: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
+    /// Draw the agent graph: handoff, escalate, consult and fallback edges, labelled.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum GraphFormat {
+    Mermaid,
+    Dot,
+    Json,
+}
+
+/// Reads files from disk for the checker.
+struct FsLoader;
+
+impl ladder_check::Loader for FsLoader {
+    fn load(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+fn lint_options(deny: &[String], allow: &[String]) -> Result<LintOptions, String> {
+    let mut options = LintOptions::default();
+    for name in deny {
+        if name == "warnings" {
+            options.deny_warnings = true;
+        } else {
+            options
+                .deny
+                .push(Code::parse(name).ok_or_else(|| format!("unknown lint `{name}` in --deny"))?);
+        }
+    }
+    for name in allow {
+        options
+            .allow
+            .push(Code::parse(name).ok_or_else(|| format!("unknown lint `{name}` in --allow"))?);
+    }
+    Ok(options)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check {
+            files,
+            format,
+            deny,
+            allow,
+            color,
+        } => {
+            let lints = match lint_options(&deny, &allow) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = CheckOptions { lints };
+            let color = match color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => {
+                    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                }
+            };
+            let mut results = Vec::new();
+            for file in &files {
+                match check_path(file, &FsLoader, &options) {
+                    Ok(checked) => results.push(checked),
+                    Err(e) => {
+                        eprintln!("error: cannot read `{}`: {e}", file.display());
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+            let errors: usize = results.iter().map(|r| r.error_count()).sum();
+            match format {
+                Format::Json => println!("{}", report::json(&results)),
+                Format::Human => print!("{}", report::human(&results, color)),
+            }
+            ExitCode::from(if errors > 0 { 1 } else { 0 })
+        }
+        Command::Graph { file, format } => {
+            match check_path(&file, &FsLoader, &CheckOptions::default()) {
+                Err(e) => {
+                    eprintln!("error: cannot read `{}`: {e}", file.display());
+                    ExitCode::from(2)
+                }
+                Ok(checked) => match &checked.graph {
+                    None => {
+                        eprint!("{}", report::human(std::slice::from_ref(&checked), false));
+                        ExitCode::from(1)
+                    }
+                    Some(graph) => {
+                        print!("{}", graph_render::render(graph, format));
+                        ExitCode::from(if checked.error_count() > 0 { 1 } else { 0 })
+                    }
+                },
+            }
+        }
+    }
+}

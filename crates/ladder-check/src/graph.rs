@@ -1,0 +1,763 @@
+//! The agent graph (petgraph) and the analyses over it. Each analysis is a function over the graph
+//! and a diagnostics sink; none stops at the first problem.
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::index::{Index, Namespace, Rung};
+use ladder_syntax::ast::{Operand, ScriptStmtKind};
+use ladder_syntax::Span;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RungKind {
+    Agent,
+    Human,
+    Script,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeKind {
+    /// `handoff intent -> agent`, and `handoff x` in a script.
+    Handoff,
+    /// `escalate -> x`
+    Escalate,
+    /// `consult x`: a call that returns to the caller.
+    Consult,
+    /// `fallback -> x` and `sla .. else -> x`.
+    Fallback,
+}
+
+impl EdgeKind {
+    /// Delegation and fallback edges must form a DAG; escalations go back up by design.
+    fn is_downward(self) -> bool {
+        !matches!(self, EdgeKind::Escalate)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EdgeInfo {
+    pub kind: EdgeKind,
+    pub label: Option<String>,
+    /// The target name as written, where diagnostics point.
+    pub span: Span,
+}
+
+/// The resolved graph of rungs.
+#[derive(Debug, Default)]
+pub(crate) struct AgentGraph {
+    pub graph: DiGraph<(String, RungKind), EdgeInfo>,
+    pub nodes: HashMap<String, NodeIndex>,
+    pub entry: Option<NodeIndex>,
+}
+
+/// A serialisable view of the graph for `ladderc graph`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphView {
+    pub entry: Option<String>,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphNode {
+    pub name: String,
+    pub kind: RungKind,
+    pub reachable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphEdge {
+    pub from: String,
+    pub to: String,
+    pub kind: EdgeKind,
+    pub label: Option<String>,
+}
+
+impl AgentGraph {
+    pub fn view(&self) -> GraphView {
+        let reachable = self.reachable();
+        GraphView {
+            entry: self.entry.map(|e| self.graph[e].0.clone()),
+            nodes: self
+                .graph
+                .node_indices()
+                .map(|n| GraphNode {
+                    name: self.graph[n].0.clone(),
+                    kind: self.graph[n].1,
+                    reachable: reachable[n.index()],
+                })
+                .collect(),
+            edges: self
+                .graph
+                .edge_references()
+                .map(|e| GraphEdge {
+                    from: self.graph[e.source()].0.clone(),
+                    to: self.graph[e.target()].0.clone(),
+                    kind: e.weight().kind,
+                    label: e.weight().label.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Which nodes a path from the entry reaches (all of them if there is no entry).
+    pub fn reachable(&self) -> Vec<bool> {
+        let mut seen = vec![self.entry.is_none(); self.graph.node_count()];
+        if let Some(entry) = self.entry {
+            let mut queue = VecDeque::from([entry]);
+            seen[entry.index()] = true;
+            while let Some(n) = queue.pop_front() {
+                for next in self.graph.neighbors(n) {
+                    if !seen[next.index()] {
+                        seen[next.index()] = true;
+                        queue.push_back(next);
+                    }
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// Builds the graph, resolving every rung reference (L0004/L0005) on the way.
+pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
+    let mut g = AgentGraph::default();
+    for name in index.rung_names() {
+        let kind = match index.rung(name) {
+            Some(Rung::Agent(_)) => RungKind::Agent,
+            Some(Rung::Human(_)) => RungKind::Human,
+            _ => RungKind::Script,
+        };
+        let n = g.graph.add_node((name.to_string(), kind));
+        g.nodes.insert(name.to_string(), n);
+    }
+    let add = |g: &mut AgentGraph,
+               from: &str,
+               to: &ladder_syntax::ast::Ident,
+               kind: EdgeKind,
+               label: Option<String>| {
+        if let (Some(&a), Some(&b)) = (g.nodes.get(from), g.nodes.get(&to.name)) {
+            g.graph.add_edge(
+                a,
+                b,
+                EdgeInfo {
+                    kind,
+                    label,
+                    span: to.span,
+                },
+            );
+        }
+    };
+    for (name, agent) in &index.agents {
+        for h in &agent.handoffs {
+            index.resolve(Namespace::Intent, &h.intent, "a handoff's intent", out);
+            if index.resolve(Namespace::Rung, &h.target, "a handoff target", out) {
+                add(
+                    &mut g,
+                    name,
+                    &h.target,
+                    EdgeKind::Handoff,
+                    Some(h.intent.name.clone()),
+                );
+            }
+        }
+        for e in &agent.escalations {
+            if index.resolve(Namespace::Rung, &e.target, "an escalation target", out) {
+                let label = e.condition.as_ref().map(|c| condition_text(c));
+                add(&mut g, name, &e.target, EdgeKind::Escalate, label);
+            }
+        }
+        for c in &agent.consults {
+            if index.resolve(Namespace::Agent, c, "a consulted rung", out) {
+                add(&mut g, name, c, EdgeKind::Consult, None);
+            }
+        }
+        if let Some((seconds, _, Some(target))) = agent.sla {
+            if index.resolve(Namespace::Rung, target, "an SLA fallback", out) {
+                add(
+                    &mut g,
+                    name,
+                    target,
+                    EdgeKind::Fallback,
+                    Some(format!("sla {}", crate::bounds::seconds_text(seconds))),
+                );
+            }
+        }
+        if let Some(target) = agent.fallback {
+            if index.resolve(Namespace::Rung, target, "a fallback", out) {
+                add(
+                    &mut g,
+                    name,
+                    target,
+                    EdgeKind::Fallback,
+                    Some("fallback".into()),
+                );
+            }
+        }
+    }
+    for (name, script) in &index.scripts {
+        for stmt in &script.stmts {
+            if let ScriptStmtKind::Handoff(target) = &stmt.kind {
+                if index.resolve(Namespace::Rung, target, "a script handoff", out) {
+                    add(&mut g, name, target, EdgeKind::Handoff, None);
+                }
+            }
+        }
+    }
+    g.entry = entry(index, &g, out);
+    g
+}
+
+fn condition_text(c: &ladder_syntax::ast::Condition) -> String {
+    let cmp = |c: &ladder_syntax::ast::Comparison| {
+        let v = match &c.operand {
+            Operand::Number(n) => format!("{n}"),
+            Operand::String(s) => format!("\"{s}\""),
+            Operand::Bool(b) => b.to_string(),
+            Operand::Ident(i) => i.clone(),
+        };
+        format!("{} {} {}", c.signal.name, c.op.as_str(), v)
+    };
+    let mut s = cmp(&c.first);
+    for (op, next) in &c.rest {
+        s.push_str(match op {
+            ladder_syntax::ast::LogicOp::And => " and ",
+            ladder_syntax::ast::LogicOp::Or => " or ",
+        });
+        s.push_str(&cmp(next));
+    }
+    s
+}
+
+fn entry(index: &Index, g: &AgentGraph, out: &mut Diagnostics) -> Option<NodeIndex> {
+    let Some(ladder) = index.ladder else {
+        let at = index.items.first().map(|i| i.span).unwrap_or_default();
+        let at = Span::new(at.file, at.start, at.start);
+        out.push(
+            Diagnostic::new(Code::Entry, at, "no ladder header")
+                .label("expected `ladder NAME { entry AGENT }` somewhere in this ladder")
+                .help("add a header such as `ladder support { entry triage }` naming the first rung of every session"),
+        );
+        return None;
+    };
+    match ladder.entries.as_slice() {
+        [] => {
+            out.push(
+                Diagnostic::new(
+                    Code::Entry,
+                    ladder.name.span,
+                    format!("ladder `{}` has no entry", ladder.name.name),
+                )
+                .label("no `entry` in this header")
+                .help(match index.agents.keys().next() {
+                    Some(a) => format!("add `entry {a}` (the rung that greets every new session)"),
+                    None => {
+                        "add `entry AGENT` naming the rung that greets every new session".into()
+                    }
+                }),
+            );
+            None
+        }
+        [first, rest @ ..] => {
+            for again in rest {
+                out.push(
+                    Diagnostic::new(
+                        Code::RepeatedStatement,
+                        again.span,
+                        "`entry` is given twice",
+                    )
+                    .label("second entry")
+                    .secondary(first.span, "first entry")
+                    .help("a ladder has one entry rung; route to others with `handoff`"),
+                );
+            }
+            if !index.resolve(Namespace::Rung, first, "the entry", out) {
+                return None;
+            }
+            if let Some(Rung::Human(_)) = index.rung(&first.name) {
+                out.push(
+                    Diagnostic::new(
+                        Code::WrongKind,
+                        first.span,
+                        format!("the entry `{}` is a human", first.name),
+                    )
+                    .label("sessions would start paused, waiting for a person")
+                    .help("start with an agent or a script; hand off to the human from there"),
+                );
+            }
+            g.nodes.get(&first.name).copied()
+        }
+    }
+}
+
+/// L0010: delegation and fallback edges must form a DAG. Reports each cycle once, whole.
+pub(crate) fn cycles(g: &AgentGraph, out: &mut Diagnostics) -> bool {
+    let down = petgraph::visit::EdgeFiltered::from_fn(&g.graph, |e| e.weight().kind.is_downward());
+    let mut found = false;
+    for scc in petgraph::algo::tarjan_scc(&down) {
+        let self_loop = scc.len() == 1
+            && g.graph
+                .edges_connecting(scc[0], scc[0])
+                .any(|e| e.weight().kind.is_downward());
+        if scc.len() < 2 && !self_loop {
+            continue;
+        }
+        found = true;
+        // Walk one concrete cycle inside the component, starting from its smallest name so that
+        // the report is stable.
+        let start = *scc
+            .iter()
+            .min_by_key(|n| &g.graph[**n].0)
+            .expect("scc is not empty");
+        let path = cycle_from(g, start, &scc);
+        let names: Vec<&str> = path
+            .iter()
+            .map(|e| {
+                g.graph[g.graph.edge_endpoints(*e).expect("edge").0]
+                    .0
+                    .as_str()
+            })
+            .collect();
+        let mut ring = names.join(" -> ");
+        ring.push_str(" -> ");
+        ring.push_str(names[0]);
+        let first = &g.graph[path[0]];
+        let mut d = Diagnostic::new(Code::HandoffCycle, first.span, format!("handoff cycle: {ring}"))
+            .help("control must only flow down the ladder: replace one edge with `escalate -> ..` (which returns up) or remove it");
+        for (i, e) in path.iter().enumerate() {
+            let (a, b) = g.graph.edge_endpoints(*e).expect("edge");
+            let info = &g.graph[*e];
+            let what = match (info.kind, &info.label) {
+                (EdgeKind::Handoff, Some(intent)) => format!(
+                    "`{}` hands off to `{}` (intent `{intent}`)",
+                    g.graph[a].0, g.graph[b].0
+                ),
+                (EdgeKind::Handoff, None) => {
+                    format!("`{}` hands off to `{}`", g.graph[a].0, g.graph[b].0)
+                }
+                (EdgeKind::Consult, _) => format!("`{}` consults `{}`", g.graph[a].0, g.graph[b].0),
+                (_, Some(l)) => {
+                    format!("`{}` falls back to `{}` ({l})", g.graph[a].0, g.graph[b].0)
+                }
+                (_, None) => format!("`{}` falls back to `{}`", g.graph[a].0, g.graph[b].0),
+            };
+            let what = format!("{}: {what}", i + 1);
+            d = if i == 0 {
+                d.label(what)
+            } else {
+                d.secondary(info.span, what)
+            };
+        }
+        out.push(d);
+    }
+    found
+}
+
+/// A cycle through `start` using only nodes of `scc` and downward edges, as edge indices.
+fn cycle_from(
+    g: &AgentGraph,
+    start: NodeIndex,
+    scc: &[NodeIndex],
+) -> Vec<petgraph::graph::EdgeIndex> {
+    let in_scc: std::collections::HashSet<NodeIndex> = scc.iter().copied().collect();
+    // BFS from start's successors back to start gives a shortest cycle.
+    let mut parent: HashMap<NodeIndex, petgraph::graph::EdgeIndex> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    let mut visited = std::collections::HashSet::from([start]);
+    let mut closing = None;
+    'search: while let Some(n) = queue.pop_front() {
+        let mut edges: Vec<_> = g
+            .graph
+            .edges(n)
+            .filter(|e| e.weight().kind.is_downward() && in_scc.contains(&e.target()))
+            .collect();
+        edges.sort_by_key(|e| e.id());
+        for e in edges {
+            if e.target() == start {
+                closing = Some(e.id());
+                break 'search;
+            }
+            if visited.insert(e.target()) {
+                parent.insert(e.target(), e.id());
+                queue.push_back(e.target());
+            }
+        }
+    }
+    let mut path = Vec::new();
+    let Some(mut e) = closing else { return path };
+    loop {
+        path.push(e);
+        let (from, _) = g.graph.edge_endpoints(e).expect("edge");
+        if from == start {
+            break;
+        }
+        e = parent[&from];
+    }
+    path.reverse();
+    path
+}
+
+/// L0011: rungs no path from the entry reaches.
+pub(crate) fn unreachable(index: &Index, g: &AgentGraph, out: &mut Diagnostics) {
+    if g.entry.is_none() {
+        return;
+    }
+    let reachable = g.reachable();
+    let entry_name = &g.graph[g.entry.expect("checked above")].0;
+    for n in g.graph.node_indices() {
+        if reachable[n.index()] {
+            continue;
+        }
+        let (name, kind) = &g.graph[n];
+        let Some(span) = index.rung_span(name) else {
+            continue;
+        };
+        let kind = match kind {
+            RungKind::Agent => "agent",
+            RungKind::Human => "human",
+            RungKind::Script => "script",
+        };
+        out.push(
+            Diagnostic::new(Code::Unreachable, span, format!("{kind} `{name}` is unreachable"))
+                .label(format!("no path from the entry `{entry_name}` leads here"))
+                .help(format!("add a `handoff`, `escalate`, `consult` or `fallback` edge to `{name}`, or remove it")),
+        );
+    }
+}
+
+/// Intervals of a depth-first spanning forest: `a` is a tree-ancestor of `b` iff `a`'s interval
+/// contains `b`'s. Answers most ancestor queries in O(1); the rest fall back to a search.
+struct Intervals {
+    pre: Vec<u32>,
+    post: Vec<u32>,
+}
+
+impl Intervals {
+    fn new(g: &AgentGraph) -> Self {
+        let n = g.graph.node_count();
+        let mut pre = vec![u32::MAX; n];
+        let mut post = vec![0; n];
+        let mut clock = 0u32;
+        let roots = g.entry.into_iter().chain(g.graph.node_indices());
+        for root in roots {
+            if pre[root.index()] != u32::MAX {
+                continue;
+            }
+            // Iterative DFS: (node, next-neighbour iterator position).
+            let mut stack: Vec<(NodeIndex, Vec<NodeIndex>)> = Vec::new();
+            pre[root.index()] = clock;
+            clock += 1;
+            stack.push((root, downward(g, root)));
+            while let Some((node, children)) = stack.last_mut() {
+                if let Some(child) = children.pop() {
+                    if pre[child.index()] == u32::MAX {
+                        pre[child.index()] = clock;
+                        clock += 1;
+                        let grandchildren = downward(g, child);
+                        stack.push((child, grandchildren));
+                    }
+                } else {
+                    post[node.index()] = clock;
+                    clock += 1;
+                    stack.pop();
+                }
+            }
+        }
+        Intervals { pre, post }
+    }
+
+    fn contains(&self, a: NodeIndex, b: NodeIndex) -> bool {
+        self.pre[a.index()] <= self.pre[b.index()] && self.post[b.index()] <= self.post[a.index()]
+    }
+}
+
+fn downward(g: &AgentGraph, n: NodeIndex) -> Vec<NodeIndex> {
+    g.graph
+        .edges(n)
+        .filter(|e| e.weight().kind.is_downward())
+        .map(|e| e.target())
+        .collect()
+}
+
+/// Is there a downward path from `a` to `b` (i.e. is `a` an ancestor of `b`)?
+fn is_ancestor(g: &AgentGraph, intervals: &Intervals, a: NodeIndex, b: NodeIndex) -> bool {
+    if a != b && intervals.contains(a, b) {
+        return true;
+    }
+    let mut seen = vec![false; g.graph.node_count()];
+    let mut stack = downward(g, a);
+    while let Some(n) = stack.pop() {
+        if n == b {
+            return true;
+        }
+        if !std::mem::replace(&mut seen[n.index()], true) {
+            stack.extend(downward(g, n));
+        }
+    }
+    false
+}
+
+/// L0012: escalations must go to a human or to a rung that can (transitively) hand off to the
+/// escalating one; L0031: conditions name known signals.
+pub(crate) fn escalations(
+    index: &Index,
+    g: &AgentGraph,
+    session_vars: &std::collections::BTreeSet<&str>,
+    out: &mut Diagnostics,
+) {
+    let intervals = Intervals::new(g);
+    for (name, agent) in &index.agents {
+        let Some(&from) = g.nodes.get(*name) else {
+            continue;
+        };
+        for e in &agent.escalations {
+            if let Some(c) = &e.condition {
+                for cmp in std::iter::once(&c.first).chain(c.rest.iter().map(|(_, c)| c)) {
+                    check_signal(cmp, session_vars, out);
+                }
+            }
+            let Some(&to) = g.nodes.get(&e.target.name) else {
+                continue;
+            };
+            if g.graph[to].1 == RungKind::Human {
+                continue;
+            }
+            if to == from || !is_ancestor(g, &intervals, to, from) {
+                let what = if to == from {
+                    "itself".to_string()
+                } else {
+                    format!("`{}`", e.target.name)
+                };
+                out.push(
+                    Diagnostic::new(Code::EscalationDirection, e.target.span, format!("`{name}` escalates to {what}, which is not above it"))
+                        .label(format!("`{}` never hands control down to `{name}`", e.target.name))
+                        .help("escalate to a rung that hands off (directly or not) to this one, or to a `human`; use `handoff` to move sideways or down"),
+                );
+            }
+        }
+    }
+}
+
+/// Signals the runtime computes for escalation conditions.
+pub(crate) const SIGNALS: &[(&str, &str)] = &[
+    ("confidence", "the model's self-reported confidence, 0 to 1"),
+    ("turns", "turns this rung has owned the session"),
+    ("tool_errors", "failed tool calls in this turn"),
+    ("corrections", "corrective retries in this turn"),
+    ("sentiment", "caller sentiment from -1 (angry) to 1"),
+];
+
+fn check_signal(
+    cmp: &ladder_syntax::ast::Comparison,
+    session_vars: &std::collections::BTreeSet<&str>,
+    out: &mut Diagnostics,
+) {
+    let name = cmp.signal.name.as_str();
+    if SIGNALS.iter().any(|(s, _)| *s == name) || session_vars.contains(name) {
+        if name == "confidence" {
+            if let Operand::Number(n) = cmp.operand {
+                if !(0.0..=1.0).contains(&n) {
+                    out.push(
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            cmp.span,
+                            format!("confidence is between 0 and 1; `{n}` can never be reached"),
+                        )
+                        .label("this condition is always or never true")
+                        .help("compare confidence with a number such as `0.7`"),
+                    );
+                }
+            }
+        }
+        return;
+    }
+    let candidates = SIGNALS
+        .iter()
+        .map(|(s, _)| *s)
+        .chain(session_vars.iter().copied());
+    let mut d = Diagnostic::new(
+        Code::UnknownSignal,
+        cmp.signal.span,
+        format!("unknown signal `{name}` in escalation condition"),
+    )
+    .label("the runtime does not compute this");
+    d = match crate::suggest::did_you_mean(name, candidates) {
+        Some(s) => d.help(format!("did you mean `{s}`?")),
+        None => d.help(format!(
+            "conditions may use {} or a session variable",
+            SIGNALS
+                .iter()
+                .map(|(s, _)| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    };
+    out.push(d);
+}
+
+/// L0014 (two handoffs with one intent), L0022 (receiver does not accept), L0013 (router
+/// without handoffs).
+pub(crate) fn handoff_rules(index: &Index, out: &mut Diagnostics) {
+    for (name, agent) in &index.agents {
+        let mut by_intent: BTreeMap<&str, Span> = BTreeMap::new();
+        for h in &agent.handoffs {
+            if let Some(first) = by_intent.insert(&h.intent.name, h.intent.span) {
+                out.push(
+                    Diagnostic::new(Code::DuplicateIntentEdge, h.intent.span, format!("`{name}` has two handoffs for intent `{}`", h.intent.name))
+                        .label("second handoff with this intent")
+                        .secondary(first, "first handoff with this intent")
+                        .help("one intent routes to one rung; declare a second intent to tell the cases apart"),
+                );
+            }
+            if let Some(Rung::Agent(target)) = index.rung(&h.target.name) {
+                if let Some(accepts) = &target.accepts {
+                    if index.intents.contains_key(h.intent.name.as_str())
+                        && !accepts.iter().any(|a| a.name == h.intent.name)
+                    {
+                        let listed = accepts
+                            .iter()
+                            .map(|a| format!("`{}`", a.name))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        let mut d = Diagnostic::new(Code::IntentNotAccepted, h.intent.span, format!("`{}` does not accept intent `{}`", h.target.name, h.intent.name))
+                            .label(format!("`{name}` hands off `{}` here", h.intent.name))
+                            .help(format!("add `{}` to the `accepts` of `{}`, or hand this intent to another rung", h.intent.name, h.target.name));
+                        if let Some(first) = accepts.first() {
+                            d = d.secondary(
+                                first.span,
+                                format!("`{}` accepts only {listed}", h.target.name),
+                            );
+                        }
+                        out.push(d);
+                    }
+                }
+            }
+        }
+        if agent.router && agent.handoffs.is_empty() {
+            out.push(
+                Diagnostic::new(Code::RouterWithoutExit, agent.decl.name.span, format!("router `{name}` has no handoff"))
+                    .label("a router never replies, so every turn here would end with nothing said")
+                    .help("add `handoff INTENT -> AGENT` edges, or remove `router` so that it can reply itself"),
+            );
+        }
+    }
+}
+
+/// L0024: every rung must be able to reach a reply (a non-router agent, a script that ends) or a
+/// human. Computed as a fixed point over reversed handoff edges, in linear time.
+pub(crate) fn dead_ends(index: &Index, g: &AgentGraph, out: &mut Diagnostics) {
+    let n = g.graph.node_count();
+    let mut concludes = vec![false; n];
+    let mut queue = VecDeque::new();
+    for node in g.graph.node_indices() {
+        let (name, kind) = &g.graph[node];
+        let yes = match kind {
+            RungKind::Human => true,
+            RungKind::Agent => !index.agents.get(name.as_str()).is_some_and(|a| a.router),
+            RungKind::Script => index.scripts.get(name.as_str()).is_some_and(|s| {
+                s.stmts
+                    .iter()
+                    .any(|st| matches!(st.kind, ScriptStmtKind::End))
+            }),
+        };
+        if yes {
+            concludes[node.index()] = true;
+            queue.push_back(node);
+        }
+    }
+    while let Some(node) = queue.pop_front() {
+        for e in g.graph.edges_directed(node, Direction::Incoming) {
+            let from = e.source();
+            if concludes[from.index()]
+                || !matches!(e.weight().kind, EdgeKind::Handoff | EdgeKind::Escalate)
+            {
+                continue;
+            }
+            concludes[from.index()] = true;
+            queue.push_back(from);
+        }
+    }
+    for node in g.graph.node_indices() {
+        if concludes[node.index()] {
+            continue;
+        }
+        let (name, kind) = &g.graph[node];
+        let Some(span) = index.rung_span(name) else {
+            continue;
+        };
+        let d = match kind {
+            RungKind::Script => {
+                let ends_without = index.scripts.get(name.as_str()).is_some_and(|s| {
+                    !s.stmts.iter().any(|st| {
+                        matches!(st.kind, ScriptStmtKind::End | ScriptStmtKind::Handoff(_))
+                    })
+                });
+                if ends_without {
+                    Diagnostic::new(
+                        Code::DeadEnd,
+                        span,
+                        format!("script `{name}` ends without `end` or `handoff`"),
+                    )
+                    .label("the caller would be left with no one on the line")
+                    .help("finish the script with `end` (close the session) or `handoff RUNG`")
+                } else {
+                    Diagnostic::new(
+                        Code::DeadEnd,
+                        span,
+                        format!("script `{name}` never reaches a reply or a human"),
+                    )
+                    .label("every handoff from here leads to rungs that cannot answer")
+                    .help("hand off to an agent that replies, or to a `human`")
+                }
+            }
+            _ => {
+                if index
+                    .agents
+                    .get(name.as_str())
+                    .is_some_and(|a| a.handoffs.is_empty())
+                {
+                    // Reported as L0013 already.
+                    continue;
+                }
+                Diagnostic::new(
+                    Code::DeadEnd,
+                    span,
+                    format!("router `{name}` never reaches a reply or a human"),
+                )
+                .label("every handoff from here leads to rungs that cannot answer")
+                .help("hand off to at least one agent that replies, or to a `human`")
+            }
+        };
+        out.push(d);
+    }
+}
+
+/// L0028: statements after a script's `end` or `handoff` never run.
+pub(crate) fn script_order(index: &Index, out: &mut Diagnostics) {
+    for script in index.scripts.values() {
+        let mut terminal: Option<Span> = None;
+        for stmt in &script.stmts {
+            if let Some(t) = terminal {
+                out.push(
+                    Diagnostic::new(
+                        Code::UnreachableStatement,
+                        stmt.span,
+                        "statement after the end of the script",
+                    )
+                    .label("this never runs")
+                    .secondary(t, "the script stops here")
+                    .help("move it before the `end`/`handoff`, or remove it"),
+                );
+                break;
+            }
+            if matches!(stmt.kind, ScriptStmtKind::End | ScriptStmtKind::Handoff(_)) {
+                terminal = Some(stmt.span);
+            }
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! The index of every definition across the files of one ladder, built in one pass. Reports
+//! duplicate definitions (L0003), unknown statements (L0007) and repeated statements (L0032).
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::suggest::did_you_mean;
+use ladder_syntax::ast::*;
+use ladder_syntax::Span;
+use std::collections::BTreeMap;
+
+/// A rung of the ladder: something that can own the conversation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rung<'a> {
+    Agent(&'a AgentInfo<'a>),
+    Human(&'a HumanDecl),
+    Script(&'a ScriptDecl),
+}
+
+impl Rung<'_> {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rung::Agent(_) => "agent",
+            Rung::Human(_) => "human",
+            Rung::Script(_) => "script",
+        }
+    }
+}
+
+/// An agent with its statements sorted by kind.
+#[derive(Debug)]
+pub(crate) struct AgentInfo<'a> {
+    pub decl: &'a AgentDecl,
+    pub docs: &'a [String],
+    pub model: Option<&'a Ident>,
+    pub prompt: Option<&'a Prompt>,
+    pub tools: Vec<&'a Ident>,
+    pub accepts: Option<Vec<&'a Ident>>,
+    pub handoffs: Vec<&'a Handoff>,
+    pub escalations: Vec<&'a Escalate>,
+    pub consults: Vec<&'a Ident>,
+    pub sla: Option<(f64, Span, Option<&'a Ident>)>,
+    pub fallback: Option<&'a Ident>,
+    pub router: bool,
+}
+
+/// Definitions by name, per namespace. Rungs (agents, humans, scripts) share one namespace; tools,
+/// intents, models and types each have their own, so `handoff billing -> billing` is fine.
+#[derive(Debug, Default)]
+pub(crate) struct Index<'a> {
+    pub ladder: Option<&'a LadderDecl>,
+    pub agents: BTreeMap<&'a str, AgentInfo<'a>>,
+    pub humans: BTreeMap<&'a str, &'a HumanDecl>,
+    pub scripts: BTreeMap<&'a str, &'a ScriptDecl>,
+    pub tools: BTreeMap<&'a str, (&'a ToolDecl, &'a [String])>,
+    pub intents: BTreeMap<&'a str, &'a IntentDecl>,
+    pub models: BTreeMap<&'a str, &'a ModelDecl>,
+    pub types: BTreeMap<&'a str, &'a TypeDecl>,
+    pub meta: Vec<&'a MetaBlock>,
+    /// Every item with its span, for lint scopes.
+    pub items: Vec<&'a Item>,
+    /// Every agent statement with attributes, for lint scopes.
+    pub stmt_attrs: Vec<(&'a [Attr], Span)>,
+}
+
+impl<'a> Index<'a> {
+    pub fn rung(&self, name: &str) -> Option<Rung<'_>> {
+        if let Some(a) = self.agents.get(name) {
+            return Some(Rung::Agent(a));
+        }
+        if let Some(h) = self.humans.get(name) {
+            return Some(Rung::Human(h));
+        }
+        self.scripts.get(name).map(|s| Rung::Script(s))
+    }
+
+    pub fn rung_names(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.agents
+            .keys()
+            .chain(self.humans.keys())
+            .chain(self.scripts.keys())
+            .copied()
+    }
+
+    /// The span of a rung's name.
+    pub fn rung_span(&self, name: &str) -> Option<Span> {
+        self.rung(name).map(|r| match r {
+            Rung::Agent(a) => a.decl.name.span,
+            Rung::Human(h) => h.name.span,
+            Rung::Script(s) => s.name.span,
+        })
+    }
+
+    /// What other kind of thing `name` is, for "`x` is a tool, not an agent".
+    pub fn kind_of(&self, name: &str) -> Option<&'static str> {
+        if let Some(r) = self.rung(name) {
+            return Some(r.kind());
+        }
+        if self.tools.contains_key(name) {
+            Some("tool")
+        } else if self.intents.contains_key(name) {
+            Some("intent")
+        } else if self.models.contains_key(name) {
+            Some("model")
+        } else if self.types.contains_key(name) {
+            Some("type")
+        } else {
+            None
+        }
+    }
+}
+
+/// Which namespace a reference looks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Namespace {
+    Rung,
+    Agent,
+    Tool,
+    Intent,
+    Model,
+}
+
+impl Namespace {
+    fn noun(self) -> &'static str {
+        match self {
+            Namespace::Rung => "rung (agent, human or script)",
+            Namespace::Agent => "agent",
+            Namespace::Tool => "tool",
+            Namespace::Intent => "intent",
+            Namespace::Model => "model",
+        }
+    }
+}
+
+impl<'a> Index<'a> {
+    fn names_in(&self, ns: Namespace) -> Vec<&'a str> {
+        match ns {
+            Namespace::Rung => self.rung_names().collect(),
+            Namespace::Agent => self.agents.keys().copied().collect(),
+            Namespace::Tool => self.tools.keys().copied().collect(),
+            Namespace::Intent => self.intents.keys().copied().collect(),
+            Namespace::Model => self.models.keys().copied().collect(),
+        }
+    }
+
+    fn defines(&self, ns: Namespace, name: &str) -> bool {
+        match ns {
+            Namespace::Rung => self.rung(name).is_some(),
+            Namespace::Agent => self.agents.contains_key(name),
+            Namespace::Tool => self.tools.contains_key(name),
+            Namespace::Intent => self.intents.contains_key(name),
+            Namespace::Model => self.models.contains_key(name),
+        }
+    }
+
+    /// Resolves a reference; reports L0004 (with a suggestion) or L0005 and returns `false` if
+    /// the name is not a `ns`.
+    pub fn resolve(&self, ns: Namespace, name: &Ident, role: &str, out: &mut Diagnostics) -> bool {
+        if self.defines(ns, &name.name) {
+            return true;
+        }
+        if let Some(kind) = self.kind_of(&name.name) {
+            // A rung of the wrong sort (e.g. consulting a human) or another namespace entirely.
+            out.push(
+                Diagnostic::new(
+                    Code::WrongKind,
+                    name.span,
+                    format!(
+                        "`{}` is a {kind}, but {role} must be a {}",
+                        name.name,
+                        ns.noun()
+                    ),
+                )
+                .label(format!("this is a {kind}"))
+                .help(match self.names_in(ns).first() {
+                    Some(example) => format!("name a {} here, such as `{example}`", ns.noun()),
+                    None => format!("declare a {} and name it here", ns.noun()),
+                }),
+            );
+            return false;
+        }
+        let names = self.names_in(ns);
+        let mut d = Diagnostic::new(
+            Code::Undefined,
+            name.span,
+            format!("undefined {} `{}`", ns.noun(), name.name),
+        )
+        .label(format!("no {} is called `{}`", ns.noun(), name.name));
+        d = match did_you_mean(&name.name, names.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None if names.is_empty() => d.help(format!("declare it: no {} exists yet", ns.noun())),
+            None => d.help(format!(
+                "declare it, or use one of: {}",
+                names
+                    .iter()
+                    .take(6)
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        };
+        out.push(d);
+        false
+    }
+}
+
+const AGENT_STATEMENTS: &[&str] = &[
+    "model", "prompt", "tools", "accepts", "handoff", "escalate", "consult", "sla", "fallback",
+    "router",
+];
+const HEADER_STATEMENTS: &[&str] = &["entry", "limits", "budget", "vars", "meta"];
+const TOOL_STATEMENTS: &[&str] = &["http", "exec", "mock", "host", "timeout", "retries"];
+const SCRIPT_STATEMENTS: &[&str] = &["say", "collect", "handoff", "end"];
+
+pub(crate) fn unknown_statement(
+    stmt: &UnknownStmt,
+    block: &str,
+    known: &[&str],
+    out: &mut Diagnostics,
+) {
+    let mut d = Diagnostic::new(
+        Code::UnknownKey,
+        stmt.keyword.span,
+        format!("unknown {block} statement `{}`", stmt.keyword.name),
+    )
+    .label(format!("not a {block} statement"));
+    d = match did_you_mean(&stmt.keyword.name, known.iter().copied()) {
+        Some(s) => d.help(format!("did you mean `{s}`?")),
+        None => d.help(format!(
+            "{block} statements are: {}",
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    };
+    out.push(d);
+}
+
+fn repeated(first: Span, again: Span, what: &str, out: &mut Diagnostics) {
+    out.push(
+        Diagnostic::new(
+            Code::RepeatedStatement,
+            again,
+            format!("{what} is given twice"),
+        )
+        .label("given again here")
+        .secondary(first, "first given here")
+        .help("keep one of them"),
+    );
+}
+
+pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> {
+    let mut index = Index::default();
+    let mut seen: BTreeMap<(&'static str, &'a str), Span> = BTreeMap::new();
+    let mut check_dup =
+        |ns: &'static str, name: &'a Ident, kind: &str, out: &mut Diagnostics| -> bool {
+            if let Some(first) = seen.get(&(ns, name.name.as_str())) {
+                out.push(
+                    Diagnostic::new(
+                        Code::Duplicate,
+                        name.span,
+                        format!("`{}` is defined twice", name.name),
+                    )
+                    .label(format!("{kind} `{}` redefined here", name.name))
+                    .secondary(*first, "first defined here")
+                    .help(if ns == "rung" {
+                        "agents, humans and scripts share one namespace: rename one of them"
+                    } else {
+                        "rename one of them, or remove the copy"
+                    }),
+                );
+                false
+            } else {
+                seen.insert((ns, name.name.as_str()), name.span);
+                true
+            }
+        };
+    for file in files {
+        for item in &file.items {
+            index.items.push(item);
+            match &item.kind {
+                ItemKind::Ladder(l) => {
+                    if let Some(first) = index.ladder {
+                        out.push(
+                            Diagnostic::new(Code::Entry, l.name.span, "a second ladder header")
+                                .label("another `ladder` header here")
+                                .secondary(first.name.span, "the ladder is already declared here")
+                                .help("a ladder has one header; files that are `use`d hold only items"),
+                        );
+                    } else {
+                        index.ladder = Some(l);
+                        for u in &l.unknown {
+                            unknown_statement(u, "ladder header", HEADER_STATEMENTS, out);
+                        }
+                    }
+                }
+                ItemKind::Agent(a) => {
+                    if check_dup("rung", &a.name, "agent", out) {
+                        let info = agent_info(a, &item.docs, &mut index, out);
+                        index.agents.insert(&a.name.name, info);
+                    }
+                }
+                ItemKind::Human(h) => {
+                    if check_dup("rung", &h.name, "human", out) {
+                        index.humans.insert(&h.name.name, h);
+                    }
+                }
+                ItemKind::Script(s) => {
+                    if check_dup("rung", &s.name, "script", out) {
+                        index.scripts.insert(&s.name.name, s);
+                        for stmt in &s.stmts {
+                            if let ScriptStmtKind::Unknown(u) = &stmt.kind {
+                                unknown_statement(u, "script", SCRIPT_STATEMENTS, out);
+                            }
+                        }
+                    }
+                }
+                ItemKind::Tool(t) => {
+                    if check_dup("tool", &t.name, "tool", out) {
+                        index.tools.insert(&t.name.name, (t, &item.docs));
+                        for u in &t.unknown {
+                            unknown_statement(u, "tool", TOOL_STATEMENTS, out);
+                        }
+                    }
+                }
+                ItemKind::Intent(i) => {
+                    if check_dup("intent", &i.name, "intent", out) {
+                        index.intents.insert(&i.name.name, i);
+                    }
+                }
+                ItemKind::Model(m) => {
+                    if check_dup("model", &m.name, "model", out) {
+                        index.models.insert(&m.name.name, m);
+                    }
+                }
+                ItemKind::Type(t) => {
+                    if check_dup("type", &t.name, "type", out) {
+                        index.types.insert(&t.name.name, t);
+                    }
+                }
+                ItemKind::Meta(m) => index.meta.push(m),
+                ItemKind::Use(_) => {}
+            }
+        }
+    }
+    index
+}
+
+fn agent_info<'a>(
+    a: &'a AgentDecl,
+    docs: &'a [String],
+    index: &mut Index<'a>,
+    out: &mut Diagnostics,
+) -> AgentInfo<'a> {
+    let mut info = AgentInfo {
+        decl: a,
+        docs,
+        model: None,
+        prompt: None,
+        tools: Vec::new(),
+        accepts: None,
+        handoffs: Vec::new(),
+        escalations: Vec::new(),
+        consults: Vec::new(),
+        sla: None,
+        fallback: None,
+        router: false,
+    };
+    let mut spans: BTreeMap<&'static str, Span> = BTreeMap::new();
+    for stmt in &a.stmts {
+        if !stmt.attrs.is_empty() {
+            index.stmt_attrs.push((&stmt.attrs, stmt.span));
+        }
+        let single = match &stmt.kind {
+            AgentStmtKind::Model(m) => {
+                info.model.get_or_insert(m);
+                Some("`model`")
+            }
+            AgentStmtKind::Prompt(p) => {
+                info.prompt.get_or_insert(p);
+                Some("`prompt`")
+            }
+            AgentStmtKind::Tools(t) => {
+                info.tools.extend(t.iter());
+                None
+            }
+            AgentStmtKind::Accepts(list) => {
+                info.accepts
+                    .get_or_insert_with(Vec::new)
+                    .extend(list.iter());
+                None
+            }
+            AgentStmtKind::Handoff(h) => {
+                info.handoffs.push(h);
+                None
+            }
+            AgentStmtKind::Escalate(e) => {
+                info.escalations.push(e);
+                None
+            }
+            AgentStmtKind::Consult(c) => {
+                info.consults.push(c);
+                None
+            }
+            AgentStmtKind::Sla {
+                seconds,
+                duration_span,
+                otherwise,
+            } => {
+                info.sla
+                    .get_or_insert((*seconds, *duration_span, otherwise.as_ref()));
+                Some("`sla`")
+            }
+            AgentStmtKind::Fallback(f) => {
+                info.fallback.get_or_insert(f);
+                Some("`fallback`")
+            }
+            AgentStmtKind::Router => {
+                info.router = true;
+                Some("`router`")
+            }
+            AgentStmtKind::Unknown(u) => {
+                unknown_statement(u, "agent", AGENT_STATEMENTS, out);
+                None
+            }
+        };
+        if let Some(what) = single {
+            if let Some(first) = spans.get(what) {
+                repeated(*first, stmt.span, what, out);
+            } else {
+                spans.insert(what, stmt.span);
+            }
+        }
+    }
+    info
+}

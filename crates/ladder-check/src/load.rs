@@ -1,0 +1,148 @@
+//! Loading a ladder and every file it `use`s, through an injected [`Loader`] (the checker does no
+//! I/O of its own), and parsing each once.
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use ladder_syntax::ast::{File, ItemKind};
+use ladder_syntax::{FileId, SourceMap, Span};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+/// Reads source files. `ladderc` reads the file system; tests and embedders may serve memory.
+pub trait Loader {
+    fn load(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// A loader over an in-memory map of paths to sources.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryLoader {
+    files: HashMap<PathBuf, String>,
+}
+
+impl MemoryLoader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
+        self.files.insert(normalize(&path.into()), text.into());
+        self
+    }
+}
+
+impl Loader for MemoryLoader {
+    fn load(&self, path: &Path) -> std::io::Result<String> {
+        self.files
+            .get(&normalize(path))
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+    }
+}
+
+/// Removes `.` and resolves `..` lexically, so that one file is not loaded under two names.
+pub(crate) fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+pub(crate) struct Loaded {
+    pub sources: SourceMap,
+    /// Parsed files, indexed like `sources`; `None` where the file had a syntax error.
+    pub files: Vec<Option<File>>,
+}
+
+pub(crate) fn load_all(
+    root: &Path,
+    root_text: Option<String>,
+    loader: &dyn Loader,
+    out: &mut Diagnostics,
+) -> Result<Loaded, std::io::Error> {
+    let mut loaded = Loaded {
+        sources: SourceMap::new(),
+        files: Vec::new(),
+    };
+    let root = normalize(root);
+    let text = match root_text {
+        Some(text) => text,
+        None => loader.load(&root)?,
+    };
+    let mut stack = Vec::new();
+    visit(&root, text, loader, &mut loaded, &mut stack, out);
+    Ok(loaded)
+}
+
+/// Depth-first over `use`s; `stack` holds the chain of files being loaded, to name a cycle.
+fn visit(
+    path: &Path,
+    text: String,
+    loader: &dyn Loader,
+    loaded: &mut Loaded,
+    stack: &mut Vec<(FileId, Span)>,
+    out: &mut Diagnostics,
+) {
+    let id = loaded.sources.add(path, text);
+    let parsed = match ladder_syntax::parse(id, &loaded.sources.get(id).text) {
+        Ok(file) => Some(file),
+        Err(error) => {
+            out.push(crate::syntax::syntax_diagnostic(error));
+            None
+        }
+    };
+    let uses: Vec<(String, Span)> = parsed
+        .iter()
+        .flat_map(|f| f.items.iter())
+        .filter_map(|item| match &item.kind {
+            ItemKind::Use(s) => Some((s.value.clone(), s.span)),
+            _ => None,
+        })
+        .collect();
+    loaded.files.push(parsed);
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    for (target, span) in uses {
+        let target_path = normalize(&dir.join(&target));
+        if let Some(existing) = loaded.sources.find(&target_path) {
+            let on_stack = stack.iter().position(|(f, _)| *f == existing);
+            if existing == id || on_stack.is_some() {
+                let mut d = Diagnostic::new(
+                    Code::UseCycle,
+                    span,
+                    format!("`use \"{target}\"` closes a cycle of files"),
+                )
+                .label("this use leads back to a file that is still being loaded")
+                .help("move the shared items into a third file that both sides `use`");
+                let start = on_stack.unwrap_or(stack.len());
+                for (_, via) in &stack[start..] {
+                    d = d.secondary(*via, "which uses");
+                }
+                out.push(d);
+            }
+            continue;
+        }
+        match loader.load(&target_path) {
+            Ok(text) => {
+                stack.push((id, span));
+                visit(&target_path, text, loader, loaded, stack, out);
+                stack.pop();
+            }
+            Err(error) => out.push(
+                Diagnostic::new(
+                    Code::MissingFile,
+                    span,
+                    format!("cannot read `{}`: {error}", target_path.display()),
+                )
+                .label("used here")
+                .help("paths in `use` are relative to the file that contains the `use`"),
+            ),
+        }
+    }
+}

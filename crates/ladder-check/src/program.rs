@@ -1,0 +1,245 @@
+//! The checked program: what the runtime executes. No spans, no AST; maps are ordered so that two
+//! equal ladders lower to equal (and identically serialised) programs.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub version: u32,
+    pub name: String,
+    pub entry: String,
+    pub limits: Limits,
+    pub budget: Budget,
+    pub vars: BTreeMap<String, Var>,
+    pub models: BTreeMap<String, Model>,
+    pub intents: BTreeMap<String, Intent>,
+    /// Record types as JSON Schema.
+    pub types: BTreeMap<String, serde_json::Value>,
+    pub tools: BTreeMap<String, Tool>,
+    pub agents: BTreeMap<String, Agent>,
+    pub humans: BTreeMap<String, Human>,
+    pub scripts: BTreeMap<String, Script>,
+    /// `meta { .. }` blocks, verbatim.
+    pub meta: Vec<String>,
+}
+
+/// Hard ceilings per turn. Defaults apply to keys a ladder does not set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub steps_per_turn: u32,
+    pub tool_calls_per_turn: u32,
+    pub handoffs_per_turn: u32,
+    pub escalation_depth: u32,
+    /// Corrective retries after an undeclared tool or target, or arguments that fail the schema.
+    pub corrections_per_step: u32,
+    pub turns_per_session: Option<u32>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            steps_per_turn: 12,
+            tool_calls_per_turn: 8,
+            handoffs_per_turn: 4,
+            escalation_depth: 4,
+            corrections_per_step: 2,
+            turns_per_session: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Budget {
+    pub latency_p95_seconds: Option<f64>,
+    pub cost_per_turn: Option<f64>,
+    pub cost_per_session: Option<f64>,
+    pub min_pass_rate: Option<f64>,
+    #[serde(skip)]
+    pub(crate) spans: BudgetSpans,
+}
+
+/// Where the budget values were written, for diagnostics; not part of the program's identity.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BudgetSpans {
+    pub latency_p95: Option<ladder_syntax::Span>,
+    pub cost_per_turn: Option<ladder_syntax::Span>,
+    pub cost_per_session: Option<ladder_syntax::Span>,
+}
+
+impl PartialEq for BudgetSpans {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Var {
+    pub schema: serde_json::Value,
+    pub default: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Model {
+    pub provider: String,
+    pub name: String,
+    pub input_per_mtok: Option<f64>,
+    pub output_per_mtok: Option<f64>,
+    pub max_input_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub timeout_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    pub description: Option<String>,
+    pub examples: Vec<String>,
+    /// JSON Schema of the payload (an object; empty when the intent carries none).
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tool {
+    pub description: Option<String>,
+    /// JSON Schema of the parameters the model fills (bound parameters excluded).
+    pub parameters: serde_json::Value,
+    pub bound: BTreeMap<String, BoundParam>,
+    pub returns: Option<serde_json::Value>,
+    pub implementation: ToolImpl,
+    pub timeout_seconds: Option<f64>,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum BoundParam {
+    Env { name: String },
+    Session { var: String },
+    Literal { value: serde_json::Value },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ToolImpl {
+    Http {
+        method: String,
+        url: String,
+        bearer_env: Option<String>,
+        headers: Vec<(String, HeaderValue)>,
+        body: Option<serde_json::Value>,
+    },
+    Exec {
+        program: String,
+        args: Vec<String>,
+    },
+    Mock {
+        result: serde_json::Value,
+    },
+    Host {
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum HeaderValue {
+    Env { name: String },
+    Literal { value: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub description: Option<String>,
+    pub model: String,
+    pub prompt: String,
+    pub router: bool,
+    pub tools: Vec<String>,
+    /// Intents this agent accepts from handoffs; `None` means any.
+    pub accepts: Option<Vec<String>>,
+    pub handoffs: Vec<HandoffEdge>,
+    pub escalations: Vec<EscalationEdge>,
+    pub consults: Vec<String>,
+    pub sla: Option<Sla>,
+    pub fallback: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandoffEdge {
+    pub intent: String,
+    pub target: String,
+    pub context: ContextPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum ContextPolicy {
+    Full,
+    NoTools,
+    LastTurns { turns: u32 },
+    Summary,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EscalationEdge {
+    pub target: String,
+    pub condition: Option<Condition>,
+}
+
+/// `a < 0.7 and b == "x"`: comparisons joined left to right.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    pub first: Comparison,
+    pub rest: Vec<(Logic, Comparison)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Logic {
+    And,
+    Or,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub signal: String,
+    pub op: String,
+    pub value: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sla {
+    pub seconds: f64,
+    pub otherwise: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Human {
+    pub description: Option<String>,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Script {
+    pub steps: Vec<ScriptStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum ScriptStep {
+    Say {
+        text: String,
+    },
+    Collect {
+        var: String,
+        schema: serde_json::Value,
+        question: Option<String>,
+    },
+    Handoff {
+        target: String,
+    },
+    End,
+}

@@ -1,0 +1,471 @@
+//! `key: value` blocks: the ladder header, `limits`, `budget`, models and humans. Unknown keys get
+//! "did you mean" (L0007), values of the wrong kind L0008, zero or absurd numbers L0018.
+
+use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::index::Index;
+use crate::program::{Budget, Limits, Model};
+use crate::suggest::did_you_mean;
+use ladder_syntax::ast::{HumanDecl, ModelDecl, Prop, ValueKind};
+use ladder_syntax::Span;
+use std::collections::BTreeMap;
+
+/// The kind of value a key takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    /// A whole number in `[min, max]`; above `max` is absurd.
+    Count {
+        min: f64,
+        max: f64,
+    },
+    /// A duration in seconds in `(0, max]`.
+    Duration {
+        max: f64,
+    },
+    /// A money amount in dollars in `(0, max]`.
+    Money {
+        max: f64,
+    },
+    /// A price per million tokens in `[0, max]`.
+    Price {
+        max: f64,
+    },
+    /// A plain number in `[min, max]`.
+    Number {
+        min: f64,
+        max: f64,
+    },
+    String,
+    /// One of a fixed set of names (or a string with that text).
+    Choice(&'static [&'static str]),
+    Env,
+}
+
+impl Expect {
+    fn describe(self) -> String {
+        match self {
+            Expect::Count { .. } => "a whole number like `4`".into(),
+            Expect::Duration { .. } => "a duration like `1.5s` or `300ms`".into(),
+            Expect::Money { .. } => "an amount like `$0.04`".into(),
+            Expect::Price { .. } => "a price like `$2.50/Mtok`".into(),
+            Expect::Number { .. } => "a number".into(),
+            Expect::String => "a string".into(),
+            Expect::Choice(names) => format!(
+                "one of {}",
+                names
+                    .iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Expect::Env => "`env(NAME)`".into(),
+        }
+    }
+}
+
+/// A checked value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Checked {
+    Number(f64),
+    Text(String),
+}
+
+impl Checked {
+    fn number(&self) -> Option<f64> {
+        match self {
+            Checked::Number(n) => Some(*n),
+            Checked::Text(_) => None,
+        }
+    }
+
+    fn text(&self) -> Option<String> {
+        match self {
+            Checked::Text(t) => Some(t.clone()),
+            Checked::Number(_) => None,
+        }
+    }
+}
+
+fn found(kind: &ValueKind) -> &'static str {
+    match kind {
+        ValueKind::Price(_) => "a price",
+        ValueKind::Money(_) => "a money amount",
+        ValueKind::Duration(_) => "a duration",
+        ValueKind::Number(_) => "a number",
+        ValueKind::String(_) => "a string",
+        ValueKind::Bool(_) => "a boolean",
+        ValueKind::Env(_) => "an environment reference",
+        ValueKind::Ident(_) => "a name",
+        ValueKind::List(_) => "a list",
+    }
+}
+
+/// Checks every prop of a block against `schema`; returns the valid values by key.
+fn check_block(
+    block: &str,
+    props: &[Prop],
+    schema: &[(&'static str, Expect)],
+    out: &mut Diagnostics,
+) -> BTreeMap<&'static str, (Checked, Span)> {
+    let mut values: BTreeMap<&'static str, (Checked, Span)> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    for prop in props {
+        let key = prop.key.name.as_str();
+        if let Some(first) = seen.insert(key, prop.key.span) {
+            out.push(
+                Diagnostic::new(
+                    Code::RepeatedStatement,
+                    prop.key.span,
+                    format!("`{key}` is given twice in {block}"),
+                )
+                .label("given again here")
+                .secondary(first, "first given here")
+                .help("keep one of them"),
+            );
+            continue;
+        }
+        let Some((name, expect)) = schema.iter().find(|(k, _)| *k == key) else {
+            let mut d = Diagnostic::new(
+                Code::UnknownKey,
+                prop.key.span,
+                format!("unknown key `{key}` in {block}"),
+            )
+            .label(format!("{block} has no `{key}`"));
+            d = match did_you_mean(key, schema.iter().map(|(k, _)| *k)) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!(
+                    "{block} takes: {}",
+                    schema
+                        .iter()
+                        .map(|(k, _)| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            };
+            out.push(d);
+            continue;
+        };
+        if let Some(v) = check_value(block, key, &prop.value.kind, prop.value.span, *expect, out) {
+            values.insert(name, (v, prop.value.span));
+        }
+    }
+    values
+}
+
+fn check_value(
+    block: &str,
+    key: &str,
+    kind: &ValueKind,
+    span: Span,
+    expect: Expect,
+    out: &mut Diagnostics,
+) -> Option<Checked> {
+    let wrong = |out: &mut Diagnostics| {
+        out.push(
+            Diagnostic::new(
+                Code::InvalidValue,
+                span,
+                format!(
+                    "`{key}` in {block} takes {}, found {}",
+                    expect.describe(),
+                    found(kind)
+                ),
+            )
+            .label(format!("expected {}", expect.describe()))
+            .help(format!("write `{key}: ` followed by {}", expect.describe())),
+        );
+        None
+    };
+    let range = |n: f64,
+                 min: f64,
+                 max: f64,
+                 unit: &str,
+                 out: &mut Diagnostics|
+     -> Option<Checked> {
+        if !(n >= min) || n <= 0.0 && min > 0.0 {
+            out.push(
+                Diagnostic::new(
+                    Code::AbsurdLimit,
+                    span,
+                    format!("`{key}` in {block} must be positive"),
+                )
+                .label(format!("{key} is {n}{unit}"))
+                .help(if n == 0.0 {
+                    "a zero limit or budget can never be met; remove the key to use the default"
+                        .to_string()
+                } else {
+                    format!("use a value of at least {min}{unit}")
+                }),
+            );
+            return None;
+        }
+        if n > max {
+            out.push(
+                Diagnostic::new(Code::AbsurdLimit, span, format!("`{key}` in {block} is absurdly large"))
+                    .label(format!("{n}{unit} is more than the maximum of {max}{unit}"))
+                    .help("a limit this large protects nothing; pick the largest value you would accept in production"),
+            );
+            return None;
+        }
+        Some(Checked::Number(n))
+    };
+    match (expect, kind) {
+        (Expect::Count { min, max }, ValueKind::Number(n)) => {
+            if n.fract() != 0.0 {
+                return wrong(out);
+            }
+            range(*n, min, max, "", out)
+        }
+        (Expect::Duration { max }, ValueKind::Duration(s)) => {
+            range(*s, f64::MIN_POSITIVE, max, "s", out)
+        }
+        (Expect::Money { max }, ValueKind::Money(m)) => {
+            range(*m, f64::MIN_POSITIVE, max, " dollars", out)
+        }
+        (Expect::Price { max }, ValueKind::Price(p)) => range(*p, 0.0, max, " $/Mtok", out),
+        (Expect::Number { min, max }, ValueKind::Number(n)) => range(*n, min, max, "", out),
+        (Expect::String, ValueKind::String(s)) => Some(Checked::Text(s.clone())),
+        (Expect::Env, ValueKind::Env(e)) => Some(Checked::Text(e.clone())),
+        (Expect::Choice(names), ValueKind::Ident(s) | ValueKind::String(s)) => {
+            if names.contains(&s.as_str()) {
+                Some(Checked::Text(s.clone()))
+            } else {
+                let mut d =
+                    Diagnostic::new(Code::InvalidValue, span, format!("unknown {key} `{s}`"))
+                        .label(format!("expected {}", expect.describe()));
+                d = match did_you_mean(s, names.iter().copied()) {
+                    Some(n) => d.help(format!("did you mean `{n}`?")),
+                    None => d.help(format!("use {}", expect.describe())),
+                };
+                out.push(d);
+                None
+            }
+        }
+        _ => wrong(out),
+    }
+}
+
+const LIMITS: &[(&str, Expect)] = &[
+    (
+        "steps_per_turn",
+        Expect::Count {
+            min: 1.0,
+            max: 1000.0,
+        },
+    ),
+    (
+        "tool_calls_per_turn",
+        Expect::Count {
+            min: 0.0,
+            max: 1000.0,
+        },
+    ),
+    (
+        "handoffs_per_turn",
+        Expect::Count {
+            min: 0.0,
+            max: 100.0,
+        },
+    ),
+    (
+        "escalation_depth",
+        Expect::Count {
+            min: 0.0,
+            max: 100.0,
+        },
+    ),
+    (
+        "corrections_per_step",
+        Expect::Count {
+            min: 0.0,
+            max: 20.0,
+        },
+    ),
+    (
+        "turns_per_session",
+        Expect::Count {
+            min: 1.0,
+            max: 100_000.0,
+        },
+    ),
+];
+
+const BUDGET: &[(&str, Expect)] = &[
+    ("latency_p95", Expect::Duration { max: 600.0 }),
+    ("cost_per_turn", Expect::Money { max: 100.0 }),
+    ("cost_per_session", Expect::Money { max: 1000.0 }),
+    ("min_pass_rate", Expect::Number { min: 0.0, max: 1.0 }),
+];
+
+pub(crate) const PROVIDERS: &[&str] = &["openai", "azure", "vllm", "ollama", "llamacpp", "sim"];
+
+const MODEL: &[(&str, Expect)] = &[
+    ("provider", Expect::Choice(PROVIDERS)),
+    ("name", Expect::String),
+    ("input", Expect::Price { max: 1000.0 }),
+    ("output", Expect::Price { max: 1000.0 }),
+    (
+        "max_input_tokens",
+        Expect::Count {
+            min: 1.0,
+            max: 10_000_000.0,
+        },
+    ),
+    (
+        "max_output_tokens",
+        Expect::Count {
+            min: 1.0,
+            max: 1_000_000.0,
+        },
+    ),
+    ("temperature", Expect::Number { min: 0.0, max: 2.0 }),
+    ("base_url", Expect::String),
+    ("api_key", Expect::Env),
+    ("timeout", Expect::Duration { max: 600.0 }),
+];
+
+const HUMAN: &[(&str, Expect)] = &[
+    ("queue", Expect::String),
+    ("contact", Expect::String),
+    (
+        "sla",
+        Expect::Duration {
+            max: 7.0 * 24.0 * 3600.0,
+        },
+    ),
+];
+
+/// Checks the `limits` and `budget` blocks (and unknown header blocks); returns them with defaults.
+pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
+    let mut limits = Limits::default();
+    let mut budget = Budget::default();
+    let Some(ladder) = index.ladder else {
+        return (limits, budget);
+    };
+    let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
+    for block in &ladder.blocks {
+        let name = block.name.name.as_str();
+        if let Some(first) = seen.insert(name, block.name.span) {
+            out.push(
+                Diagnostic::new(
+                    Code::RepeatedStatement,
+                    block.name.span,
+                    format!("`{name}` is given twice"),
+                )
+                .label("given again here")
+                .secondary(first, "first given here")
+                .help("merge the two blocks into one"),
+            );
+            continue;
+        }
+        match name {
+            "limits" => {
+                let v = check_block("limits", &block.props, LIMITS, out);
+                let get = |k: &str, d: u32| {
+                    v.get(k)
+                        .and_then(|(c, _)| c.number())
+                        .map(|n| n as u32)
+                        .unwrap_or(d)
+                };
+                limits = Limits {
+                    steps_per_turn: get("steps_per_turn", limits.steps_per_turn),
+                    tool_calls_per_turn: get("tool_calls_per_turn", limits.tool_calls_per_turn),
+                    handoffs_per_turn: get("handoffs_per_turn", limits.handoffs_per_turn),
+                    escalation_depth: get("escalation_depth", limits.escalation_depth),
+                    corrections_per_step: get("corrections_per_step", limits.corrections_per_step),
+                    turns_per_session: v
+                        .get("turns_per_session")
+                        .and_then(|(c, _)| c.number())
+                        .map(|n| n as u32),
+                };
+            }
+            "budget" => {
+                let v = check_block("budget", &block.props, BUDGET, out);
+                let get = |k: &str| v.get(k).and_then(|(c, _)| c.number());
+                let span = |k: &str| v.get(k).map(|(_, s)| *s);
+                budget = Budget {
+                    latency_p95_seconds: get("latency_p95"),
+                    cost_per_turn: get("cost_per_turn"),
+                    cost_per_session: get("cost_per_session"),
+                    min_pass_rate: get("min_pass_rate"),
+                    spans: crate::program::BudgetSpans {
+                        latency_p95: span("latency_p95"),
+                        cost_per_turn: span("cost_per_turn"),
+                        cost_per_session: span("cost_per_session"),
+                    },
+                };
+            }
+            other => {
+                let mut d = Diagnostic::new(
+                    Code::UnknownKey,
+                    block.name.span,
+                    format!("unknown header block `{other}`"),
+                )
+                .label("the ladder header has no such block");
+                d = match did_you_mean(other, ["limits", "budget", "vars", "meta"]) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help("the header takes `entry`, `limits { .. }`, `budget { .. }`, `vars { .. }` and `meta { .. }`"),
+                };
+                out.push(d);
+            }
+        }
+    }
+    (limits, budget)
+}
+
+pub(crate) fn model(decl: &ModelDecl, out: &mut Diagnostics) -> Model {
+    let v = check_block(
+        &format!("model `{}`", decl.name.name),
+        &decl.props,
+        MODEL,
+        out,
+    );
+    let text = |k: &str| v.get(k).and_then(|(c, _)| c.text());
+    let number = |k: &str| v.get(k).and_then(|(c, _)| c.number());
+    let present = |k: &str| decl.props.iter().any(|p| p.key.name == k);
+    for required in ["provider", "name"] {
+        if !present(required) {
+            out.push(
+                Diagnostic::new(
+                    Code::MissingProperty,
+                    decl.name.span,
+                    format!("model `{}` has no `{required}`", decl.name.name),
+                )
+                .label(format!("`{required}` is required"))
+                .help(match required {
+                    "provider" => "add `provider: openai` (any OpenAI-compatible endpoint)",
+                    _ => "add the model's name at the provider, e.g. `name: \"gpt-4o-mini\"`",
+                }),
+            );
+        }
+    }
+    Model {
+        provider: text("provider").unwrap_or_else(|| "openai".into()),
+        name: text("name").unwrap_or_default(),
+        input_per_mtok: number("input"),
+        output_per_mtok: number("output"),
+        max_input_tokens: number("max_input_tokens").map(|n| n as u64),
+        max_output_tokens: number("max_output_tokens").map(|n| n as u64),
+        temperature: number("temperature"),
+        base_url: text("base_url"),
+        api_key_env: text("api_key"),
+        timeout_seconds: number("timeout"),
+    }
+}
+
+pub(crate) fn human(decl: &HumanDecl, out: &mut Diagnostics) -> BTreeMap<String, String> {
+    let v = check_block(
+        &format!("human `{}`", decl.name.name),
+        &decl.props,
+        HUMAN,
+        out,
+    );
+    v.into_iter()
+        .map(|(k, (c, _))| {
+            let text = match c {
+                Checked::Number(n) => format!("{n}s"),
+                Checked::Text(t) => t,
+            };
+            (k.to_string(), text)
+        })
+        .collect()
+}
