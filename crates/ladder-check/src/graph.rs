@@ -168,7 +168,7 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
         }
         for e in &agent.escalations {
             if index.resolve(Namespace::Rung, &e.target, "an escalation target", out) {
-                let label = e.condition.as_ref().map(|c| condition_text(c));
+                let label = e.condition.as_ref().map(condition_text);
                 add(&mut g, name, &e.target, EdgeKind::Escalate, label);
             }
         }

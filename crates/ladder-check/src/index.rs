@@ -119,6 +119,13 @@ pub(crate) enum Namespace {
 }
 
 impl Namespace {
+    fn article(self) -> String {
+        match self {
+            Namespace::Agent | Namespace::Intent => format!("an {}", self.noun()),
+            _ => format!("a {}", self.noun()),
+        }
+    }
+
     fn noun(self) -> &'static str {
         match self {
             Namespace::Rung => "rung (agent, human or script)",
@@ -171,8 +178,8 @@ impl<'a> Index<'a> {
                 )
                 .label(format!("this is a {kind}"))
                 .help(match self.names_in(ns).first() {
-                    Some(example) => format!("name a {} here, such as `{example}`", ns.noun()),
-                    None => format!("declare a {} and name it here", ns.noun()),
+                    Some(example) => format!("name {} here, such as `{example}`", ns.article()),
+                    None => format!("declare {} and name it here", ns.article()),
                 }),
             );
             return false;

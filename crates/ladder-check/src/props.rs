@@ -181,7 +181,7 @@ fn check_value(
                  unit: &str,
                  out: &mut Diagnostics|
      -> Option<Checked> {
-        if !(n >= min) || n <= 0.0 && min > 0.0 {
+        if n.is_nan() || n < min || (n <= 0.0 && min > 0.0) {
             out.push(
                 Diagnostic::new(
                     Code::AbsurdLimit,

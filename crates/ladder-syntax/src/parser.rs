@@ -399,8 +399,7 @@ impl Lower {
         let span = self.span(&pair);
         let inner = pair
             .into_inner()
-            .filter(is_meaningful)
-            .next()
+            .find(is_meaningful)
             .map(|p| p.as_str())
             .unwrap_or("");
         StringLit {
@@ -414,8 +413,7 @@ impl Lower {
         let triple = pair.as_rule() == Rule::triple_string;
         let inner = pair
             .into_inner()
-            .filter(is_meaningful)
-            .next()
+            .find(is_meaningful)
             .expect("strings always have an inner rule");
         let offset = inner.as_span().start();
         let raw = inner.as_str();
@@ -524,8 +522,7 @@ impl Lower {
 
     fn doc(&self, pair: Pair<Rule>) -> String {
         pair.into_inner()
-            .filter(is_meaningful)
-            .next()
+            .find(is_meaningful)
             .map(|t| {
                 t.as_str()
                     .strip_prefix(' ')
@@ -541,7 +538,7 @@ impl Lower {
             .into_inner()
             .filter(is_meaningful)
             .find(|p| p.as_rule() == Rule::meta_body)
-            .and_then(|b| b.into_inner().filter(is_meaningful).next())
+            .and_then(|b| b.into_inner().find(is_meaningful))
             .map(|c| c.as_str().to_string())
             .unwrap_or_default();
         MetaBlock { raw, span }
@@ -551,8 +548,7 @@ impl Lower {
         let span = self.span(&pair);
         let keyword = self.ident(
             pair.into_inner()
-                .filter(is_meaningful)
-                .next()
+                .find(is_meaningful)
                 .expect("unknown_stmt starts with a name"),
         );
         UnknownStmt { keyword, span }
@@ -573,7 +569,7 @@ impl Lower {
             unknown: Vec::new(),
         };
         for stmt in inner {
-            let Some(p) = stmt.into_inner().filter(is_meaningful).next() else {
+            let Some(p) = stmt.into_inner().find(is_meaningful) else {
                 continue;
             };
             match p.as_rule() {
@@ -632,8 +628,7 @@ impl Lower {
         let span = self.span(&pair);
         let p = pair
             .into_inner()
-            .filter(is_meaningful)
-            .next()
+            .find(is_meaningful)
             .expect("value has one alternative");
         let kind = match p.as_rule() {
             Rule::price => {
@@ -647,9 +642,9 @@ impl Lower {
                 };
                 ValueKind::Price(per_million)
             }
-            Rule::money => ValueKind::Money(
-                self.number(&p.into_inner().filter(is_meaningful).next().expect("amount")),
-            ),
+            Rule::money => {
+                ValueKind::Money(self.number(&p.into_inner().find(is_meaningful).expect("amount")))
+            }
             Rule::duration => ValueKind::Duration(self.duration(p)),
             Rule::number => ValueKind::Number(self.number(&p)),
             Rule::string => ValueKind::String(self.string(p).value),
@@ -681,14 +676,13 @@ impl Lower {
         let span = self.span(&pair);
         let p = pair
             .into_inner()
-            .filter(is_meaningful)
-            .next()
+            .find(is_meaningful)
             .expect("literal has one alternative");
         let kind = match p.as_rule() {
             Rule::string => LiteralKind::String(self.string(p).value),
             Rule::duration => LiteralKind::Duration(self.duration(p)),
             Rule::money => LiteralKind::Money(
-                self.number(&p.into_inner().filter(is_meaningful).next().expect("amount")),
+                self.number(&p.into_inner().find(is_meaningful).expect("amount")),
             ),
             Rule::boolean => LiteralKind::Bool(p.as_str() == "true"),
             _ => LiteralKind::Number(self.number(&p)),
@@ -732,7 +726,7 @@ impl Lower {
                 Rule::string => decl.description = Some(self.string(p)),
                 Rule::intent_body => {
                     for member in p.into_inner().filter(is_meaningful) {
-                        let Some(m) = member.into_inner().filter(is_meaningful).next() else {
+                        let Some(m) = member.into_inner().find(is_meaningful) else {
                             continue;
                         };
                         match m.as_rule() {
@@ -791,16 +785,14 @@ impl Lower {
         let optional = it.next().is_some();
         let inner = atom
             .into_inner()
-            .filter(is_meaningful)
-            .next()
+            .find(is_meaningful)
             .expect("atom has one alternative");
         let kind = match inner.as_rule() {
             Rule::list_type => TypeKind::List(Box::new(
                 self.type_expr(
                     inner
                         .into_inner()
-                        .filter(is_meaningful)
-                        .next()
+                        .find(is_meaningful)
                         .expect("list has an element type"),
                 ),
             )),
@@ -849,7 +841,7 @@ impl Lower {
                 Rule::type_expr => decl.returns = Some(self.type_expr(p)),
                 Rule::tool_body => {
                     for stmt in p.into_inner().filter(is_meaningful) {
-                        let Some(s) = stmt.into_inner().filter(is_meaningful).next() else {
+                        let Some(s) = stmt.into_inner().find(is_meaningful) else {
                             continue;
                         };
                         self.tool_stmt(&mut decl, s);
@@ -868,18 +860,12 @@ impl Lower {
         let binding = it.next().map(|b| {
             let b = b
                 .into_inner()
-                .filter(is_meaningful)
-                .next()
+                .find(is_meaningful)
                 .expect("binding has one alternative");
             match b.as_rule() {
                 Rule::env_ref => Binding::Env(self.env_ref(b)),
                 Rule::session_ref => Binding::Session(
-                    self.ident(
-                        b.into_inner()
-                            .filter(is_meaningful)
-                            .next()
-                            .expect("session name"),
-                    ),
+                    self.ident(b.into_inner().find(is_meaningful).expect("session name")),
                 ),
                 _ => Binding::Literal(self.literal(b)),
             }
@@ -892,7 +878,7 @@ impl Lower {
         match s.as_rule() {
             Rule::description => {
                 decl.description =
-                    Some(self.string(s.into_inner().filter(is_meaningful).next().expect("string")))
+                    Some(self.string(s.into_inner().find(is_meaningful).expect("string")))
             }
             Rule::http_impl => {
                 let mut method = String::new();
@@ -907,8 +893,7 @@ impl Lower {
                         Rule::http_option => {
                             let o = p
                                 .into_inner()
-                                .filter(is_meaningful)
-                                .next()
+                                .find(is_meaningful)
                                 .expect("option has a kind");
                             match o.as_rule() {
                                 Rule::auth_option => {
@@ -1018,8 +1003,7 @@ impl Lower {
         let span = self.span(&pair);
         let p = pair
             .into_inner()
-            .filter(is_meaningful)
-            .next()
+            .find(is_meaningful)
             .expect("json value has one alternative");
         let kind = match p.as_rule() {
             Rule::json_object => JsonKind::Object(
@@ -1232,7 +1216,7 @@ impl Lower {
             .filter(|p| p.as_rule() != Rule::kw_script);
         let name = self.ident(it.next().expect("script has a name"));
         let stmts = it
-            .filter_map(|s| s.into_inner().filter(is_meaningful).next())
+            .filter_map(|s| s.into_inner().find(is_meaningful))
             .map(|s| {
                 let span = self.span(&s);
                 let rule = s.as_rule();
