@@ -103,10 +103,16 @@ pub(crate) fn worst_case(
 ) -> Option<WorstCase> {
     let entry = g.entry?;
     let reachable = g.reachable();
-    let agent = |n: NodeIndex| match &g.graph[n] {
-        (name, RungKind::Agent) => index.agents.get(name.as_str()),
-        _ => None,
-    };
+    // Looked up once per node: the passes below visit every node several times.
+    let agent_of: Vec<Option<&crate::index::AgentInfo>> = g
+        .graph
+        .node_indices()
+        .map(|n| match &g.graph[n] {
+            (name, RungKind::Agent) => index.agents.get(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    let agent = |n: NodeIndex| agent_of[n.index()];
     let reachable_agents: Vec<NodeIndex> = g
         .graph
         .node_indices()

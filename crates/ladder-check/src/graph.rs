@@ -8,8 +8,9 @@ use ladder_syntax::Span;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
+use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,12 +128,15 @@ impl AgentGraph {
 /// Builds the graph, resolving every rung reference (L0004/L0005) on the way.
 pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
     let mut g = AgentGraph::default();
-    for name in index.rung_names() {
-        let kind = match index.rung(name) {
-            Some(Rung::Agent(_)) => RungKind::Agent,
-            Some(Rung::Human(_)) => RungKind::Human,
-            _ => RungKind::Script,
-        };
+    // Nodes in a stable order (agents, humans, scripts; each by name), whatever the maps' order.
+    let mut names: Vec<(u8, &str)> = index.agents.keys().map(|n| (0, *n)).collect();
+    names.extend(index.humans.keys().map(|n| (1, *n)));
+    names.extend(index.scripts.keys().map(|n| (2, *n)));
+    names.sort_unstable();
+    g.graph.reserve_nodes(names.len());
+    g.nodes.reserve(names.len());
+    for &(kind, name) in &names {
+        let kind = [RungKind::Agent, RungKind::Human, RungKind::Script][kind as usize];
         let n = g.graph.add_node((name.to_string(), kind));
         g.nodes.insert(name.to_string(), n);
     }
@@ -153,7 +157,11 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
             );
         }
     };
-    for (name, agent) in &index.agents {
+    // Edges in node order, so that graph output is stable.
+    for (name, agent) in names
+        .iter()
+        .filter_map(|(_, n)| index.agents.get(n).map(|a| (n, a)))
+    {
         for h in &agent.handoffs {
             index.resolve(Namespace::Intent, &h.intent, "a handoff's intent", out);
             if index.resolve(Namespace::Rung, &h.target, "a handoff target", out) {
@@ -200,7 +208,10 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
             }
         }
     }
-    for (name, script) in &index.scripts {
+    for (name, script) in names
+        .iter()
+        .filter_map(|(_, n)| index.scripts.get(n).map(|s| (n, s)))
+    {
         for stmt in &script.stmts {
             if let ScriptStmtKind::Handoff(target) = &stmt.kind {
                 if index.resolve(Namespace::Rung, target, "a script handoff", out) {
@@ -366,7 +377,7 @@ fn cycle_from(
 ) -> Vec<petgraph::graph::EdgeIndex> {
     let in_scc: std::collections::HashSet<NodeIndex> = scc.iter().copied().collect();
     // BFS from start's successors back to start gives a shortest cycle.
-    let mut parent: HashMap<NodeIndex, petgraph::graph::EdgeIndex> = HashMap::new();
+    let mut parent: HashMap<NodeIndex, petgraph::graph::EdgeIndex> = HashMap::default();
     let mut queue = VecDeque::from([start]);
     let mut visited = std::collections::HashSet::from([start]);
     let mut closing = None;

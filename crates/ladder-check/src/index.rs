@@ -5,6 +5,7 @@ use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::suggest::did_you_mean;
 use ladder_syntax::ast::*;
 use ladder_syntax::Span;
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 
 /// A rung of the ladder: something that can own the conversation.
@@ -47,13 +48,13 @@ pub(crate) struct AgentInfo<'a> {
 #[derive(Debug, Default)]
 pub(crate) struct Index<'a> {
     pub ladder: Option<&'a LadderDecl>,
-    pub agents: BTreeMap<&'a str, AgentInfo<'a>>,
-    pub humans: BTreeMap<&'a str, &'a HumanDecl>,
-    pub scripts: BTreeMap<&'a str, &'a ScriptDecl>,
-    pub tools: BTreeMap<&'a str, (&'a ToolDecl, &'a [String])>,
-    pub intents: BTreeMap<&'a str, &'a IntentDecl>,
-    pub models: BTreeMap<&'a str, &'a ModelDecl>,
-    pub types: BTreeMap<&'a str, &'a TypeDecl>,
+    pub agents: HashMap<&'a str, AgentInfo<'a>>,
+    pub humans: HashMap<&'a str, &'a HumanDecl>,
+    pub scripts: HashMap<&'a str, &'a ScriptDecl>,
+    pub tools: HashMap<&'a str, (&'a ToolDecl, &'a [String])>,
+    pub intents: HashMap<&'a str, &'a IntentDecl>,
+    pub models: HashMap<&'a str, &'a ModelDecl>,
+    pub types: HashMap<&'a str, &'a TypeDecl>,
     pub meta: Vec<&'a MetaBlock>,
     /// Every item with its span, for lint scopes.
     pub items: Vec<&'a Item>,
@@ -138,14 +139,17 @@ impl Namespace {
 }
 
 impl<'a> Index<'a> {
+    /// Names in a namespace, sorted (for stable suggestions).
     fn names_in(&self, ns: Namespace) -> Vec<&'a str> {
-        match ns {
+        let mut names: Vec<&'a str> = match ns {
             Namespace::Rung => self.rung_names().collect(),
             Namespace::Agent => self.agents.keys().copied().collect(),
             Namespace::Tool => self.tools.keys().copied().collect(),
             Namespace::Intent => self.intents.keys().copied().collect(),
             Namespace::Model => self.models.keys().copied().collect(),
-        }
+        };
+        names.sort_unstable();
+        names
     }
 
     fn defines(&self, ns: Namespace, name: &str) -> bool {
@@ -258,7 +262,7 @@ fn repeated(first: Span, again: Span, what: &str, out: &mut Diagnostics) {
 
 pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> {
     let mut index = Index::default();
-    let mut seen: BTreeMap<(&'static str, &'a str), Span> = BTreeMap::new();
+    let mut seen: HashMap<(&'static str, &'a str), Span> = HashMap::default();
     let mut check_dup =
         |ns: &'static str, name: &'a Ident, kind: &str, out: &mut Diagnostics| -> bool {
             if let Some(first) = seen.get(&(ns, name.name.as_str())) {

@@ -15,6 +15,8 @@
 
 mod bounds;
 pub mod diagnostics;
+#[doc(hidden)]
+pub mod generate;
 mod graph;
 mod index;
 mod load;
@@ -251,7 +253,7 @@ fn check_declarations(
             None => out.push(
                 Diagnostic::new(Code::MissingProperty, agent.decl.name.span, format!("agent `{name}` has no model"))
                     .label("which model answers for this agent?")
-                    .help(match index.models.keys().next() {
+                    .help(match index.models.keys().min() {
                         Some(m) => format!("add `model {m}`"),
                         None => "declare a model (`model fast { provider: openai, name: \"gpt-4o-mini\" }`) and add `model fast`".into(),
                     }),

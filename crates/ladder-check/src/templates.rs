@@ -6,7 +6,8 @@ use crate::index::Index;
 use crate::program::ContextPolicy;
 use crate::suggest::did_you_mean;
 use ladder_syntax::ast::{ContextClause, Handoff, Prompt, ScriptStmtKind, TemplateRef};
-use std::collections::{BTreeMap, BTreeSet};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::BTreeSet;
 
 /// Template variables every prompt may use.
 pub(crate) const BUILTIN_VARS: &[(&str, &str)] = &[
@@ -93,8 +94,8 @@ pub(crate) fn policy(clause: Option<&ContextClause>, out: &mut Diagnostics) -> C
 }
 
 /// Incoming handoff edges by receiving rung: (sender, edge).
-pub(crate) fn incoming<'a>(index: &Index<'a>) -> BTreeMap<&'a str, Vec<(&'a str, &'a Handoff)>> {
-    let mut map: BTreeMap<&str, Vec<(&str, &Handoff)>> = BTreeMap::new();
+pub(crate) fn incoming<'a>(index: &Index<'a>) -> HashMap<&'a str, Vec<(&'a str, &'a Handoff)>> {
+    let mut map: HashMap<&str, Vec<(&str, &Handoff)>> = HashMap::default();
     for (name, agent) in &index.agents {
         for h in &agent.handoffs {
             map.entry(h.target.name.as_str())

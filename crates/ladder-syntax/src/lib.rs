@@ -6,9 +6,12 @@
 //! assert_eq!(file.items.len(), 1);
 //! ```
 
+// The pest derive refers to `::alloc` when pest is built without its `std` feature (see parser.rs).
+extern crate alloc;
+
 pub mod ast;
 mod parser;
 mod source;
 
-pub use parser::{dedent, parse, ParseError};
+pub use parser::{dedent, parse, ParseError, MAX_NESTING, PARALLEL_THRESHOLD};
 pub use source::{FileId, SourceFile, SourceMap, Span};

@@ -24,13 +24,169 @@ pub struct ParseError {
 
 /// Parses one file. Syntax errors stop the parse of that file (pest has no recovery); every
 /// semantic problem is left to the checker.
+///
+/// Files of [`PARALLEL_THRESHOLD`] bytes or more are cut between top-level items and the pieces
+/// parsed on all cores; if any piece fails, the whole file is parsed again in one piece, so that
+/// errors are exactly those of a sequential parse.
 pub fn parse(file: FileId, text: &str) -> Result<File, ParseError> {
+    if let Some(at) = too_deep(text) {
+        return Err(ParseError {
+            span: Span::new(file, at, at + 1),
+            expected: vec![format!("at most {MAX_NESTING} nested brackets")],
+            found: "a bracket nested deeper".to_string(),
+            suggestion: None,
+        });
+    }
+    if text.len() >= PARALLEL_THRESHOLD {
+        if let Some(parsed) = parse_parallel(file, text) {
+            return Ok(parsed);
+        }
+    }
     let mut pairs =
         LadderParser::parse(Rule::file, text).map_err(|e| parse_error(file, text, e))?;
     let root = pairs
         .next()
         .expect("the `file` rule always produces one pair");
-    Ok(Lower { file }.file(root))
+    Ok(Lower { file, offset: 0 }.file(root))
+}
+
+/// Below this size a parallel parse costs more in thread start-up than it saves.
+pub const PARALLEL_THRESHOLD: usize = 256 * 1024;
+
+fn parse_parallel(file: FileId, text: &str) -> Option<File> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if threads < 2 {
+        return None;
+    }
+    let cuts = item_boundaries(text, threads)?;
+    let pieces: Vec<(usize, &str)> = cuts.windows(2).map(|w| (w[0], &text[w[0]..w[1]])).collect();
+    let mut results: Vec<Option<File>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, &(offset, piece))| {
+                scope.spawn(move || {
+                    let rule = if i == 0 { Rule::file } else { Rule::items };
+                    let root = LadderParser::parse(rule, piece).ok()?.next()?;
+                    Some(Lower { file, offset }.file(root))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    });
+    let mut first = results.remove(0)?;
+    for rest in results {
+        first.items.extend(rest?.items);
+    }
+    first.span = Span::new(file, 0, text.len());
+    Some(first)
+}
+
+/// Brackets nested deeper than this are refused before pest runs: the grammar recurses once per
+/// level, and pest is built without its stack guard (which costs about 11% of parse time).
+pub const MAX_NESTING: usize = 128;
+
+/// Byte offsets of `{ } [ ] ( )` outside strings and comments, with the byte.
+struct Brackets<'t> {
+    text: &'t str,
+    at: usize,
+}
+
+impl Iterator for Brackets<'_> {
+    type Item = (usize, u8);
+
+    fn next(&mut self) -> Option<(usize, u8)> {
+        let bytes = self.text.as_bytes();
+        while self.at < bytes.len() {
+            let i = self.at;
+            match bytes[i] {
+                b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                    self.at = match self.text[i + 3..].find("\"\"\"") {
+                        Some(end) => i + 3 + end + 3,
+                        None => bytes.len(),
+                    };
+                }
+                b'"' => {
+                    self.at = i + 1;
+                    while self.at < bytes.len() && bytes[self.at] != b'"' && bytes[self.at] != b'\n'
+                    {
+                        self.at += if bytes[self.at] == b'\\' { 2 } else { 1 };
+                    }
+                    self.at += 1;
+                }
+                b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                    self.at = self.text[i..].find('\n').map_or(bytes.len(), |n| i + n);
+                }
+                b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                    self.at = self.text[i + 2..]
+                        .find("*/")
+                        .map_or(bytes.len(), |n| i + 2 + n + 2);
+                }
+                b @ (b'{' | b'}' | b'[' | b']' | b'(' | b')') => {
+                    self.at = i + 1;
+                    return Some((i, b));
+                }
+                _ => self.at = i + 1,
+            }
+        }
+        None
+    }
+}
+
+fn brackets(text: &str) -> Brackets<'_> {
+    Brackets { text, at: 0 }
+}
+
+/// The offset of the first bracket nested deeper than [`MAX_NESTING`].
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, b) in brackets(text) {
+        if matches!(b, b'{' | b'[' | b'(') {
+            depth += 1;
+            if depth > MAX_NESTING {
+                return Some(i);
+            }
+        } else {
+            depth = depth.saturating_sub(1);
+        }
+    }
+    None
+}
+
+/// Byte offsets `0 = c0 < c1 < .. < len` that cut `text` into about `pieces` runs of whole
+/// top-level items: each inner cut follows a `}` that closes a top-level block. `None` when no
+/// cut is found or the braces do not balance (the sequential parse then reports the problem).
+fn item_boundaries(text: &str, pieces: usize) -> Option<Vec<usize>> {
+    let target = text.len() / pieces;
+    let mut cuts = vec![0];
+    let mut depth: i64 = 0;
+    for (i, b) in brackets(text) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth < 0 {
+                    return None;
+                }
+                let next_cut = cuts.len() * target;
+                if depth == 0 && i + 1 >= next_cut && cuts.len() < pieces && i + 1 < text.len() {
+                    cuts.push(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    if depth != 0 || cuts.len() < 2 {
+        return None;
+    }
+    cuts.push(text.len());
+    Some(cuts)
 }
 
 // --------------------------------------------------------------------------- errors
@@ -312,6 +468,8 @@ fn is_meaningful(pair: &Pair<Rule>) -> bool {
 
 struct Lower {
     file: FileId,
+    /// Where the parsed piece starts in the file (non-zero for the pieces of a parallel parse).
+    offset: usize,
 }
 
 fn unescape(raw: &str) -> String {
@@ -385,7 +543,7 @@ fn template_refs(file: FileId, raw: &str, offset: usize) -> Vec<TemplateRef> {
 impl Lower {
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, s.start(), s.end())
+        Span::new(self.file, self.offset + s.start(), self.offset + s.end())
     }
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {
@@ -415,7 +573,7 @@ impl Lower {
             .into_inner()
             .find(is_meaningful)
             .expect("strings always have an inner rule");
-        let offset = inner.as_span().start();
+        let offset = self.offset + inner.as_span().start();
         let raw = inner.as_str();
         let templates = template_refs(self.file, raw, offset);
         let text = if triple { dedent(raw) } else { unescape(raw) };
