@@ -163,8 +163,13 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
         .filter_map(|(_, n)| index.agents.get(n).map(|a| (n, a)))
     {
         for h in &agent.handoffs {
-            index.resolve(Namespace::Intent, &h.intent, "a handoff's intent", out);
-            if index.resolve(Namespace::Rung, &h.target, "a handoff target", out) {
+            if !index.intents.contains_key(h.intent.name.as_str()) {
+                index.resolve(Namespace::Intent, &h.intent, "a handoff's intent", out);
+            }
+            // Fast path: a name with a node is a rung; `resolve` only runs to report a problem.
+            if g.nodes.contains_key(&h.target.name)
+                || index.resolve(Namespace::Rung, &h.target, "a handoff target", out)
+            {
                 add(
                     &mut g,
                     name,
@@ -175,7 +180,9 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
             }
         }
         for e in &agent.escalations {
-            if index.resolve(Namespace::Rung, &e.target, "an escalation target", out) {
+            if g.nodes.contains_key(&e.target.name)
+                || index.resolve(Namespace::Rung, &e.target, "an escalation target", out)
+            {
                 let label = e.condition.as_ref().map(condition_text);
                 add(&mut g, name, &e.target, EdgeKind::Escalate, label);
             }

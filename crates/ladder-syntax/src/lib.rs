@@ -13,5 +13,5 @@ pub mod ast;
 mod parser;
 mod source;
 
-pub use parser::{dedent, parse, ParseError, MAX_NESTING, PARALLEL_THRESHOLD};
+pub use parser::{dedent, parse, parse_sequential, ParseError, MAX_NESTING, PARALLEL_THRESHOLD};
 pub use source::{FileId, SourceFile, SourceMap, Span};

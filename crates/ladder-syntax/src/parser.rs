@@ -42,6 +42,12 @@ pub fn parse(file: FileId, text: &str) -> Result<File, ParseError> {
             return Ok(parsed);
         }
     }
+    parse_sequential(file, text)
+}
+
+/// [`parse`] in one piece, whatever the size (for tests that compare the two).
+#[doc(hidden)]
+pub fn parse_sequential(file: FileId, text: &str) -> Result<File, ParseError> {
     let mut pairs =
         LadderParser::parse(Rule::file, text).map_err(|e| parse_error(file, text, e))?;
     let root = pairs
