@@ -2,6 +2,7 @@
 
 mod graph_render;
 mod report;
+mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ladder_check::{check_path, CheckOptions, Code, LintOptions};
@@ -38,6 +39,32 @@ enum Command {
         allow: Vec<String>,
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
+    },
+    /// Hold a conversation with a ladder: interactive, or one turn per `--message`.
+    Run {
+        file: PathBuf,
+        /// A user message; repeat for several turns. Without it, read lines from stdin.
+        #[arg(long = "message", short = 'm', value_name = "TEXT")]
+        messages: Vec<String>,
+        /// Print one JSON event per line (schema in docs/runtime.md).
+        #[arg(long)]
+        json: bool,
+        /// Also write every event as JSON lines to FILE.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// `sim` (offline) or `openai` (any OpenAI-compatible endpoint). Default: openai if an
+        /// endpoint is configured, else sim.
+        #[arg(long, value_enum)]
+        backend: Option<run::BackendChoice>,
+        /// Endpoint, e.g. http://127.0.0.1:11434/v1 (default: OPENAI_BASE_URL).
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// Use this model name for every agent (e.g. a local model).
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        /// Allow `exec` tools to start local programs.
+        #[arg(long)]
+        allow_exec: bool,
     },
     /// Draw the agent graph: handoff, escalate, consult and fallback edges, labelled.
     Graph {
@@ -136,6 +163,57 @@ fn main() -> ExitCode {
                 Format::Human => print!("{}", report::human(&results, color)),
             }
             ExitCode::from(if errors > 0 { 1 } else { 0 })
+        }
+        Command::Run {
+            file,
+            messages,
+            json,
+            trace,
+            backend,
+            base_url,
+            model,
+            allow_exec,
+        } => {
+            let checked = match check_path(&file, &FsLoader, &CheckOptions::default()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: cannot read `{}`: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let Some(program) = checked.program.clone() else {
+                eprint!(
+                    "{}",
+                    report::human(
+                        std::slice::from_ref(&checked),
+                        std::io::stderr().is_terminal()
+                    )
+                );
+                return ExitCode::from(1);
+            };
+            let options = run::RunOptions {
+                messages,
+                json,
+                trace,
+                backend,
+                base_url,
+                model,
+                allow_exec,
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(run::run(program, options)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Graph { file, format } => {
             match check_path(&file, &FsLoader, &CheckOptions::default()) {

@@ -1,0 +1,9 @@
+//! Model backends for `ladder-runtime`: [`OpenAi`] for any OpenAI-compatible endpoint (OpenAI,
+//! vLLM, Ollama, llama.cpp), streamed over SSE with retries, and the deterministic offline
+//! [`Simulator`].
+
+mod openai;
+mod simulator;
+
+pub use openai::{OpenAi, Retry};
+pub use simulator::Simulator;

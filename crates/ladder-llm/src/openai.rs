@@ -1,0 +1,450 @@
+//! OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp, ...), streamed over SSE.
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use ladder_runtime::{
+    Backend, BackendError, ChatRequest, ChatResponse, DeltaSink, TokenUsage, ToolCall,
+};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Retry policy for connect errors, 429 and 5xx answers, and streams dropped before any text.
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// The first backoff; doubled each time, with up to 50% random jitter added.
+    pub base_delay: Duration,
+    /// No single wait is longer (a larger `Retry-After` is capped to this).
+    pub max_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 4,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+/// A backend for any endpoint speaking OpenAI chat completions.
+#[derive(Debug, Clone)]
+pub struct OpenAi {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
+    retry: Retry,
+    timeout: Duration,
+}
+
+impl OpenAi {
+    /// `base_url` up to the version, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`.
+    pub fn new(base_url: impl Into<String>, api_key: Option<String>) -> Self {
+        OpenAi {
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(1024)
+                .build()
+                .unwrap_or_default(),
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            api_key,
+            retry: Retry::default(),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// From `OPENAI_BASE_URL` (default `https://api.openai.com/v1`) and `OPENAI_API_KEY`;
+    /// `None` when neither is set, so that callers can fall back to the simulator.
+    pub fn from_env() -> Option<Self> {
+        let base = std::env::var("OPENAI_BASE_URL")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let key = std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|s| !s.is_empty());
+        if base.is_none() && key.is_none() {
+            return None;
+        }
+        Some(OpenAi::new(
+            base.unwrap_or_else(|| "https://api.openai.com/v1".into()),
+            key,
+        ))
+    }
+
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Timeout of one request, from sending it to the end of the stream.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn body(request: &ChatRequest) -> Value {
+        let mut body = json!({
+            "model": request.model,
+            "messages": request.messages,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
+        if !request.tools.is_empty() {
+            body["tools"] = Value::Array(
+                request
+                    .tools
+                    .iter()
+                    .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+                    .collect(),
+            );
+        }
+        if let Some(n) = request.max_tokens {
+            body["max_tokens"] = json!(n);
+        }
+        if let Some(t) = request.temperature {
+            body["temperature"] = json!(t);
+        }
+        // OpenAI's wire format wants tool call arguments under `function`.
+        for m in body["messages"].as_array_mut().into_iter().flatten() {
+            if let Some(calls) = m.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                for c in calls.iter_mut() {
+                    let (id, name, args) =
+                        (c["id"].clone(), c["name"].clone(), c["arguments"].clone());
+                    *c = json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}});
+                }
+            }
+        }
+        body
+    }
+
+    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let backoff = self.retry.base_delay.saturating_mul(1 << attempt.min(16));
+        let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
+        retry_after
+            .unwrap_or(backoff + jitter)
+            .min(self.retry.max_delay)
+    }
+
+    /// One attempt. `Err((error, retryable, retry_after))`.
+    async fn attempt(
+        &self,
+        request: &ChatRequest,
+        body: &Value,
+        on_text: DeltaSink<'_>,
+        sent_text: &mut bool,
+    ) -> Result<ChatResponse, (BackendError, bool, Option<Duration>)> {
+        let base = request
+            .base_url
+            .as_deref()
+            .unwrap_or(&self.base_url)
+            .trim_end_matches('/');
+        let key = request
+            .api_key_env
+            .as_ref()
+            .and_then(|e| std::env::var(e).ok())
+            .or_else(|| self.api_key.clone());
+        let timeout = request
+            .timeout_seconds
+            .map(Duration::from_secs_f64)
+            .unwrap_or(self.timeout);
+        let mut http = self
+            .client
+            .post(format!("{base}/chat/completions"))
+            .json(body)
+            .timeout(timeout);
+        if let Some(key) = key {
+            http = http.bearer_auth(key);
+        }
+        let response = match http.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Err((BackendError::Timeout(timeout.as_secs_f64()), true, None))
+            }
+            Err(e) => {
+                return Err((
+                    BackendError::Connect(e.without_url().to_string()),
+                    true,
+                    None,
+                ))
+            }
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map(Duration::from_secs_f64);
+            let body = response.text().await.unwrap_or_default();
+            let retryable = status.as_u16() == 429 || status.is_server_error();
+            let mut end = body.len().min(300);
+            while !body.is_char_boundary(end) {
+                end -= 1;
+            }
+            return Err((
+                BackendError::Status {
+                    status: status.as_u16(),
+                    body: body[..end].to_string(),
+                },
+                retryable,
+                retry_after,
+            ));
+        }
+        let is_sse = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("event-stream"));
+        if !is_sse {
+            // Some servers ignore `stream: true`; accept a plain completion too.
+            let value: Value = response
+                .json()
+                .await
+                .map_err(|e| (BackendError::Protocol(e.to_string()), true, None))?;
+            let answer = parse_completion(&value).map_err(|e| (e, false, None))?;
+            if let Some(text) = answer.content.as_deref().filter(|t| !t.is_empty()) {
+                *sent_text = true;
+                on_text(text);
+            }
+            return Ok(answer);
+        }
+        let mut assembler = Assembler::default();
+        let mut stream = response.bytes_stream();
+        let mut buffer: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(timeout, stream.next()).await {
+                Err(_) => {
+                    return Err((
+                        BackendError::Timeout(timeout.as_secs_f64()),
+                        !*sent_text,
+                        None,
+                    ))
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err((
+                        BackendError::Protocol(format!(
+                            "the stream broke off: {}",
+                            e.without_url()
+                        )),
+                        !*sent_text,
+                        None,
+                    ))
+                }
+                Ok(Some(Ok(c))) => c,
+            };
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim();
+                let Some(data) = line.strip_prefix("data:") else {
+                    continue;
+                };
+                let data = data.trim();
+                if data == "[DONE]" {
+                    return assembler.finish().map_err(|e| (e, false, None));
+                }
+                let value: Value = serde_json::from_str(data).map_err(|e| {
+                    (
+                        BackendError::Protocol(format!("bad stream chunk: {e}")),
+                        !*sent_text,
+                        None,
+                    )
+                })?;
+                if let Some(text) = assembler.add(&value).map_err(|e| (e, false, None))? {
+                    *sent_text = true;
+                    on_text(&text);
+                }
+            }
+        }
+        // The stream ended without `[DONE]`: complete if the model said it had finished.
+        if assembler.finished {
+            return assembler.finish().map_err(|e| (e, false, None));
+        }
+        Err((
+            BackendError::Protocol("the stream ended before the answer was complete".into()),
+            !*sent_text,
+            None,
+        ))
+    }
+}
+
+#[async_trait]
+impl Backend for OpenAi {
+    async fn complete(
+        &self,
+        request: &ChatRequest,
+        on_text: DeltaSink<'_>,
+    ) -> Result<ChatResponse, BackendError> {
+        let body = Self::body(request);
+        let mut attempt = 0;
+        loop {
+            let mut sent_text = false;
+            match self.attempt(request, &body, on_text, &mut sent_text).await {
+                Ok(r) => return Ok(r),
+                // Text already shown to the user cannot be taken back: a retry would repeat it.
+                Err((error, retryable, retry_after)) => {
+                    attempt += 1;
+                    if !retryable || sent_text || attempt >= self.retry.attempts {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(self.delay(attempt - 1, retry_after)).await;
+                }
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        "openai"
+    }
+}
+
+/// Builds a response from SSE chunks: text deltas and tool-call deltas by index.
+#[derive(Default)]
+struct Assembler {
+    content: String,
+    calls: Vec<(String, String, String)>,
+    usage: TokenUsage,
+    finished: bool,
+}
+
+impl Assembler {
+    fn add(&mut self, chunk: &Value) -> Result<Option<String>, BackendError> {
+        if let Some(error) = chunk.get("error") {
+            return Err(BackendError::Protocol(format!(
+                "the endpoint reported an error: {error}"
+            )));
+        }
+        if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
+            self.usage = usage_of(usage);
+        }
+        let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
+            return Ok(None);
+        };
+        if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+            self.finished = true;
+        }
+        let delta = &choice["delta"];
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index =
+                call.get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(self.calls.len().saturating_sub(1) as u64) as usize;
+            if index > 128 {
+                return Err(BackendError::Protocol(format!(
+                    "tool call index {index} is out of range"
+                )));
+            }
+            while self.calls.len() <= index {
+                self.calls.push(Default::default());
+            }
+            let slot = &mut self.calls[index];
+            if let Some(id) = call.get("id").and_then(Value::as_str) {
+                slot.0.push_str(id);
+            }
+            if let Some(f) = call.get("function") {
+                if let Some(name) = f.get("name").and_then(Value::as_str) {
+                    slot.1.push_str(name);
+                }
+                if let Some(args) = f.get("arguments").and_then(Value::as_str) {
+                    slot.2.push_str(args);
+                }
+            }
+        }
+        match delta.get("content").and_then(Value::as_str) {
+            Some(text) if !text.is_empty() => {
+                self.content.push_str(text);
+                Ok(Some(text.to_string()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn finish(self) -> Result<ChatResponse, BackendError> {
+        let tool_calls = self
+            .calls
+            .into_iter()
+            .enumerate()
+            .map(|(i, (id, name, arguments))| {
+                if name.is_empty() {
+                    return Err(BackendError::Protocol(
+                        "a tool call without a function name".into(),
+                    ));
+                }
+                Ok(ToolCall {
+                    id: if id.is_empty() {
+                        format!("call_{i}")
+                    } else {
+                        id
+                    },
+                    name,
+                    arguments,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ChatResponse {
+            content: (!self.content.is_empty()).then_some(self.content),
+            tool_calls,
+            usage: self.usage,
+        })
+    }
+}
+
+fn usage_of(usage: &Value) -> TokenUsage {
+    TokenUsage {
+        prompt_tokens: usage
+            .get("prompt_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+        completion_tokens: usage
+            .get("completion_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    }
+}
+
+fn parse_completion(value: &Value) -> Result<ChatResponse, BackendError> {
+    let message = value
+        .get("choices")
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("message"))
+        .ok_or_else(|| BackendError::Protocol("no choices[0].message in the answer".into()))?;
+    let tool_calls = message
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| ToolCall {
+            id: c
+                .get("id")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| format!("call_{i}")),
+            name: c["function"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            arguments: c["function"]["arguments"]
+                .as_str()
+                .unwrap_or("{}")
+                .to_string(),
+        })
+        .collect();
+    Ok(ChatResponse {
+        content: message
+            .get("content")
+            .and_then(Value::as_str)
+            .map(String::from),
+        tool_calls,
+        usage: value.get("usage").map(usage_of).unwrap_or_default(),
+    })
+}

@@ -1,0 +1,144 @@
+//! The interface to language models. Backends live in `ladder-llm`; embedders may bring their own.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// One message of a chat, in the OpenAI chat-completions shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl ChatMessage {
+    pub fn system(text: impl Into<String>) -> Self {
+        ChatMessage {
+            role: Role::System,
+            content: Some(text.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    pub fn user(text: impl Into<String>) -> Self {
+        ChatMessage {
+            role: Role::User,
+            content: Some(text.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    pub fn assistant(text: Option<String>, tool_calls: Vec<ToolCall>) -> Self {
+        ChatMessage {
+            role: Role::Assistant,
+            content: text,
+            tool_calls,
+            tool_call_id: None,
+        }
+    }
+
+    pub fn tool(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage {
+            role: Role::Tool,
+            content: Some(content.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(call_id.into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// A function call requested by the model. `arguments` is the raw JSON text the model produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
+/// A function the model may call: name, description and JSON Schema of the parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
+/// One request to a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatRequest {
+    /// The model's name at the provider.
+    pub model: String,
+    /// The ladder agent making the call (for logs and the simulator; not sent to providers).
+    pub agent: String,
+    pub messages: Vec<ChatMessage>,
+    pub tools: Vec<ToolSpec>,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    /// Per-model endpoint override from the ladder.
+    pub base_url: Option<String>,
+    /// Environment variable holding the API key for this model, from the ladder.
+    pub api_key_env: Option<String>,
+    /// Request timeout from the ladder, in seconds.
+    pub timeout_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// The assembled answer of a model: text, tool calls, or both.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatResponse {
+    pub content: Option<String>,
+    pub tool_calls: Vec<ToolCall>,
+    pub usage: TokenUsage,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum BackendError {
+    /// Could not reach the endpoint, after retries.
+    #[error("cannot reach the model endpoint: {0}")]
+    Connect(String),
+    /// The endpoint answered with an error status, after retries where they apply.
+    #[error("the model endpoint answered {status}: {body}")]
+    Status { status: u16, body: String },
+    /// The answer was cut off or could not be understood.
+    #[error("malformed or interrupted model answer: {0}")]
+    Protocol(String),
+    #[error("the model did not answer within {0:.1}s")]
+    Timeout(f64),
+}
+
+/// Receives streamed text as it arrives.
+pub type DeltaSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// A language model endpoint.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Runs one chat completion, calling `on_text` with each piece of streamed text.
+    async fn complete(
+        &self,
+        request: &ChatRequest,
+        on_text: DeltaSink<'_>,
+    ) -> Result<ChatResponse, BackendError>;
+
+    /// A short name for summaries and events (`openai`, `sim`, ...).
+    fn name(&self) -> &str;
+}

@@ -1,0 +1,237 @@
+//! The embeddable `.ladder` interpreter.
+//!
+//! Compile a ladder, give the runtime a model backend (and any host tools), open sessions and
+//! send them messages; each turn comes back as a stream of [`Event`]s.
+//!
+//! ```
+//! use ladder_runtime::{compile, Event, Runtime};
+//! # use ladder_runtime::{Backend, ChatRequest, ChatResponse, BackendError, DeltaSink};
+//! # struct Echo;
+//! # #[async_trait::async_trait]
+//! # impl Backend for Echo {
+//! #     async fn complete(&self, r: &ChatRequest, on_text: DeltaSink<'_>) -> Result<ChatResponse, BackendError> {
+//! #         on_text("hello");
+//! #         Ok(ChatResponse { content: Some("hello".into()), ..Default::default() })
+//! #     }
+//! #     fn name(&self) -> &str { "echo" }
+//! # }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let program = compile(r#"ladder 1
+//! ladder demo { entry greeter }
+//! model fast { provider: openai, name: "gpt-4o-mini" }
+//! agent greeter { model fast  prompt "Greet the caller." }
+//! "#).expect("the ladder checks clean");
+//! let runtime = Runtime::new(program).backend(Echo); // e.g. ladder_llm::OpenAi or ladder_llm::Simulator
+//! let session = runtime.session();
+//! let events = session.send("hi").collect().await;
+//! assert!(events.iter().any(|e| matches!(e, Event::Reply { agent, .. } if agent == "greeter")));
+//! # });
+//! ```
+
+mod backend;
+mod event;
+mod schema;
+mod session;
+mod template;
+mod tools;
+mod turn;
+
+pub use backend::{
+    Backend, BackendError, ChatMessage, ChatRequest, ChatResponse, DeltaSink, Role, TokenUsage,
+    ToolCall, ToolSpec,
+};
+pub use event::Event;
+pub use ladder_check::program::Program;
+pub use schema::validate;
+pub use session::{Awaiting, Counters, Entry, Inbound, SessionState};
+pub use tools::HostTool;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::{mpsc, Mutex};
+
+/// Compiles a ladder's source text into a [`Program`], or returns its diagnostics.
+pub fn compile(source: &str) -> Result<Program, Vec<ladder_check::Diagnostic>> {
+    ladder_check::compile(source)
+}
+
+pub(crate) struct Inner {
+    pub program: Program,
+    pub backend: Option<Arc<dyn Backend>>,
+    pub host_tools: HashMap<String, Arc<dyn HostTool>>,
+    pub allow_exec: bool,
+    pub http: reqwest::Client,
+    pub model_override: Option<String>,
+}
+
+/// A compiled ladder with its backend and tools; cheap to clone and share between tasks.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    pub fn new(program: Program) -> Self {
+        Runtime {
+            inner: Arc::new(Inner {
+                program,
+                backend: None,
+                host_tools: HashMap::new(),
+                allow_exec: false,
+                http: reqwest::Client::new(),
+                model_override: None,
+            }),
+        }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => f(inner),
+            None => {
+                let old = &self.inner;
+                let mut copy = Inner {
+                    program: old.program.clone(),
+                    backend: old.backend.clone(),
+                    host_tools: old.host_tools.clone(),
+                    allow_exec: old.allow_exec,
+                    http: old.http.clone(),
+                    model_override: old.model_override.clone(),
+                };
+                f(&mut copy);
+                self.inner = Arc::new(copy);
+            }
+        }
+        self
+    }
+
+    /// The model backend every agent talks to.
+    pub fn backend(self, backend: impl Backend + 'static) -> Self {
+        self.backend_arc(Arc::new(backend))
+    }
+
+    pub fn backend_arc(self, backend: Arc<dyn Backend>) -> Self {
+        self.with(|i| i.backend = Some(backend))
+    }
+
+    /// Registers the implementation of a `host "name"` tool.
+    pub fn tool<F, Fut>(self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(serde_json::Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<serde_json::Value, String>> + Send + 'static,
+    {
+        let name = name.into();
+        self.with(|i| {
+            i.host_tools.insert(name, Arc::new(tools::FnTool(f)));
+        })
+    }
+
+    /// Allows `exec` tools to start local programs (off by default).
+    pub fn allow_exec(self, allow: bool) -> Self {
+        self.with(|i| i.allow_exec = allow)
+    }
+
+    /// Sends every agent's calls to this model name instead of the ladder's (e.g. a local model).
+    pub fn model_override(self, model: Option<String>) -> Self {
+        self.with(|i| i.model_override = model)
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.inner.program
+    }
+
+    /// Opens a new session at the ladder's entry, with the declared variables' defaults.
+    pub fn session(&self) -> Session {
+        let id = format!("s-{:016x}", fastrand::u64(..));
+        self.session_with_id(id)
+    }
+
+    pub fn session_with_id(&self, id: impl Into<String>) -> Session {
+        let vars = self
+            .inner
+            .program
+            .vars
+            .iter()
+            .filter_map(|(k, v)| v.default.clone().map(|d| (k.clone(), d)))
+            .collect();
+        let state = SessionState::new(id.into(), self.inner.program.entry.clone(), vars);
+        self.resume(state)
+    }
+
+    /// Continues a session from a saved state.
+    pub fn resume(&self, state: SessionState) -> Session {
+        Session {
+            runtime: self.clone(),
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+}
+
+/// One conversation. Turns of one session run one at a time; sessions run concurrently.
+#[derive(Clone)]
+pub struct Session {
+    runtime: Runtime,
+    state: Arc<Mutex<SessionState>>,
+}
+
+impl Session {
+    /// Runs a turn with the user's `text`; its events arrive on the returned stream as they happen.
+    /// The turn runs on its own task and completes even if the stream is dropped.
+    pub fn send(&self, text: impl Into<String>) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let text = text.into();
+        let runtime = self.runtime.clone();
+        let state = self.state.clone();
+        let handle = tokio::spawn(async move {
+            let mut state = state.lock().await;
+            turn::Turn::new(&runtime.inner, &mut state, &tx)
+                .run(text)
+                .await;
+        });
+        EventStream {
+            rx,
+            _handle: handle,
+        }
+    }
+
+    /// A copy of the session's current state.
+    pub async fn state(&self) -> SessionState {
+        self.state.lock().await.clone()
+    }
+
+    pub async fn id(&self) -> String {
+        self.state.lock().await.id.clone()
+    }
+}
+
+/// The events of one turn, ending with [`Event::TurnEnded`].
+pub struct EventStream {
+    rx: mpsc::UnboundedReceiver<Event>,
+    _handle: tokio::task::JoinHandle<()>,
+}
+
+impl EventStream {
+    /// The next event, or `None` after the turn ended.
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// Waits for the turn to end and returns all its events.
+    pub async fn collect(mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(e) = self.next().await {
+            events.push(e);
+        }
+        events
+    }
+}
+
+impl futures_util::Stream for EventStream {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.rx.poll_recv(cx)
+    }
+}

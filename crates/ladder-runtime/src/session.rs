@@ -1,0 +1,111 @@
+//! Session state: everything needed to continue a conversation, serialisable so that a store can
+//! persist it and a later process can resume it.
+
+use crate::backend::ChatMessage;
+use crate::event::Event;
+use ladder_check::program::ContextPolicy;
+use serde::{Deserialize, Serialize};
+
+/// Cumulative counters of a session.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    pub turns: u32,
+    pub llm_calls: u64,
+    pub tool_calls: u64,
+    pub handoffs: u64,
+    pub escalations: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Dollars.
+    pub cost: f64,
+    pub elapsed_ms: u64,
+}
+
+/// What the current rung received when control reached it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inbound {
+    pub from: Option<String>,
+    pub intent: Option<String>,
+    pub payload: serde_json::Value,
+    pub summary: Option<String>,
+    pub context: ContextPolicy,
+    /// Transcript length when control arrived: the policy applies to the history before it.
+    pub since: usize,
+}
+
+impl Default for Inbound {
+    fn default() -> Self {
+        Inbound {
+            from: None,
+            intent: None,
+            payload: serde_json::Value::Null,
+            summary: None,
+            context: ContextPolicy::Full,
+            since: 0,
+        }
+    }
+}
+
+/// A script waiting for the user's answer to `collect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Awaiting {
+    pub script: String,
+    pub step: usize,
+    pub var: String,
+}
+
+/// One transcript entry: a chat message and who produced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub turn: u32,
+    /// The rung that produced it (`user` for the caller).
+    pub by: String,
+    pub message: ChatMessage,
+}
+
+/// The whole state of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub id: String,
+    pub turn: u32,
+    /// The rung that owns the conversation.
+    pub current: String,
+    /// Rungs to return to, innermost last.
+    pub escalation_stack: Vec<String>,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    pub transcript: Vec<Entry>,
+    pub counters: Counters,
+    pub inbound: Inbound,
+    /// Turns the current rung has owned (the `turns` escalation signal).
+    pub rung_turns: u32,
+    pub awaiting: Option<Awaiting>,
+    /// Set when a human endpoint was reached.
+    pub paused_for: Option<String>,
+    pub ended: bool,
+    /// The append-only event log of every turn.
+    pub events: Vec<Event>,
+}
+
+impl SessionState {
+    pub fn new(
+        id: String,
+        entry: String,
+        vars: serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        SessionState {
+            id,
+            turn: 0,
+            current: entry,
+            escalation_stack: Vec::new(),
+            vars,
+            transcript: Vec::new(),
+            counters: Counters::default(),
+            inbound: Inbound::default(),
+            rung_turns: 0,
+            awaiting: None,
+            paused_for: None,
+            ended: false,
+            events: Vec::new(),
+        }
+    }
+}

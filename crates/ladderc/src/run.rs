@@ -1,0 +1,269 @@
+//! `ladderc run`: a conversation with a ladder, interactive or scripted.
+
+use ladder_llm::{OpenAi, Simulator};
+use ladder_runtime::{Backend, Event, Program, Runtime};
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum BackendChoice {
+    Sim,
+    Openai,
+}
+
+pub(crate) struct RunOptions {
+    pub messages: Vec<String>,
+    pub json: bool,
+    pub trace: Option<PathBuf>,
+    pub backend: Option<BackendChoice>,
+    pub base_url: Option<String>,
+    pub model: Option<String>,
+    pub allow_exec: bool,
+}
+
+/// Picks the backend: the flag, else OpenAI if `OPENAI_BASE_URL`/`OPENAI_API_KEY` or
+/// `--base-url` are set, else the simulator (with a notice saying how to configure a real one).
+fn backend(options: &RunOptions) -> Arc<dyn Backend> {
+    let configured = options
+        .base_url
+        .clone()
+        .map(|url| OpenAi::new(url, std::env::var("OPENAI_API_KEY").ok()));
+    match options.backend {
+        Some(BackendChoice::Sim) => Arc::new(Simulator),
+        Some(BackendChoice::Openai) => Arc::new(
+            configured
+                .or_else(OpenAi::from_env)
+                .unwrap_or_else(|| OpenAi::new("https://api.openai.com/v1", None)),
+        ),
+        None => match configured.or_else(OpenAi::from_env) {
+            Some(b) => Arc::new(b),
+            None => {
+                eprintln!("note: no model endpoint configured, using the offline simulator; set OPENAI_BASE_URL and OPENAI_API_KEY (or --base-url) to talk to a real model");
+                Arc::new(Simulator)
+            }
+        },
+    }
+}
+
+fn print_event(event: &Event, speaking: &mut Option<String>, out: &mut impl Write) {
+    let end_line = |speaking: &mut Option<String>, out: &mut dyn Write| {
+        if speaking.take().is_some() {
+            let _ = writeln!(out);
+        }
+    };
+    match event {
+        Event::TextDelta { agent, text } => {
+            if speaking.as_deref() != Some(agent) {
+                end_line(speaking, out);
+                let _ = write!(out, "[{agent}] ");
+                *speaking = Some(agent.clone());
+            }
+            let _ = write!(out, "{text}");
+        }
+        Event::Reply { agent, text } => {
+            // Agents stream their replies as deltas; scripts (and non-streaming answers) do not.
+            if speaking.as_deref() != Some(agent) {
+                end_line(speaking, out);
+                let _ = writeln!(out, "[{agent}] {text}");
+            } else {
+                end_line(speaking, out);
+            }
+        }
+        Event::Handoff {
+            from, to, intent, ..
+        } => {
+            end_line(speaking, out);
+            match intent {
+                Some(i) => {
+                    let _ = writeln!(out, "  -> handoff {from} -> {to} (intent {i})");
+                }
+                None => {
+                    let _ = writeln!(out, "  -> handoff {from} -> {to}");
+                }
+            }
+        }
+        Event::Escalation { from, to, reason } => {
+            end_line(speaking, out);
+            let _ = writeln!(
+                out,
+                "  ^ escalation {from} -> {to}{}",
+                reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            );
+        }
+        Event::Consult { from, to, .. } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  ~ {from} consults {to}");
+        }
+        Event::ToolCall {
+            agent,
+            tool,
+            arguments,
+            ..
+        } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  . {agent} calls {tool}({arguments})");
+        }
+        Event::ToolResult {
+            tool,
+            ok: false,
+            result,
+            ..
+        } => {
+            let _ = writeln!(out, "  ! {tool} failed: {result}");
+        }
+        Event::CeilingHit {
+            agent,
+            ceiling,
+            limit,
+        } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  ! ceiling {ceiling} = {limit} hit in {agent}");
+        }
+        Event::Correction { agent, reason, .. } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  ! {agent} corrected: {reason}");
+        }
+        Event::Fallback { from, to, reason } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  -> fallback {from} -> {to} ({reason})");
+        }
+        Event::HumanNeeded { human, from } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  * waiting for a person: {human} (from {from})");
+        }
+        Event::SessionEnded { by } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  * session ended by {by}");
+        }
+        Event::Error { agent, message } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  ! error in {agent}: {message}");
+        }
+        Event::TurnEnded { .. } => end_line(speaking, out),
+        _ => {}
+    }
+}
+
+struct TurnSummary {
+    turn: u32,
+    llm_calls: u32,
+    tool_calls: u32,
+    tokens: u64,
+    cost: f64,
+    latency_ms: u64,
+}
+
+pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), String> {
+    let runtime = Runtime::new(program)
+        .backend_arc(backend(&options))
+        .allow_exec(options.allow_exec)
+        .model_override(options.model.clone());
+    let session = runtime.session();
+    let mut trace = match &options.trace {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        )),
+        None => None,
+    };
+    let interactive = options.messages.is_empty();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let mut scripted = options.messages.clone().into_iter();
+    let mut visited: BTreeSet<String> = BTreeSet::new();
+    let mut turns: Vec<TurnSummary> = Vec::new();
+    loop {
+        let text = if interactive {
+            if std::io::stdin().is_terminal() {
+                eprint!("> ");
+                let _ = std::io::stderr().flush();
+            }
+            match lines.next() {
+                Some(Ok(line)) if line.trim() == "/quit" => break,
+                Some(Ok(line)) if line.trim().is_empty() => continue,
+                Some(Ok(line)) => line,
+                _ => break,
+            }
+        } else {
+            match scripted.next() {
+                Some(t) => t,
+                None => break,
+            }
+        };
+        let mut stream = session.send(text);
+        let mut speaking = None;
+        let stdout = std::io::stdout();
+        while let Some(event) = stream.next().await {
+            let mut out = stdout.lock();
+            if options.json {
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&event).map_err(|e| e.to_string())?
+                );
+            } else {
+                print_event(&event, &mut speaking, &mut out);
+            }
+            let _ = out.flush();
+            if let Some(t) = trace.as_mut() {
+                writeln!(
+                    t,
+                    "{}",
+                    serde_json::to_string(&event).map_err(|e| e.to_string())?
+                )
+                .map_err(|e| e.to_string())?;
+            }
+            if let Event::AgentActive { agent, .. } = &event {
+                visited.insert(agent.clone());
+            }
+            if let Event::TurnEnded {
+                turn,
+                usage,
+                llm_calls,
+                tool_calls,
+                cost,
+                latency_ms,
+                ..
+            } = event
+            {
+                turns.push(TurnSummary {
+                    turn,
+                    llm_calls,
+                    tool_calls,
+                    tokens: usage.prompt_tokens + usage.completion_tokens,
+                    cost,
+                    latency_ms,
+                });
+            }
+        }
+    }
+    if let Some(mut t) = trace {
+        t.flush().map_err(|e| e.to_string())?;
+    }
+    // The summary goes to stderr so that `--json` output stays one event per line.
+    let state = session.state().await;
+    let c = &state.counters;
+    eprintln!(
+        "summary: {} turns; agents visited: {}; {} LLM calls, {} tool calls, {} handoffs, {} escalations; {} tokens; cost ${:.6}",
+        c.turns,
+        visited.iter().cloned().collect::<Vec<_>>().join(", "),
+        c.llm_calls,
+        c.tool_calls,
+        c.handoffs,
+        c.escalations,
+        c.prompt_tokens + c.completion_tokens,
+        c.cost
+    );
+    for t in &turns {
+        eprintln!(
+            "  turn {}: {} ms, {} LLM calls, {} tool calls, {} tokens, ${:.6}",
+            t.turn, t.latency_ms, t.llm_calls, t.tool_calls, t.tokens, t.cost
+        );
+    }
+    Ok(())
+}
