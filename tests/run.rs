@@ -11,11 +11,16 @@ use std::process::{Command, Output, Stdio};
 
 fn ladderc(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ladderc"));
-    cmd.args(args).current_dir(repo_root()).env_remove("OPENAI_BASE_URL").env_remove("OPENAI_API_KEY");
+    cmd.args(args)
+        .current_dir(repo_root())
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("OPENAI_API_KEY");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("ladderc starts");
     let mut pipe = child.stdin.take().expect("stdin");
     if let Some(text) = stdin {
@@ -30,7 +35,8 @@ fn events(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"));
+            let mut v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"));
             if v.get("session").is_some() {
                 v["session"] = json!("[session]");
             }
@@ -43,9 +49,21 @@ fn events(stdout: &[u8]) -> Vec<Value> {
 }
 
 const CONVERSATIONS: &[(&str, &[&str])] = &[
-    ("after_hours", &["I need to book an appointment for Friday", "can I move my appointment to Monday instead"]),
-    ("clinic", &["I feel sick and have a fever", "it started yesterday"]),
-    ("triage", &["I was charged twice on my invoice", "and I want a refund"]),
+    (
+        "after_hours",
+        &[
+            "I need to book an appointment for Friday",
+            "can I move my appointment to Monday instead",
+        ],
+    ),
+    (
+        "clinic",
+        &["I feel sick and have a fever", "it started yesterday"],
+    ),
+    (
+        "triage",
+        &["I was charged twice on my invoice", "and I want a refund"],
+    ),
 ];
 
 #[test]
@@ -57,10 +75,21 @@ fn examples_run_end_to_end_on_the_simulator() {
             args.extend(["--message", m]);
         }
         let human = ladderc(&args, &[], None);
-        assert_eq!(human.status.code(), Some(0), "{}", String::from_utf8_lossy(&human.stderr));
-        insta::assert_snapshot!(format!("run_{name}"), String::from_utf8_lossy(&human.stdout));
+        assert_eq!(
+            human.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&human.stderr)
+        );
+        insta::assert_snapshot!(
+            format!("run_{name}"),
+            String::from_utf8_lossy(&human.stdout)
+        );
         let stderr = String::from_utf8_lossy(&human.stderr);
-        assert!(stderr.contains(&format!("summary: {} turns", messages.len())), "{stderr}");
+        assert!(
+            stderr.contains(&format!("summary: {} turns", messages.len())),
+            "{stderr}"
+        );
 
         args.push("--json");
         let json = ladderc(&args, &[], None);
@@ -71,26 +100,53 @@ fn examples_run_end_to_end_on_the_simulator() {
 
 #[test]
 fn without_an_endpoint_the_simulator_is_used_with_a_notice() {
-    let out = ladderc(&["run", "examples/triage.ladder", "-m", "the app crashes"], &[], None);
+    let out = ladderc(
+        &["run", "examples/triage.ladder", "-m", "the app crashes"],
+        &[],
+        None,
+    );
     assert_eq!(out.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("using the offline simulator") && stderr.contains("OPENAI_BASE_URL"), "{stderr}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("handoff triage -> support (intent support)"));
+    assert!(
+        stderr.contains("using the offline simulator") && stderr.contains("OPENAI_BASE_URL"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("handoff triage -> support (intent support)")
+    );
 }
 
 #[test]
 fn interactive_mode_reads_lines_until_end_of_input() {
-    let out = ladderc(&["run", "examples/triage.ladder", "--backend", "sim"], &[], Some("I was charged twice\n\nthanks\n/quit\nnever sent\n"));
+    let out = ladderc(
+        &["run", "examples/triage.ladder", "--backend", "sim"],
+        &[],
+        Some("I was charged twice\n\nthanks\n/quit\nnever sent\n"),
+    );
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("summary: 2 turns"));
 }
 
 #[test]
 fn a_ladder_with_errors_does_not_run() {
-    let out = ladderc(&["run", "tests/fixtures/check/handoff_cycle.ladder", "-m", "hi"], &[], None);
+    let out = ladderc(
+        &[
+            "run",
+            "tests/fixtures/check/handoff_cycle.ladder",
+            "-m",
+            "hi",
+        ],
+        &[],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("L0010"));
-    assert_eq!(ladderc(&["run", "no/such.ladder", "-m", "hi"], &[], None).status.code(), Some(2));
+    assert_eq!(
+        ladderc(&["run", "no/such.ladder", "-m", "hi"], &[], None)
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 const SECRET: &str = "sk-ladder-run-secret-81f3";
@@ -98,10 +154,16 @@ const SECRET: &str = "sk-ladder-run-secret-81f3";
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_endpoint_with_json_trace_and_model_override() {
     let fake = FakeOpenAi::start().await;
-    fake.push(Reply::tool("transfer_to_billing", json!({"invoice_id": "inv-9"})));
+    fake.push(Reply::tool(
+        "transfer_to_billing",
+        json!({"invoice_id": "inv-9"}),
+    ));
     fake.push(Reply::tool("refund_status", json!({"invoice_id": "inv-9"})));
     fake.push(Reply::text("Your refund was issued."));
-    fake.push(Reply::tool("escalate_to_account_manager", json!({"reason": "angry", "sentiment": -0.9})));
+    fake.push(Reply::tool(
+        "escalate_to_account_manager",
+        json!({"reason": "angry", "sentiment": -0.9}),
+    ));
     let dir = std::env::temp_dir().join(format!("ladderc-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let trace = dir.join("trace.jsonl");
@@ -109,25 +171,71 @@ async fn a_real_endpoint_with_json_trace_and_model_override() {
     let trace_arg = trace.to_string_lossy().to_string();
     let out = tokio::task::spawn_blocking(move || {
         ladderc(
-            &["run", "examples/triage.ladder", "--base-url", &base, "--model", "local-llama", "--json", "--trace", &trace_arg, "-m", "refund for inv-9?", "-m", "this is outrageous"],
+            &[
+                "run",
+                "examples/triage.ladder",
+                "--base-url",
+                &base,
+                "--model",
+                "local-llama",
+                "--json",
+                "--trace",
+                &trace_arg,
+                "-m",
+                "refund for inv-9?",
+                "-m",
+                "this is outrageous",
+            ],
             &[("OPENAI_API_KEY", SECRET)],
             None,
         )
     })
     .await
     .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = events(&out.stdout);
-    let kinds: Vec<&str> = printed.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert!(kinds.starts_with(&["turn_started", "agent_active", "handoff", "agent_active", "tool_call", "tool_result", "text_delta"]), "{kinds:?}");
-    assert!(printed.iter().any(|e| e["type"] == "escalation" && e["to"] == "account_manager"));
+    let kinds: Vec<&str> = printed
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.starts_with(&[
+            "turn_started",
+            "agent_active",
+            "handoff",
+            "agent_active",
+            "tool_call",
+            "tool_result",
+            "text_delta"
+        ]),
+        "{kinds:?}"
+    );
+    assert!(printed
+        .iter()
+        .any(|e| e["type"] == "escalation" && e["to"] == "account_manager"));
     assert!(printed.iter().any(|e| e["type"] == "human_needed"));
     let traced = std::fs::read_to_string(&trace).unwrap();
-    assert_eq!(traced.lines().count(), printed.len(), "the trace has every event");
+    assert_eq!(
+        traced.lines().count(),
+        printed.len(),
+        "the trace has every event"
+    );
     assert!(!traced.contains(SECRET) && !String::from_utf8_lossy(&out.stdout).contains(SECRET));
     let requests = fake.requests();
-    assert!(requests.iter().all(|r| r["model"] == "local-llama" && r["stream"] == true));
-    let auth = fake.request_headers()[0].get("authorization").unwrap().to_str().unwrap().to_string();
+    assert!(requests
+        .iter()
+        .all(|r| r["model"] == "local-llama" && r["stream"] == true));
+    let auth = fake.request_headers()[0]
+        .get("authorization")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(auth, format!("Bearer {SECRET}"));
     let _ = std::fs::remove_dir_all(&dir);
 }

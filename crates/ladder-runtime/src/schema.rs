@@ -49,11 +49,8 @@ fn check(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
         }
         for (key, v) in object {
             match properties.and_then(|p| p.get(key)) {
-                Some(s) => {
-                    if !v.is_null() {
-                        check(v, s, &format!("{path}.{key}"))?;
-                    }
-                }
+                Some(_) if v.is_null() => {}
+                Some(s) => check(v, s, &format!("{path}.{key}"))?,
                 None if schema.get("additionalProperties") == Some(&Value::Bool(false)) => {
                     return Err(format!("{path}.{key} is not a known parameter"));
                 }

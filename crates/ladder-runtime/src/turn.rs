@@ -105,12 +105,12 @@ impl<'a> Turn<'a> {
             self.emit(Event::HumanNeeded { human, from });
         } else {
             self.state.rung_turns += 1;
-            let resume = self.state.awaiting.take().map(|a| {
+            let resume = self.state.awaiting.take();
+            if let Some(a) = &resume {
                 self.state
                     .vars
                     .insert(a.var.clone(), Value::String(text.clone()));
-                a
-            });
+            }
             self.run_rungs(resume).await;
         }
         let latency_ms = started.elapsed().as_millis() as u64;

@@ -446,9 +446,12 @@ async fn dropped_and_malformed_streams_end_in_a_defined_outcome() {
     assert!(matches!(events.last(), Some(Event::TurnEnded { .. })));
 }
 
+/// One request to the tool server: its idempotency key and query.
+type ToolRequest = (String, HashMap<String, String>);
+
 #[derive(Clone, Default)]
 struct ToolServer {
-    calls: Arc<Mutex<Vec<(String, HashMap<String, String>)>>>,
+    calls: Arc<Mutex<Vec<ToolRequest>>>,
 }
 
 async fn lookup(
