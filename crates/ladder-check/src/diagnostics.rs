@@ -80,6 +80,7 @@ codes! {
     UnknownSignal = "L0031", "unknown-signal", Error, "an escalation condition on an unknown signal";
     RepeatedStatement = "L0032", "repeated-statement", Error, "a statement or key given twice where one is allowed";
     DuplicateField = "L0033", "duplicate-field", Error, "a field, parameter or variant declared twice";
+    ImpossibleExpectation = "L0034", "impossible-expectation", Error, "a test expects something the ladder cannot do";
 }
 
 impl Code {

@@ -56,6 +56,7 @@ pub(crate) struct Index<'a> {
     pub models: HashMap<&'a str, &'a ModelDecl>,
     pub types: HashMap<&'a str, &'a TypeDecl>,
     pub meta: Vec<&'a MetaBlock>,
+    pub tests: Vec<&'a TestDecl>,
     /// Every item with its span, for lint scopes.
     pub items: Vec<&'a Item>,
     /// Every agent statement with attributes, for lint scopes.
@@ -350,6 +351,7 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
                     }
                 }
                 ItemKind::Meta(m) => index.meta.push(m),
+                ItemKind::Test(t) => index.tests.push(t),
                 ItemKind::Use(_) => {}
             }
         }

@@ -24,6 +24,7 @@ mod lower;
 mod miette_adapter;
 pub mod program;
 mod props;
+mod scenarios;
 mod suggest;
 mod syntax;
 mod templates;
@@ -158,6 +159,7 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
     let mut used_types = BTreeSet::new();
     check_declarations(&index, &session_vars, &mut used_types, &mut out);
     templates::check(&index, &session_vars, &mut out);
+    scenarios::check(&index, &session_vars, &mut out);
 
     let graph = graph::build(&index, &mut out);
     graph::handoff_rules(&index, &mut out);

@@ -154,6 +154,7 @@ pub(crate) fn lower(
         humans,
         scripts,
         meta,
+        tests: crate::scenarios::lower(index),
     })
 }
 

@@ -22,6 +22,9 @@ pub struct Program {
     pub scripts: BTreeMap<String, Script>,
     /// `meta { .. }` blocks, verbatim.
     pub meta: Vec<String>,
+    /// Scenario tests, in source order.
+    #[serde(default)]
+    pub tests: Vec<TestCase>,
 }
 
 /// Hard ceilings per turn. Defaults apply to keys a ladder does not set.
@@ -242,4 +245,122 @@ pub enum ScriptStep {
         target: String,
     },
     End,
+}
+
+/// A scenario test: user turns, optional scripted model answers, and expectations on each turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestCase {
+    pub name: String,
+    pub steps: Vec<TestStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum TestStep {
+    User {
+        text: String,
+    },
+    /// The scripted model answer of `agent`: a text reply.
+    Says {
+        agent: String,
+        text: String,
+    },
+    /// The scripted model answer of `agent`: a function call.
+    Calls {
+        agent: String,
+        function: String,
+        arguments: serde_json::Value,
+    },
+    Expect {
+        expectation: Expectation,
+    },
+}
+
+/// What must have happened in the latest turn (or, for `var` and `ended`, in the session).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "expect", rename_all = "snake_case")]
+pub enum Expectation {
+    Handoff {
+        from: String,
+        to: String,
+        intent: Option<String>,
+    },
+    Agent {
+        name: String,
+    },
+    Escalation {
+        from: Option<String>,
+        to: String,
+    },
+    Human {
+        name: Option<String>,
+    },
+    Reply {
+        negated: bool,
+        regex: bool,
+        text: String,
+    },
+    Tool {
+        tool: String,
+        arguments: Option<serde_json::Value>,
+    },
+    Ceiling {
+        name: String,
+    },
+    Fallback {
+        from: String,
+        to: String,
+    },
+    Var {
+        name: String,
+        op: String,
+        value: serde_json::Value,
+    },
+    Ended,
+}
+
+impl std::fmt::Display for Expectation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expectation::Handoff {
+                from,
+                to,
+                intent: Some(i),
+            } => write!(f, "handoff {from} -> {to} intent {i}"),
+            Expectation::Handoff {
+                from,
+                to,
+                intent: None,
+            } => write!(f, "handoff {from} -> {to}"),
+            Expectation::Agent { name } => write!(f, "agent {name}"),
+            Expectation::Escalation { from: Some(a), to } => write!(f, "escalation {a} -> {to}"),
+            Expectation::Escalation { from: None, to } => write!(f, "escalation -> {to}"),
+            Expectation::Human { name: Some(h) } => write!(f, "human {h}"),
+            Expectation::Human { name: None } => write!(f, "human"),
+            Expectation::Reply {
+                negated,
+                regex,
+                text,
+            } => {
+                write!(
+                    f,
+                    "reply {}{} {text:?}",
+                    if *negated { "not " } else { "" },
+                    if *regex { "matches" } else { "contains" }
+                )
+            }
+            Expectation::Tool {
+                tool,
+                arguments: Some(a),
+            } => write!(f, "tool {tool} called with {a}"),
+            Expectation::Tool {
+                tool,
+                arguments: None,
+            } => write!(f, "tool {tool}"),
+            Expectation::Ceiling { name } => write!(f, "ceiling {name}"),
+            Expectation::Fallback { from, to } => write!(f, "fallback {from} -> {to}"),
+            Expectation::Var { name, op, value } => write!(f, "var {name} {op} {value}"),
+            Expectation::Ended => write!(f, "ended"),
+        }
+    }
 }

@@ -30,6 +30,7 @@
 
 mod backend;
 mod event;
+pub mod scenario;
 mod schema;
 mod session;
 mod template;

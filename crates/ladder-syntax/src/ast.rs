@@ -67,6 +67,7 @@ pub enum ItemKind {
     Human(HumanDecl),
     Script(ScriptDecl),
     Meta(MetaBlock),
+    Test(TestDecl),
 }
 
 impl ItemKind {
@@ -81,7 +82,7 @@ impl ItemKind {
             ItemKind::Agent(d) => Some(&d.name),
             ItemKind::Human(d) => Some(&d.name),
             ItemKind::Script(d) => Some(&d.name),
-            ItemKind::Use(_) | ItemKind::Meta(_) => None,
+            ItemKind::Use(_) | ItemKind::Meta(_) | ItemKind::Test(_) => None,
         }
     }
 }
@@ -472,4 +473,73 @@ pub enum ScriptStmtKind {
     Handoff(Ident),
     End,
     Unknown(UnknownStmt),
+}
+
+// ------------------------------------------------------------------ scenario tests
+
+/// `test "name" { user ".." model a says ".." expect .. }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestDecl {
+    pub name: StringLit,
+    pub steps: Vec<TestStep>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestStep {
+    pub kind: TestStepKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TestStepKind {
+    /// A user turn.
+    User(StringLit),
+    /// A scripted model answer for an agent: a text reply.
+    Says {
+        agent: Ident,
+        text: StringLit,
+    },
+    /// A scripted model answer for an agent: a function call.
+    Calls {
+        agent: Ident,
+        function: Ident,
+        arguments: Option<Json>,
+    },
+    Expect(Expectation),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expectation {
+    Handoff {
+        from: Ident,
+        to: Ident,
+        intent: Option<Ident>,
+    },
+    Agent(Ident),
+    Escalation {
+        from: Option<Ident>,
+        to: Ident,
+    },
+    Human(Option<Ident>),
+    Reply {
+        negated: bool,
+        regex: bool,
+        text: StringLit,
+    },
+    Tool {
+        tool: Ident,
+        arguments: Option<Json>,
+    },
+    Ceiling(Ident),
+    Fallback {
+        from: Ident,
+        to: Ident,
+    },
+    Var {
+        name: Ident,
+        op: CompareOp,
+        value: Operand,
+        value_span: Span,
+    },
+    Ended,
 }

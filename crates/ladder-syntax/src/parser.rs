@@ -281,6 +281,20 @@ fn keywords_of(rule: Rule) -> &'static [&'static str] {
     match rule {
         Rule::item => &[
             "use", "ladder", "model", "intent", "type", "tool", "agent", "human", "script", "meta",
+            "test",
+        ],
+        Rule::test_stmt => &["user", "model", "expect"],
+        Rule::expect_stmt => &[
+            "handoff",
+            "agent",
+            "escalation",
+            "human",
+            "reply",
+            "tool",
+            "ceiling",
+            "fallback",
+            "var",
+            "ended",
         ],
         Rule::agent_stmt => &[
             "model", "prompt", "tools", "accepts", "handoff", "escalate", "consult", "sla",
@@ -405,6 +419,37 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::semicolon => "`;`",
         Rule::inner_open => "`#![`",
         Rule::outer_open => "`#[`",
+        Rule::test_stmt => "a test step (`user`, `model AGENT says|calls`, `expect`)",
+        Rule::expect_stmt => "`expect`",
+        Rule::model_answer => "`model AGENT says \"..\"` or `model AGENT calls FUNCTION { .. }`",
+        Rule::says_answer | Rule::calls_answer => "`says` or `calls`",
+        Rule::expect_handoff
+        | Rule::expect_agent
+        | Rule::expect_escalation
+        | Rule::expect_human
+        | Rule::expect_reply
+        | Rule::expect_tool
+        | Rule::expect_ceiling
+        | Rule::expect_fallback
+        | Rule::expect_var
+        | Rule::expect_ended => {
+            "an expectation (`handoff`, `agent`, `escalation`, `human`, `reply`, `tool`, `ceiling`, `fallback`, `var`, `ended`)"
+        }
+        Rule::negation | Rule::kw_not => "`not`",
+        Rule::kw_test => "`test`",
+        Rule::kw_user => "`user`",
+        Rule::kw_says => "`says`",
+        Rule::kw_calls => "`calls`",
+        Rule::kw_expect => "`expect`",
+        Rule::kw_escalation => "`escalation`",
+        Rule::kw_reply => "`reply`",
+        Rule::kw_contains => "`contains`",
+        Rule::kw_matches => "`matches`",
+        Rule::kw_called => "`called`",
+        Rule::kw_with => "`with`",
+        Rule::kw_ceiling => "`ceiling`",
+        Rule::kw_var => "`var`",
+        Rule::kw_ended => "`ended`",
         Rule::unknown_stmt | Rule::statement_keyword => return None,
         _ => return None,
     })
@@ -469,6 +514,20 @@ fn is_meaningful(pair: &Pair<Rule>) -> bool {
             | Rule::kw_say
             | Rule::kw_collect
             | Rule::kw_end
+            | Rule::kw_test
+            | Rule::kw_user
+            | Rule::kw_says
+            | Rule::kw_calls
+            | Rule::kw_expect
+            | Rule::kw_escalation
+            | Rule::kw_reply
+            | Rule::kw_contains
+            | Rule::kw_matches
+            | Rule::kw_called
+            | Rule::kw_with
+            | Rule::kw_ceiling
+            | Rule::kw_var
+            | Rule::kw_ended
     )
 }
 
@@ -673,6 +732,7 @@ impl Lower {
                 Rule::human_decl => kind = Some(ItemKind::Human(self.human(p))),
                 Rule::script_decl => kind = Some(ItemKind::Script(self.script(p))),
                 Rule::meta_block => kind = Some(ItemKind::Meta(self.meta(p))),
+                Rule::test_decl => kind = Some(ItemKind::Test(self.test(p))),
                 _ => {}
             }
         }
@@ -1350,6 +1410,156 @@ impl Lower {
             operand,
             span,
         }
+    }
+
+    fn test(&self, pair: Pair<Rule>) -> TestDecl {
+        let mut it = pair.into_inner().filter(is_meaningful);
+        let name = self.string(it.next().expect("test has a name"));
+        let steps = it
+            .filter_map(|s| s.into_inner().find(is_meaningful))
+            .map(|s| {
+                let span = self.span(&s);
+                let rule = s.as_rule();
+                let mut inner = s.into_inner().filter(is_meaningful);
+                let kind = match rule {
+                    Rule::user_turn => {
+                        TestStepKind::User(self.string(inner.next().expect("user text")))
+                    }
+                    Rule::model_answer => {
+                        let agent = self.ident(inner.next().expect("agent"));
+                        let answer = inner.next().expect("answer");
+                        let says = answer.as_rule() == Rule::says_answer;
+                        let mut a = answer.into_inner().filter(is_meaningful);
+                        if says {
+                            TestStepKind::Says {
+                                agent,
+                                text: self.string(a.next().expect("text")),
+                            }
+                        } else {
+                            let function = self.ident(a.next().expect("function"));
+                            let arguments = a.next().map(|j| self.json_object(j));
+                            TestStepKind::Calls {
+                                agent,
+                                function,
+                                arguments,
+                            }
+                        }
+                    }
+                    _ => TestStepKind::Expect(self.expectation(inner.next().expect("expectation"))),
+                };
+                TestStep { kind, span }
+            })
+            .collect();
+        TestDecl { name, steps }
+    }
+
+    /// A `json_object` pair as a [`Json`] (the `json_value` wrapper is absent here).
+    fn json_object(&self, pair: Pair<Rule>) -> Json {
+        let span = self.span(&pair);
+        let pairs = pair
+            .into_inner()
+            .filter(is_meaningful)
+            .map(|p| {
+                let mut it = p.into_inner().filter(is_meaningful);
+                let k = it.next().expect("pair has a key");
+                let key = if k.as_rule() == Rule::string {
+                    let s = self.string(k);
+                    Ident {
+                        name: s.value,
+                        span: s.span,
+                    }
+                } else {
+                    self.ident(k)
+                };
+                (key, self.json(it.next().expect("pair has a value")))
+            })
+            .collect();
+        Json {
+            kind: JsonKind::Object(pairs),
+            span,
+        }
+    }
+
+    fn expectation(&self, e: Pair<Rule>) -> Expectation {
+        let rule = e.as_rule();
+        let parts: Vec<Pair<Rule>> = e.into_inner().filter(is_meaningful).collect();
+        let ident = |i: usize| self.ident(parts[i].clone());
+        match rule {
+            Rule::expect_handoff => Expectation::Handoff {
+                from: ident(0),
+                to: ident(1),
+                intent: (parts.len() > 2).then(|| ident(2)),
+            },
+            Rule::expect_agent => Expectation::Agent(ident(0)),
+            Rule::expect_escalation => {
+                if parts.len() == 2 {
+                    Expectation::Escalation {
+                        from: Some(ident(0)),
+                        to: ident(1),
+                    }
+                } else {
+                    Expectation::Escalation {
+                        from: None,
+                        to: ident(0),
+                    }
+                }
+            }
+            Rule::expect_human => Expectation::Human((!parts.is_empty()).then(|| ident(0))),
+            Rule::expect_reply => {
+                let negated = parts.iter().any(|p| p.as_rule() == Rule::negation);
+                let text = parts
+                    .iter()
+                    .find(|p| p.as_rule() == Rule::string)
+                    .cloned()
+                    .expect("reply text");
+                // `contains`/`matches` are keywords (filtered); tell them apart by the source.
+                let regex = self.source_has_matches(&text);
+                Expectation::Reply {
+                    negated,
+                    regex,
+                    text: self.string(text),
+                }
+            }
+            Rule::expect_tool => Expectation::Tool {
+                tool: ident(0),
+                arguments: parts.get(1).map(|j| self.json_object(j.clone())),
+            },
+            Rule::expect_ceiling => Expectation::Ceiling(ident(0)),
+            Rule::expect_fallback => Expectation::Fallback {
+                from: ident(0),
+                to: ident(1),
+            },
+            Rule::expect_var => {
+                let op = match parts[1].as_str() {
+                    "<" => CompareOp::Lt,
+                    "<=" => CompareOp::Le,
+                    ">" => CompareOp::Gt,
+                    ">=" => CompareOp::Ge,
+                    "==" => CompareOp::Eq,
+                    _ => CompareOp::Ne,
+                };
+                let v = parts[2].clone();
+                let value_span = self.span(&v);
+                let value = match v.as_rule() {
+                    Rule::number => Operand::Number(self.number(&v)),
+                    Rule::boolean => Operand::Bool(v.as_str() == "true"),
+                    _ => Operand::String(self.string(v).value),
+                };
+                Expectation::Var {
+                    name: ident(0),
+                    op,
+                    value,
+                    value_span,
+                }
+            }
+            _ => Expectation::Ended,
+        }
+    }
+
+    fn source_has_matches(&self, text: &Pair<Rule>) -> bool {
+        // The keyword right before the string: `matches` or `contains`.
+        let before = &text.get_input()[..text.as_span().start()];
+        before.trim_end().ends_with("matches")
     }
 
     fn human(&self, pair: Pair<Rule>) -> HumanDecl {

@@ -3,6 +3,7 @@
 mod graph_render;
 mod report;
 mod run;
+mod test_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ladder_check::{check_path, CheckOptions, Code, LintOptions};
@@ -63,6 +64,37 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         model: Option<String>,
         /// Allow `exec` tools to start local programs.
+        #[arg(long)]
+        allow_exec: bool,
+    },
+    /// Run the scenario tests (`test` blocks) of ladders and gate on their budgets.
+    Test {
+        /// Ladders or `*.test.ladder` files (default: every `*.test.ladder` under this directory).
+        files: Vec<PathBuf>,
+        #[arg(long, value_enum)]
+        backend: Option<run::BackendChoice>,
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        /// Run each test N times and report pass rate, p50/p95 latency and cost.
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        repeat: u32,
+        /// Also run every test with user turns perturbed at this level (0 to 1).
+        #[arg(long, value_name = "LEVEL")]
+        noise: Option<f64>,
+        /// Only tests whose name contains TEXT.
+        #[arg(long, value_name = "TEXT")]
+        filter: Option<String>,
+        /// Write a JUnit XML report to FILE.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Print a JSON report instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Sessions run at the same time.
+        #[arg(long, default_value_t = 8)]
+        jobs: usize,
         #[arg(long)]
         allow_exec: bool,
     },
@@ -209,6 +241,54 @@ fn main() -> ExitCode {
             };
             match runtime.block_on(run::run(program, options)) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Test {
+            files,
+            backend,
+            base_url,
+            model,
+            repeat,
+            noise,
+            filter,
+            junit,
+            json,
+            jobs,
+            allow_exec,
+        } => {
+            if let Some(n) = noise {
+                if !(0.0..=1.0).contains(&n) {
+                    eprintln!("error: --noise takes a level from 0 to 1, got {n}");
+                    return ExitCode::from(2);
+                }
+            }
+            let options = test_cmd::TestOptions {
+                files,
+                backend,
+                base_url,
+                model,
+                repeat,
+                noise,
+                filter,
+                junit,
+                json,
+                jobs,
+                allow_exec,
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match runtime.block_on(test_cmd::run(options)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)

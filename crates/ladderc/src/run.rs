@@ -25,12 +25,9 @@ pub(crate) struct RunOptions {
 
 /// Picks the backend: the flag, else OpenAI if `OPENAI_BASE_URL`/`OPENAI_API_KEY` or
 /// `--base-url` are set, else the simulator (with a notice saying how to configure a real one).
-fn backend(options: &RunOptions) -> Arc<dyn Backend> {
-    let configured = options
-        .base_url
-        .clone()
-        .map(|url| OpenAi::new(url, std::env::var("OPENAI_API_KEY").ok()));
-    match options.backend {
+pub(crate) fn backend(choice: Option<BackendChoice>, base_url: Option<String>) -> Arc<dyn Backend> {
+    let configured = base_url.map(|url| OpenAi::new(url, std::env::var("OPENAI_API_KEY").ok()));
+    match choice {
         Some(BackendChoice::Sim) => Arc::new(Simulator),
         Some(BackendChoice::Openai) => Arc::new(
             configured
@@ -160,7 +157,7 @@ struct TurnSummary {
 
 pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), String> {
     let runtime = Runtime::new(program)
-        .backend_arc(backend(&options))
+        .backend_arc(backend(options.backend, options.base_url.clone()))
         .allow_exec(options.allow_exec)
         .model_override(options.model.clone());
     let session = runtime.session();

@@ -1,0 +1,182 @@
+//! `ladderc test` through the real binary.
+
+mod common;
+
+use common::{ladderc, repo_root};
+use ladder_fake_openai::{FakeOpenAi, Reply};
+use std::time::Duration;
+
+/// Timings vary from run to run; snapshots show `[ms]`.
+fn redact(s: &str) -> String {
+    regex::Regex::new(r"\d+(/\d+)?ms")
+        .unwrap()
+        .replace_all(s, "[ms]")
+        .to_string()
+}
+
+#[test]
+fn every_example_ships_tests_that_pass() {
+    let out = ladderc(&[
+        "test",
+        "--backend",
+        "sim",
+        "examples/after_hours.test.ladder",
+        "examples/clinic.test.ladder",
+        "examples/triage.test.ladder",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.ends_with("test ok: 10 passed, 0 failed; 0 budget breaches\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_failing_expectation_shows_expected_and_actual() {
+    let out = ladderc(&["test", "tests/fixtures/test/failing.ladder"]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(redact(&String::from_utf8_lossy(&out.stdout)));
+}
+
+#[test]
+fn junit_output_is_valid_xml_with_the_failures() {
+    let path = std::env::temp_dir().join(format!("ladderc-junit-{}.xml", std::process::id()));
+    let p = path.to_string_lossy().to_string();
+    let out = ladderc(&[
+        "test",
+        "--junit",
+        &p,
+        "tests/fixtures/test/failing.ladder",
+        "examples/triage.test.ladder",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = std::fs::read_to_string(&path).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    let suites: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(suites.len(), 2);
+    assert_eq!(suites[0].attribute("tests"), Some("2"));
+    assert_eq!(suites[0].attribute("failures"), Some("1"));
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert_eq!(failure.attribute("message"), Some("expected agent support"));
+    assert_eq!(
+        failure.parent().unwrap().attribute("name"),
+        Some("expects the wrong rung")
+    );
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .count(),
+        5
+    );
+    let _ = std::fs::remove_file(path);
+}
+
+#[test]
+fn filter_json_and_usage_errors() {
+    let out = ladderc(&[
+        "test",
+        "--json",
+        "--filter",
+        "passes",
+        "tests/fixtures/test/failing.ladder",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["files"][0]["tests"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        ladderc(&["test", "--noise", "3", "examples/triage.test.ladder"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(ladderc(&["test", "no/such.ladder"]).status.code(), Some(2));
+    // A test that expects an impossible route does not compile.
+    assert_eq!(
+        ladderc(&["test", "tests/fixtures/check/test_impossible_route.ladder"])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn noise_reports_the_pass_rate_per_level_reproducibly() {
+    let args = [
+        "test",
+        "--backend",
+        "sim",
+        "--noise",
+        "0.6",
+        "--repeat",
+        "4",
+        "examples/triage.test.ladder",
+    ];
+    let first = ladderc(&args);
+    let stdout = String::from_utf8_lossy(&first.stdout).to_string();
+    assert!(
+        stdout.contains("pass rate by noise level:")
+            && stdout.contains("noise 0.00: 12/12 (100%)")
+            && stdout.contains("noise 0.60: "),
+        "{stdout}"
+    );
+    let second = ladderc(&args);
+    assert_eq!(
+        redact(&stdout),
+        redact(&String::from_utf8_lossy(&second.stdout)),
+        "seeded noise is reproducible"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeat_statistics_and_a_latency_budget_against_a_slow_endpoint() {
+    let fake = FakeOpenAi::start().await;
+    fake.set_default(
+        Reply::text("Booked for Monday."),
+        Duration::from_millis(250),
+    );
+    let base = fake.base_url();
+    let out = tokio::task::spawn_blocking(move || {
+        ladderc(&[
+            "test",
+            "--json",
+            "--repeat",
+            "5",
+            "--base-url",
+            &base,
+            "tests/fixtures/test/latency.ladder",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let test = &report["files"][0]["tests"][0];
+    assert_eq!(test["runs"], 5);
+    assert_eq!(test["pass_rate"], 1.0);
+    let p50 = test["latency_ms_p50"].as_f64().unwrap();
+    let p95 = test["latency_ms_p95"].as_f64().unwrap();
+    assert!(
+        (250.0..2000.0).contains(&p50) && p95 >= p50,
+        "p50 {p50} p95 {p95}"
+    );
+    let breach = report["files"][0]["budget_breaches"][0].as_str().unwrap();
+    assert!(
+        breach.contains("exceeds the budget latency_p95 of 0.1s"),
+        "{breach}"
+    );
+    assert_eq!(fake.requests().len(), 5);
+    let _ = repo_root();
+}
