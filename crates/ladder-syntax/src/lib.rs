@@ -10,8 +10,10 @@
 extern crate alloc;
 
 pub mod ast;
+mod format;
 mod parser;
 mod source;
 
+pub use format::format;
 pub use parser::{dedent, parse, parse_sequential, ParseError, MAX_NESTING, PARALLEL_THRESHOLD};
 pub use source::{FileId, SourceFile, SourceMap, Span};

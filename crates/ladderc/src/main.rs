@@ -1,5 +1,6 @@
 //! `ladderc`: check, draw and run `.ladder` files.
 
+mod fmt;
 mod graph_render;
 mod report;
 mod run;
@@ -97,6 +98,14 @@ enum Command {
         jobs: usize,
         #[arg(long)]
         allow_exec: bool,
+    },
+    /// Format ladders in the one canonical layout (in place).
+    Fmt {
+        /// Files to format (default: every `*.ladder` under this directory).
+        files: Vec<PathBuf>,
+        /// Change nothing; list the files that are not formatted and exit 1 if any.
+        #[arg(long)]
+        check: bool,
     },
     /// Draw the agent graph: handoff, escalate, consult and fallback edges, labelled.
     Graph {
@@ -295,6 +304,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Fmt { files, check } => fmt::run(files, check),
         Command::Graph { file, format } => {
             match check_path(&file, &FsLoader, &CheckOptions::default()) {
                 Err(e) => {

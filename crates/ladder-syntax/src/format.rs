@@ -1,0 +1,837 @@
+//! The canonical layout of a `.ladder` file (`ladderc fmt`).
+//!
+//! The AST is printed in one canonical form: two-space indentation, one blank line between items,
+//! handoff arrows aligned within a run of handoffs, short blocks on one line. Literal atoms
+//! (numbers, durations, prices, strings) are copied from the source, so their text never drifts;
+//! `"""` prompts are re-indented without changing their (de-indented) text. Comments are not in
+//! the AST: they are found in the source and re-attached by position, before the next node that
+//! follows them, or at the end of the line they ended.
+
+use crate::ast::*;
+use crate::source::Span;
+
+/// Blocks that fit this width stay on one line.
+const WIDTH: usize = 100;
+
+/// Formats a parsed file; `text` is the source it was parsed from.
+pub fn format(file: &File, text: &str) -> String {
+    let mut p = Printer {
+        text,
+        out: String::new(),
+        indent: 0,
+        comments: comments(text),
+        next_comment: 0,
+        last_end: 0,
+    };
+    p.file(file);
+    p.out
+}
+
+/// A comment in the source: byte range.
+#[derive(Debug, Clone, Copy)]
+struct Comment {
+    start: usize,
+    end: usize,
+}
+
+/// `//` and `/* */` comments outside strings; `///` doc comments are in the AST and excluded.
+fn comments(text: &str) -> Vec<Comment> {
+    let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i = text[i + 3..]
+                    .find("\"\"\"")
+                    .map_or(bytes.len(), |n| i + 3 + n + 3);
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'/' if bytes[i..].starts_with(b"///") && !bytes[i..].starts_with(b"////") => {
+                i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                let end = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
+                found.push(Comment { start: i, end });
+                i = end;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                let end = text[i + 2..]
+                    .find("*/")
+                    .map_or(bytes.len(), |n| i + 2 + n + 2);
+                found.push(Comment { start: i, end });
+                i = end;
+            }
+            _ => i += 1,
+        }
+    }
+    found
+}
+
+struct Printer<'t> {
+    text: &'t str,
+    out: String,
+    indent: usize,
+    comments: Vec<Comment>,
+    next_comment: usize,
+    /// Source offset of the end of the last node printed, to tell trailing comments.
+    last_end: usize,
+}
+
+impl Printer<'_> {
+    fn src(&self, span: Span) -> &str {
+        self.text.get(span.start..span.end).unwrap_or("").trim()
+    }
+
+    fn pad(&mut self) {
+        for _ in 0..self.indent {
+            self.out.push_str("  ");
+        }
+    }
+
+    fn line(&mut self, s: &str) {
+        self.pad();
+        self.out.push_str(s);
+        self.out.push('\n');
+    }
+
+    /// Prints the comments that start before `pos`: a comment on the line where the previous
+    /// node ended stays at the end of that line; the others go on lines of their own.
+    fn comments_before(&mut self, pos: usize) {
+        while let Some(c) = self.comments.get(self.next_comment).copied() {
+            if c.start >= pos {
+                break;
+            }
+            self.next_comment += 1;
+            let body = self.text[c.start..c.end].trim_end().to_string();
+            let trailing = self.last_end > 0
+                && c.start >= self.last_end
+                && !self.text[self.last_end..c.start].contains('\n')
+                && self.out.ends_with('\n');
+            if trailing {
+                self.out.pop();
+                self.out.push_str("  ");
+                self.out.push_str(&body);
+                self.out.push('\n');
+            } else if body.contains('\n') {
+                // A block comment over several lines keeps its lines as written.
+                self.pad();
+                self.out.push_str(&body);
+                self.out.push('\n');
+            } else {
+                self.line(&body);
+            }
+            self.last_end = c.end;
+        }
+    }
+
+    fn done(&mut self, span: Span) {
+        self.last_end = self.last_end.max(span.end);
+    }
+
+    fn docs(&mut self, docs: &[String]) {
+        for d in docs {
+            if d.is_empty() {
+                self.line("///");
+            } else {
+                self.line(&format!("/// {d}"));
+            }
+        }
+    }
+
+    fn attr(&self, a: &Attr, inner: bool) -> String {
+        let level = match a.level {
+            AttrLevel::Allow => "allow",
+            AttrLevel::Warn => "warn",
+            AttrLevel::Deny => "deny",
+        };
+        let lints: Vec<&str> = a.lints.iter().map(|l| l.name.as_str()).collect();
+        format!(
+            "#{}[{level}({})]",
+            if inner { "!" } else { "" },
+            lints.join(", ")
+        )
+    }
+
+    fn file(&mut self, file: &File) {
+        for a in &file.attrs {
+            self.comments_before(a.span.start);
+            let s = self.attr(a, true);
+            self.line(&s);
+            self.done(a.span);
+        }
+        if let Some(v) = &file.version {
+            self.comments_before(v.span.start);
+            self.line(&format!("ladder {}", v.raw));
+            self.done(v.span);
+        }
+        let mut previous: Option<&ItemKind> = None;
+        for item in &file.items {
+            let adjacent_uses = matches!(
+                (previous, &item.kind),
+                (Some(ItemKind::Use(_)), ItemKind::Use(_))
+            );
+            if !self.out.is_empty() && !adjacent_uses {
+                self.out.push('\n');
+            }
+            self.comments_before(item.span.start);
+            self.item(item);
+            previous = Some(&item.kind);
+        }
+        self.comments_before(usize::MAX);
+        while self.out.ends_with("\n\n") {
+            self.out.pop();
+        }
+    }
+
+    fn item(&mut self, item: &Item) {
+        self.docs(&item.docs);
+        for a in &item.attrs {
+            let s = self.attr(a, false);
+            self.line(&s);
+        }
+        match &item.kind {
+            ItemKind::Use(path) => {
+                let s = format!("use {}", self.src(path.span));
+                self.line(&s);
+            }
+            ItemKind::Ladder(l) => self.ladder(l, item.span.end),
+            ItemKind::Model(m) => {
+                let head = format!("model {}", m.name.name);
+                self.props(&head, &m.props, item.span.end);
+            }
+            ItemKind::Intent(i) => self.intent(i, item.span.end),
+            ItemKind::Type(t) => self.type_decl(t, item.span.end),
+            ItemKind::Tool(t) => self.tool(t, item.span.end),
+            ItemKind::Agent(a) => self.agent(a, item.span.end),
+            ItemKind::Human(h) => {
+                let mut head = format!("human {}", h.name.name);
+                if let Some(d) = &h.description {
+                    head.push(' ');
+                    head.push_str(self.src(d.span));
+                }
+                if h.props.is_empty() {
+                    self.line(&head);
+                } else {
+                    self.props(&head, &h.props, item.span.end);
+                }
+            }
+            ItemKind::Script(s) => self.script(s, item.span.end),
+            ItemKind::Meta(m) => {
+                let s = format!(
+                    "meta {}",
+                    self.src(m.span).trim_start_matches("meta").trim()
+                );
+                self.line(&s);
+            }
+            ItemKind::Test(t) => self.test(t, item.span.end),
+        }
+        self.done(item.span);
+    }
+
+    fn value(&self, v: &Value) -> String {
+        match &v.kind {
+            ValueKind::List(items) => format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(|i| self.value(i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => self.src(v.span).to_string(),
+        }
+    }
+
+    /// `head { k: v, .. }` on one line if it fits and has no comments inside, else one per line.
+    fn props(&mut self, head: &str, props: &[Prop], end: usize) {
+        let entries: Vec<(usize, String)> = props
+            .iter()
+            .map(|p| {
+                (
+                    p.key.span.start,
+                    format!("{}: {}", p.key.name, self.value(&p.value)),
+                )
+            })
+            .collect();
+        self.block(head, &entries, end, ", ");
+    }
+
+    /// Prints `head { entries }`, on one line when short and comment-free.
+    fn block(&mut self, head: &str, entries: &[(usize, String)], end: usize, separator: &str) {
+        let one = if entries.is_empty() {
+            format!("{head} {{}}")
+        } else {
+            format!(
+                "{head} {{ {} }}",
+                entries
+                    .iter()
+                    .map(|(_, e)| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(separator)
+            )
+        };
+        let has_comment = self
+            .comments
+            .get(self.next_comment)
+            .is_some_and(|c| c.start < end);
+        if !has_comment && one.len() + self.indent * 2 <= WIDTH && !one.contains('\n') {
+            self.line(&one);
+            return;
+        }
+        self.line(&format!("{head} {{"));
+        self.indent += 1;
+        let trailing = if separator == ", " { "," } else { "" };
+        for (start, e) in entries {
+            self.comments_before(*start);
+            self.line(&format!("{e}{trailing}"));
+            self.last_end = *start + 1;
+        }
+        self.comments_before(end);
+        self.indent -= 1;
+        self.line("}");
+    }
+
+    fn ladder(&mut self, l: &LadderDecl, end: usize) {
+        self.line(&format!("ladder {} {{", l.name.name));
+        self.indent += 1;
+        for e in &l.entries {
+            self.comments_before(e.span.start);
+            self.line(&format!("entry {}", e.name));
+            self.done(e.span);
+        }
+        for b in &l.blocks {
+            self.comments_before(b.name.span.start);
+            let end = b.props.last().map_or(b.name.span.end, |p| p.value.span.end) + 1;
+            self.props(&b.name.name, &b.props, end);
+            self.done(Span::new(b.name.span.file, b.name.span.start, end));
+        }
+        if !l.vars.is_empty() {
+            let entries: Vec<(usize, String)> = l
+                .vars
+                .iter()
+                .map(|v| {
+                    let mut s = format!("{}: {}", v.name.name, self.ty(&v.ty));
+                    if let Some(d) = &v.default {
+                        s.push_str(&format!(" = {}", self.src(d.span)));
+                    }
+                    (v.name.span.start, s)
+                })
+                .collect();
+            let first = entries[0].0;
+            self.comments_before(first);
+            let end = l.vars.last().map_or(first, |v| {
+                v.default.as_ref().map_or(v.ty.span.end, |d| d.span.end)
+            }) + 1;
+            self.block("vars", &entries, end, ", ");
+        }
+        for m in &l.meta {
+            self.comments_before(m.span.start);
+            let s = format!(
+                "meta {}",
+                self.src(m.span).trim_start_matches("meta").trim()
+            );
+            self.line(&s);
+            self.done(m.span);
+        }
+        for u in &l.unknown {
+            self.comments_before(u.span.start);
+            let s = self.src(u.span).to_string();
+            self.line(&s);
+            self.done(u.span);
+        }
+        self.comments_before(end);
+        self.indent -= 1;
+        self.line("}");
+    }
+
+    fn ty(&self, t: &TypeExpr) -> String {
+        let base = match &t.kind {
+            TypeKind::Named(n) => n.name.clone(),
+            TypeKind::List(inner) => format!("[{}]", self.ty(inner)),
+            TypeKind::Enum(v) => format!(
+                "enum({})",
+                v.iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        if t.optional {
+            format!("{base}?")
+        } else {
+            base
+        }
+    }
+
+    fn field_entries(&self, fields: &[Field]) -> Vec<(usize, String)> {
+        fields
+            .iter()
+            .map(|f| {
+                (
+                    f.name.span.start,
+                    format!("{}: {}", f.name.name, self.ty(&f.ty)),
+                )
+            })
+            .collect()
+    }
+
+    fn fields_block(
+        &mut self,
+        head: &str,
+        fields: &[Field],
+        extra: Vec<(usize, String)>,
+        end: usize,
+    ) {
+        let documented = fields.iter().any(|f| !f.docs.is_empty());
+        let mut entries = extra;
+        entries.extend(self.field_entries(fields));
+        if !documented {
+            self.block(head, &entries, end, ", ");
+            return;
+        }
+        self.line(&format!("{head} {{"));
+        self.indent += 1;
+        let n_extra = entries.len() - fields.len();
+        for (start, e) in &entries[..n_extra] {
+            self.comments_before(*start);
+            self.line(e);
+        }
+        for f in fields {
+            self.comments_before(f.name.span.start);
+            self.docs(&f.docs);
+            self.line(&format!("{}: {}", f.name.name, self.ty(&f.ty)));
+            self.done(f.ty.span);
+        }
+        self.comments_before(end);
+        self.indent -= 1;
+        self.line("}");
+    }
+
+    fn intent(&mut self, i: &IntentDecl, end: usize) {
+        let mut head = format!("intent {}", i.name.name);
+        if let Some(d) = &i.description {
+            head.push(' ');
+            head.push_str(self.src(d.span));
+        }
+        if i.fields.is_empty() && i.examples.is_empty() {
+            self.line(&head);
+            return;
+        }
+        let mut extra = Vec::new();
+        if !i.examples.is_empty() {
+            let list: Vec<&str> = i.examples.iter().map(|e| self.src(e.span)).collect();
+            extra.push((
+                i.examples[0].span.start,
+                format!("examples [{}]", list.join(", ")),
+            ));
+        }
+        // Examples and fields are separated by line breaks, not commas, when on several lines.
+        let one_line_ok = i.examples.is_empty();
+        if one_line_ok {
+            self.fields_block(&head, &i.fields, extra, end);
+        } else {
+            let mut entries = extra;
+            entries.extend(self.field_entries(&i.fields));
+            let one = format!(
+                "{head} {{ {} }}",
+                entries
+                    .iter()
+                    .map(|(_, e)| e.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let has_comment = self
+                .comments
+                .get(self.next_comment)
+                .is_some_and(|c| c.start < end);
+            let documented = i.fields.iter().any(|f| !f.docs.is_empty());
+            if !has_comment && !documented && one.len() + self.indent * 2 <= WIDTH {
+                self.line(&one);
+            } else {
+                self.line(&format!("{head} {{"));
+                self.indent += 1;
+                self.comments_before(entries[0].0);
+                let examples = entries[0].1.clone();
+                self.line(&examples);
+                for f in &i.fields {
+                    self.comments_before(f.name.span.start);
+                    self.docs(&f.docs);
+                    self.line(&format!("{}: {}", f.name.name, self.ty(&f.ty)));
+                    self.done(f.ty.span);
+                }
+                self.comments_before(end);
+                self.indent -= 1;
+                self.line("}");
+            }
+        }
+    }
+
+    fn type_decl(&mut self, t: &TypeDecl, end: usize) {
+        let head = format!("type {}", t.name.name);
+        self.fields_block(&head, &t.fields, Vec::new(), end);
+    }
+
+    fn json(&self, j: &Json) -> String {
+        match &j.kind {
+            JsonKind::Object(pairs) if pairs.is_empty() => "{}".into(),
+            JsonKind::Object(pairs) => format!(
+                "{{ {} }}",
+                pairs
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = self.src(k.span);
+                        format!("{key}: {}", self.json(v))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            JsonKind::Array(items) => format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(|i| self.json(i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => self.src(j.span).to_string(),
+        }
+    }
+
+    fn tool(&mut self, t: &ToolDecl, end: usize) {
+        let params: Vec<String> = t
+            .params
+            .iter()
+            .map(|p| {
+                let mut s = format!("{}: {}", p.name.name, self.ty(&p.ty));
+                match &p.binding {
+                    Some(Binding::Env(e)) => s.push_str(&format!(" = env({})", e.name)),
+                    Some(Binding::Session(v)) => s.push_str(&format!(" = session.{}", v.name)),
+                    Some(Binding::Literal(l)) => s.push_str(&format!(" = {}", self.src(l.span))),
+                    None => {}
+                }
+                s
+            })
+            .collect();
+        let mut head = format!("tool {}({})", t.name.name, params.join(", "));
+        if let Some(r) = &t.returns {
+            head.push_str(&format!(" -> {}", self.ty(r)));
+        }
+        let mut body: Vec<(usize, String)> = Vec::new();
+        if let Some(d) = &t.description {
+            body.push((d.span.start, self.src(d.span).to_string()));
+        }
+        for imp in &t.implementations {
+            let s = match &imp.kind {
+                ToolImplKind::Http {
+                    method,
+                    url,
+                    bearer_env,
+                    headers,
+                    body: json_body,
+                } => {
+                    let mut s = format!("http {method} {}", self.src(url.span));
+                    if let Some(e) = bearer_env {
+                        s.push_str(&format!(" auth bearer env({})", e.name));
+                    }
+                    for (name, value) in headers {
+                        let v = match value {
+                            HeaderValue::Env(e) => format!("env({})", e.name),
+                            HeaderValue::Literal(l) => self.src(l.span).to_string(),
+                        };
+                        s.push_str(&format!(" header {} = {v}", self.src(name.span)));
+                    }
+                    if let Some(b) = json_body {
+                        s.push_str(&format!(" body {}", self.json(b)));
+                    }
+                    s
+                }
+                ToolImplKind::Exec { program, args } => {
+                    let mut s = format!("exec {}", self.src(program.span));
+                    for a in args {
+                        s.push(' ');
+                        s.push_str(self.src(a.span));
+                    }
+                    s
+                }
+                ToolImplKind::Mock(j) => format!("mock {}", self.json(j)),
+                ToolImplKind::Host(None) => "host".into(),
+                ToolImplKind::Host(Some(n)) => format!("host {}", self.src(n.span)),
+            };
+            body.push((imp.span.start, s));
+        }
+        if let Some((_, span)) = t.timeout {
+            body.push((span.start, format!("timeout {}", self.src(span))));
+        }
+        if let Some((_, span)) = t.retries {
+            body.push((span.start, format!("retries {}", self.src(span))));
+        }
+        for u in &t.unknown {
+            body.push((u.span.start, self.src(u.span).to_string()));
+        }
+        self.block(&head, &body, end, "  ");
+    }
+
+    fn agent(&mut self, a: &AgentDecl, end: usize) {
+        self.line(&format!("agent {} {{", a.name.name));
+        self.indent += 1;
+        // Handoff arrows line up within a run of consecutive handoffs.
+        let mut i = 0;
+        while i < a.stmts.len() {
+            if matches!(a.stmts[i].kind, AgentStmtKind::Handoff(_)) {
+                let run_end = a.stmts[i..]
+                    .iter()
+                    .position(|s| !matches!(s.kind, AgentStmtKind::Handoff(_)))
+                    .map_or(a.stmts.len(), |n| i + n);
+                let width = a.stmts[i..run_end]
+                    .iter()
+                    .filter_map(|s| {
+                        if let AgentStmtKind::Handoff(h) = &s.kind {
+                            Some(h.intent.name.len())
+                        } else {
+                            None
+                        }
+                    })
+                    .max()
+                    .unwrap_or(0);
+                for s in &a.stmts[i..run_end] {
+                    self.agent_stmt(s, width);
+                }
+                i = run_end;
+            } else {
+                self.agent_stmt(&a.stmts[i], 0);
+                i += 1;
+            }
+        }
+        self.comments_before(end);
+        self.indent -= 1;
+        self.line("}");
+    }
+
+    fn prompt(&mut self, keyword: &str, p: &Prompt) {
+        let raw = self.src(p.span);
+        if !raw.starts_with("\"\"\"") {
+            self.line(&format!("{keyword} {raw}"));
+            return;
+        }
+        // Re-indent: the de-indented text stays the same.
+        self.line(&format!("{keyword} \"\"\""));
+        self.indent += 1;
+        for l in p.text.split('\n') {
+            if l.is_empty() {
+                self.out.push('\n');
+            } else {
+                self.line(l);
+            }
+        }
+        self.indent -= 1;
+        self.line("\"\"\"");
+    }
+
+    fn agent_stmt(&mut self, s: &AgentStmt, arrow_width: usize) {
+        self.comments_before(s.span.start);
+        self.docs(&s.docs);
+        for a in &s.attrs {
+            let t = self.attr(a, false);
+            self.line(&t);
+        }
+        let names = |v: &[Ident]| {
+            v.iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match &s.kind {
+            AgentStmtKind::Model(m) => self.line(&format!("model {}", m.name)),
+            AgentStmtKind::Prompt(p) => self.prompt("prompt", p),
+            AgentStmtKind::Tools(t) => self.line(&format!("tools [{}]", names(t))),
+            AgentStmtKind::Accepts(t) => self.line(&format!("accepts {}", names(t))),
+            AgentStmtKind::Handoff(h) => {
+                let mut line = format!(
+                    "handoff {:<arrow_width$} -> {}",
+                    h.intent.name, h.target.name
+                );
+                if let Some(c) = &h.context {
+                    line.push_str(&format!(" context {}", c.policy.name));
+                    if let Some((_, span)) = c.argument {
+                        line.push_str(&format!("({})", self.src(span)));
+                    }
+                }
+                self.line(&line);
+            }
+            AgentStmtKind::Escalate(e) => {
+                let mut line = format!("escalate -> {}", e.target.name);
+                if let Some(c) = &e.condition {
+                    let cond = self.condition(c);
+                    line.push_str(&format!(" when {cond}"));
+                }
+                self.line(&line);
+            }
+            AgentStmtKind::Consult(c) => self.line(&format!("consult {}", c.name)),
+            AgentStmtKind::Sla {
+                duration_span,
+                otherwise,
+                ..
+            } => {
+                let mut line = format!("sla {}", self.src(*duration_span));
+                if let Some(o) = otherwise {
+                    line.push_str(&format!(" else -> {}", o.name));
+                }
+                self.line(&line);
+            }
+            AgentStmtKind::Fallback(f) => self.line(&format!("fallback -> {}", f.name)),
+            AgentStmtKind::Router => self.line("router"),
+            AgentStmtKind::Unknown(u) => {
+                let t = self.src(u.span).to_string();
+                self.line(&t);
+            }
+        }
+        self.done(s.span);
+    }
+
+    fn condition(&self, c: &Condition) -> String {
+        let one = |x: &Comparison| {
+            let value = self.src(Span::new(x.span.file, x.span.start, x.span.end));
+            // `signal op value`, with single spaces.
+            let rest = value
+                .trim_start_matches(x.signal.name.as_str())
+                .trim_start()
+                .trim_start_matches(x.op.as_str())
+                .trim();
+            format!("{} {} {}", x.signal.name, x.op.as_str(), rest)
+        };
+        let mut s = one(&c.first);
+        for (op, x) in &c.rest {
+            s.push_str(match op {
+                LogicOp::And => " and ",
+                LogicOp::Or => " or ",
+            });
+            s.push_str(&one(x));
+        }
+        s
+    }
+
+    fn script(&mut self, s: &ScriptDecl, end: usize) {
+        self.line(&format!("script {} {{", s.name.name));
+        self.indent += 1;
+        for st in &s.stmts {
+            self.comments_before(st.span.start);
+            match &st.kind {
+                ScriptStmtKind::Say(p) => self.prompt("say", p),
+                ScriptStmtKind::Collect { name, ty, question } => {
+                    let mut line = format!("collect {}: {}", name.name, self.ty(ty));
+                    if let Some(q) = question {
+                        line.push(' ');
+                        line.push_str(self.src(q.span));
+                    }
+                    self.line(&line);
+                }
+                ScriptStmtKind::Handoff(t) => self.line(&format!("handoff {}", t.name)),
+                ScriptStmtKind::End => self.line("end"),
+                ScriptStmtKind::Unknown(u) => {
+                    let t = self.src(u.span).to_string();
+                    self.line(&t);
+                }
+            }
+            self.done(st.span);
+        }
+        self.comments_before(end);
+        self.indent -= 1;
+        self.line("}");
+    }
+
+    fn test(&mut self, t: &TestDecl, end: usize) {
+        self.line(&format!("test {} {{", self.src(t.name.span)));
+        self.indent += 1;
+        for st in &t.steps {
+            self.comments_before(st.span.start);
+            let line = match &st.kind {
+                TestStepKind::User(text) => format!("user {}", self.src(text.span)),
+                TestStepKind::Says { agent, text } => {
+                    format!("model {} says {}", agent.name, self.src(text.span))
+                }
+                TestStepKind::Calls {
+                    agent,
+                    function,
+                    arguments,
+                } => match arguments {
+                    Some(a) => format!(
+                        "model {} calls {} {}",
+                        agent.name,
+                        function.name,
+                        self.json(a)
+                    ),
+                    None => format!("model {} calls {}", agent.name, function.name),
+                },
+                TestStepKind::Expect(e) => format!("expect {}", self.expectation(e)),
+            };
+            self.line(&line);
+            self.done(st.span);
+        }
+        self.comments_before(end);
+        self.indent -= 1;
+        self.line("}");
+    }
+
+    fn expectation(&self, e: &Expectation) -> String {
+        match e {
+            Expectation::Handoff {
+                from,
+                to,
+                intent: Some(i),
+            } => format!("handoff {} -> {} intent {}", from.name, to.name, i.name),
+            Expectation::Handoff {
+                from,
+                to,
+                intent: None,
+            } => format!("handoff {} -> {}", from.name, to.name),
+            Expectation::Agent(a) => format!("agent {}", a.name),
+            Expectation::Escalation { from: Some(f), to } => {
+                format!("escalation {} -> {}", f.name, to.name)
+            }
+            Expectation::Escalation { from: None, to } => format!("escalation -> {}", to.name),
+            Expectation::Human(Some(h)) => format!("human {}", h.name),
+            Expectation::Human(None) => "human".into(),
+            Expectation::Reply {
+                negated,
+                regex,
+                text,
+            } => {
+                format!(
+                    "reply {}{} {}",
+                    if *negated { "not " } else { "" },
+                    if *regex { "matches" } else { "contains" },
+                    self.src(text.span)
+                )
+            }
+            Expectation::Tool {
+                tool,
+                arguments: Some(a),
+            } => format!("tool {} called with {}", tool.name, self.json(a)),
+            Expectation::Tool {
+                tool,
+                arguments: None,
+            } => format!("tool {}", tool.name),
+            Expectation::Ceiling(c) => format!("ceiling {}", c.name),
+            Expectation::Fallback { from, to } => format!("fallback {} -> {}", from.name, to.name),
+            Expectation::Var {
+                name,
+                op,
+                value_span,
+                ..
+            } => format!(
+                "var {} {} {}",
+                name.name,
+                op.as_str(),
+                self.src(*value_span)
+            ),
+            Expectation::Ended => "ended".into(),
+        }
+    }
+}
