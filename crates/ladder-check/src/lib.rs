@@ -26,6 +26,7 @@ pub mod program;
 mod props;
 mod scenarios;
 mod suggest;
+pub mod symbols;
 mod syntax;
 mod templates;
 mod types;

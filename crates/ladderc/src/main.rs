@@ -2,6 +2,7 @@
 
 mod fmt;
 mod graph_render;
+mod lsp;
 mod report;
 mod run;
 mod test_cmd;
@@ -107,6 +108,8 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Run the language server on stdin/stdout (for editors).
+    Lsp,
     /// Draw the agent graph: handoff, escalate, consult and fallback edges, labelled.
     Graph {
         file: PathBuf,
@@ -305,6 +308,19 @@ fn main() -> ExitCode {
             }
         }
         Command::Fmt { files, check } => fmt::run(files, check),
+        Command::Lsp => match tokio::runtime::Runtime::new() {
+            Ok(rt) => {
+                rt.block_on(lsp::serve());
+                // The stdin reader is a blocking thread that would keep the runtime alive until
+                // the client closes the pipe; after `exit`, do not wait for it.
+                rt.shutdown_background();
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Graph { file, format } => {
             match check_path(&file, &FsLoader, &CheckOptions::default()) {
                 Err(e) => {

@@ -1,0 +1,472 @@
+//! `ladderc lsp`: a language server over stdio. Every change re-checks the document (with the
+//! files it `use`s, open editors' text taking precedence over the disk) and publishes the same
+//! diagnostics as `ladderc check`.
+
+use ladder_check::symbols::{symbols, SymbolKind as LadderKind, SymbolNamespace, Symbols};
+use ladder_check::{check_path, CheckOptions, Checked, Loader, Severity};
+use ladder_syntax::{FileId, SourceFile};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tower_lsp::jsonrpc::Result;
+use tower_lsp::lsp_types::*;
+use tower_lsp::{Client, LanguageServer, LspService, Server};
+
+/// Open documents by path.
+type Documents = Arc<Mutex<HashMap<PathBuf, String>>>;
+
+/// Reads open documents first, then the disk.
+struct Overlay(Documents);
+
+impl Loader for Overlay {
+    fn load(&self, path: &Path) -> std::io::Result<String> {
+        if let Some(text) = self.0.lock().expect("documents lock").get(path) {
+            return Ok(text.clone());
+        }
+        std::fs::read_to_string(path)
+    }
+}
+
+/// The analysis of one document: the check and the symbols of every file it loaded.
+struct Analysis {
+    checked: Checked,
+    symbols: Vec<(PathBuf, Symbols, SourceFile)>,
+}
+
+struct Backend {
+    client: Client,
+    documents: Documents,
+    analyses: Mutex<HashMap<PathBuf, Arc<Analysis>>>,
+}
+
+fn path_of(uri: &Url) -> Option<PathBuf> {
+    uri.to_file_path().ok()
+}
+
+/// LSP positions count UTF-16 code units.
+fn position(file: &SourceFile, offset: usize) -> Position {
+    let offset = offset.min(file.text.len());
+    let (line, _) = file.line_col(offset);
+    let line_start = file.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let character = file.text[line_start..offset].encode_utf16().count();
+    Position::new((line - 1) as u32, character as u32)
+}
+
+fn offset(file: &SourceFile, pos: Position) -> usize {
+    let mut line_start = 0;
+    for _ in 0..pos.line {
+        match file.text[line_start..].find('\n') {
+            Some(i) => line_start += i + 1,
+            None => return file.text.len(),
+        }
+    }
+    let line = &file.text[line_start
+        ..file.text[line_start..]
+            .find('\n')
+            .map_or(file.text.len(), |i| line_start + i)];
+    let mut units = 0;
+    for (i, c) in line.char_indices() {
+        if units >= pos.character as usize {
+            return line_start + i;
+        }
+        units += c.len_utf16();
+    }
+    line_start + line.len()
+}
+
+fn range(file: &SourceFile, span: ladder_syntax::Span) -> Range {
+    Range::new(position(file, span.start), position(file, span.end))
+}
+
+fn kind(k: LadderKind) -> SymbolKind {
+    match k {
+        LadderKind::Agent => SymbolKind::CLASS,
+        LadderKind::Human => SymbolKind::INTERFACE,
+        LadderKind::Script => SymbolKind::FUNCTION,
+        LadderKind::Tool => SymbolKind::METHOD,
+        LadderKind::Intent => SymbolKind::EVENT,
+        LadderKind::Model => SymbolKind::CONSTANT,
+        LadderKind::Type => SymbolKind::STRUCT,
+    }
+}
+
+impl Backend {
+    fn analyse(&self, path: &Path) -> Option<Arc<Analysis>> {
+        let checked = check_path(
+            path,
+            &Overlay(self.documents.clone()),
+            &CheckOptions::default(),
+        )
+        .ok()?;
+        // While the user types, a file often does not parse: its last good symbols stand in, so
+        // that completion and navigation keep working.
+        let previous = self
+            .analyses
+            .lock()
+            .expect("analyses lock")
+            .get(path)
+            .cloned();
+        let symbols = checked
+            .sources
+            .iter()
+            .filter_map(|(id, file)| match ladder_syntax::parse(id, &file.text) {
+                Ok(parsed) => Some((file.path.clone(), symbols(&parsed), file.clone())),
+                Err(_) => previous
+                    .as_ref()?
+                    .symbols
+                    .iter()
+                    .find(|(p, _, _)| p == &file.path)
+                    .cloned(),
+            })
+            .collect();
+        let analysis = Arc::new(Analysis { checked, symbols });
+        self.analyses
+            .lock()
+            .expect("analyses lock")
+            .insert(path.to_path_buf(), analysis.clone());
+        Some(analysis)
+    }
+
+    fn analysis(&self, uri: &Url) -> Option<(PathBuf, Arc<Analysis>)> {
+        let path = path_of(uri)?;
+        let cached = self
+            .analyses
+            .lock()
+            .expect("analyses lock")
+            .get(&path)
+            .cloned();
+        let analysis = cached.or_else(|| self.analyse(&path))?;
+        Some((path, analysis))
+    }
+
+    async fn publish(&self, uri: Url, version: Option<i32>) {
+        let Some(path) = path_of(&uri) else { return };
+        let Some(analysis) = self.analyse(&path) else {
+            return;
+        };
+        let file = analysis.checked.sources.get(FileId(0));
+        let diagnostics = analysis
+            .checked
+            .diagnostics
+            .iter()
+            .filter(|d| d.primary.span.file == FileId(0))
+            .map(|d| {
+                let mut message = d.message.clone();
+                if !d.primary.message.is_empty() {
+                    message.push_str(&format!("\n{}", d.primary.message));
+                }
+                if let Some(help) = &d.help {
+                    message.push_str(&format!("\nhelp: {help}"));
+                }
+                Diagnostic {
+                    range: range(file, d.primary.span),
+                    severity: Some(match d.severity {
+                        Severity::Error => DiagnosticSeverity::ERROR,
+                        Severity::Warning => DiagnosticSeverity::WARNING,
+                    }),
+                    code: Some(NumberOrString::String(d.code.as_str().to_string())),
+                    source: Some("ladderc".into()),
+                    message,
+                    related_information: Some(
+                        d.secondary
+                            .iter()
+                            .filter_map(|l| {
+                                let f = analysis.checked.sources.get(l.span.file);
+                                Some(DiagnosticRelatedInformation {
+                                    location: Location::new(
+                                        Url::from_file_path(&f.path).ok()?,
+                                        range(f, l.span),
+                                    ),
+                                    message: l.message.clone(),
+                                })
+                            })
+                            .collect(),
+                    ),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        self.client
+            .publish_diagnostics(uri, diagnostics, version)
+            .await;
+    }
+
+    /// The symbol under the cursor, across the loaded files.
+    fn target(
+        &self,
+        params: &TextDocumentPositionParams,
+    ) -> Option<(Arc<Analysis>, String, SymbolNamespace)> {
+        let (path, analysis) = self.analysis(&params.text_document.uri)?;
+        let (_, syms, file) = analysis
+            .symbols
+            .iter()
+            .find(|(p, _, _)| absolute(p) == absolute(&path))?;
+        let (name, ns) = syms.at(offset(file, params.position))?;
+        let (name, ns) = (name.to_string(), ns);
+        Some((analysis.clone(), name, ns))
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+const KEYWORDS: &[&str] = &[
+    "ladder", "use", "model", "intent", "type", "tool", "agent", "human", "script", "test",
+    "entry", "limits", "budget", "vars", "meta", "prompt", "tools", "accepts", "handoff",
+    "escalate", "consult", "sla", "fallback", "router", "say", "collect", "end", "http", "exec",
+    "mock", "host", "timeout", "retries", "context", "when", "expect", "user",
+];
+
+#[tower_lsp::async_trait]
+impl LanguageServer for Backend {
+    async fn initialize(&self, _: InitializeParams) -> Result<InitializeResult> {
+        Ok(InitializeResult {
+            capabilities: ServerCapabilities {
+                text_document_sync: Some(TextDocumentSyncCapability::Kind(
+                    TextDocumentSyncKind::FULL,
+                )),
+                definition_provider: Some(OneOf::Left(true)),
+                references_provider: Some(OneOf::Left(true)),
+                hover_provider: Some(HoverProviderCapability::Simple(true)),
+                document_symbol_provider: Some(OneOf::Left(true)),
+                document_formatting_provider: Some(OneOf::Left(true)),
+                completion_provider: Some(CompletionOptions {
+                    trigger_characters: Some(vec![">".into(), "[".into(), " ".into(), ",".into()]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            server_info: Some(ServerInfo {
+                name: "ladderc".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+            }),
+        })
+    }
+
+    async fn shutdown(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn did_open(&self, params: DidOpenTextDocumentParams) {
+        if let Some(path) = path_of(&params.text_document.uri) {
+            self.documents
+                .lock()
+                .expect("documents lock")
+                .insert(path, params.text_document.text);
+        }
+        self.publish(params.text_document.uri, Some(params.text_document.version))
+            .await;
+    }
+
+    async fn did_change(&self, params: DidChangeTextDocumentParams) {
+        let Some(change) = params.content_changes.into_iter().last() else {
+            return;
+        };
+        if let Some(path) = path_of(&params.text_document.uri) {
+            self.documents
+                .lock()
+                .expect("documents lock")
+                .insert(path, change.text);
+        }
+        self.publish(params.text_document.uri, Some(params.text_document.version))
+            .await;
+    }
+
+    async fn did_close(&self, params: DidCloseTextDocumentParams) {
+        if let Some(path) = path_of(&params.text_document.uri) {
+            self.documents.lock().expect("documents lock").remove(&path);
+            self.analyses.lock().expect("analyses lock").remove(&path);
+        }
+    }
+
+    async fn goto_definition(
+        &self,
+        params: GotoDefinitionParams,
+    ) -> Result<Option<GotoDefinitionResponse>> {
+        let Some((analysis, name, ns)) = self.target(&params.text_document_position_params) else {
+            return Ok(None);
+        };
+        for (path, syms, file) in &analysis.symbols {
+            if let Some(def) = syms.definition(&name, ns) {
+                let Ok(uri) = Url::from_file_path(absolute(path)) else {
+                    continue;
+                };
+                return Ok(Some(GotoDefinitionResponse::Scalar(Location::new(
+                    uri,
+                    range(file, def.name_span),
+                ))));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn references(&self, params: ReferenceParams) -> Result<Option<Vec<Location>>> {
+        let Some((analysis, name, ns)) = self.target(&params.text_document_position) else {
+            return Ok(None);
+        };
+        let mut locations = Vec::new();
+        for (path, syms, file) in &analysis.symbols {
+            let Ok(uri) = Url::from_file_path(absolute(path)) else {
+                continue;
+            };
+            if params.context.include_declaration {
+                if let Some(def) = syms.definition(&name, ns) {
+                    locations.push(Location::new(uri.clone(), range(file, def.name_span)));
+                }
+            }
+            for r in syms.references_to(&name, ns) {
+                locations.push(Location::new(uri.clone(), range(file, r.span)));
+            }
+        }
+        Ok(Some(locations))
+    }
+
+    async fn hover(&self, params: HoverParams) -> Result<Option<Hover>> {
+        let Some((analysis, name, ns)) = self.target(&params.text_document_position_params) else {
+            return Ok(None);
+        };
+        let def = analysis
+            .symbols
+            .iter()
+            .find_map(|(_, syms, _)| syms.definition(&name, ns));
+        Ok(def.map(|d| Hover {
+            contents: HoverContents::Markup(MarkupContent {
+                kind: MarkupKind::Markdown,
+                value: d.hover.clone(),
+            }),
+            range: None,
+        }))
+    }
+
+    async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {
+        let uri = &params.text_document_position.text_document.uri;
+        let Some(path) = path_of(uri) else {
+            return Ok(None);
+        };
+        let text = self
+            .documents
+            .lock()
+            .expect("documents lock")
+            .get(&path)
+            .cloned()
+            .unwrap_or_default();
+        let file = SourceFile::new(&path, text);
+        let at = offset(&file, params.text_document_position.position);
+        let line_start = file.text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let before = file.text[line_start..at].trim_start();
+        // What can come next, from the words before the cursor on this line.
+        let ns = if before.ends_with("->")
+            || before.ends_with("-> ")
+            || before.starts_with("entry")
+            || before.starts_with("consult")
+        {
+            Some(SymbolNamespace::Rung)
+        } else if before.starts_with("tools") && before.contains('[') && !before.contains(']') {
+            Some(SymbolNamespace::Tool)
+        } else if before.starts_with("model ") {
+            Some(SymbolNamespace::Model)
+        } else if (before.starts_with("handoff ") && !before.contains("->"))
+            || before.starts_with("accepts")
+        {
+            Some(SymbolNamespace::Intent)
+        } else {
+            None
+        };
+        let analysis = self.analysis(uri).map(|(_, a)| a);
+        let items: Vec<CompletionItem> = match (ns, analysis) {
+            (Some(ns), Some(a)) => a
+                .symbols
+                .iter()
+                .flat_map(|(_, s, _)| s.names(ns).cloned().collect::<Vec<_>>())
+                .map(|d| CompletionItem {
+                    label: d.name.clone(),
+                    kind: Some(CompletionItemKind::REFERENCE),
+                    detail: Some(format!("{:?}", d.kind).to_lowercase()),
+                    documentation: Some(Documentation::MarkupContent(MarkupContent {
+                        kind: MarkupKind::Markdown,
+                        value: d.hover.clone(),
+                    })),
+                    ..Default::default()
+                })
+                .collect(),
+            _ => KEYWORDS
+                .iter()
+                .map(|k| CompletionItem {
+                    label: k.to_string(),
+                    kind: Some(CompletionItemKind::KEYWORD),
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        Ok(Some(CompletionResponse::Array(items)))
+    }
+
+    async fn document_symbol(
+        &self,
+        params: DocumentSymbolParams,
+    ) -> Result<Option<DocumentSymbolResponse>> {
+        let Some((path, analysis)) = self.analysis(&params.text_document.uri) else {
+            return Ok(None);
+        };
+        let Some((_, syms, file)) = analysis
+            .symbols
+            .iter()
+            .find(|(p, _, _)| absolute(p) == absolute(&path))
+        else {
+            return Ok(None);
+        };
+        #[allow(deprecated)]
+        let list = syms
+            .definitions
+            .iter()
+            .map(|d| DocumentSymbol {
+                name: d.name.clone(),
+                detail: Some(format!("{:?}", d.kind).to_lowercase()),
+                kind: kind(d.kind),
+                tags: None,
+                deprecated: None,
+                range: range(file, d.item_span),
+                selection_range: range(file, d.name_span),
+                children: None,
+            })
+            .collect();
+        Ok(Some(DocumentSymbolResponse::Nested(list)))
+    }
+
+    async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
+        let Some(path) = path_of(&params.text_document.uri) else {
+            return Ok(None);
+        };
+        let Some(text) = self
+            .documents
+            .lock()
+            .expect("documents lock")
+            .get(&path)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let Ok(parsed) = ladder_syntax::parse(FileId(0), &text) else {
+            return Ok(None);
+        };
+        let formatted = ladder_syntax::format(&parsed, &text);
+        if formatted == text {
+            return Ok(Some(Vec::new()));
+        }
+        let file = SourceFile::new(&path, text.clone());
+        let whole = Range::new(Position::new(0, 0), position(&file, text.len()));
+        Ok(Some(vec![TextEdit::new(whole, formatted)]))
+    }
+}
+
+pub(crate) async fn serve() {
+    let (service, socket) = LspService::new(|client| Backend {
+        client,
+        documents: Arc::default(),
+        analyses: Mutex::default(),
+    });
+    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
+        .serve(service)
+        .await;
+}
