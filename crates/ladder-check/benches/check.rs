@@ -22,6 +22,22 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // What the language server does on every keystroke: re-check the document and rebuild the
+    // symbols of the file (parse again) for navigation and completion.
+    let mut lsp = c.benchmark_group("lsp_keystroke");
+    lsp.sample_size(30);
+    for agents in [1_000usize] {
+        let text = generate::ladder(agents, 10);
+        lsp.bench_with_input(BenchmarkId::from_parameter(agents), &text, |b, text| {
+            b.iter(|| {
+                let checked = check_source("generated.ladder", text, &CheckOptions::default());
+                let parsed = parse(FileId(0), text).expect("parses");
+                (checked, ladder_check::symbols::symbols(&parsed))
+            })
+        });
+    }
+    lsp.finish();
 }
 
 criterion_group!(benches, bench);
