@@ -100,22 +100,7 @@ impl Symbols {
 }
 
 fn type_text(t: &TypeExpr) -> String {
-    let base = match &t.kind {
-        TypeKind::Named(n) => n.name.clone(),
-        TypeKind::List(inner) => format!("[{}]", type_text(inner)),
-        TypeKind::Enum(v) => format!(
-            "enum({})",
-            v.iter()
-                .map(|i| i.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    };
-    if t.optional {
-        base + "?"
-    } else {
-        base
-    }
+    t.to_string()
 }
 
 fn type_refs(t: &TypeExpr, out: &mut Vec<Reference>) {

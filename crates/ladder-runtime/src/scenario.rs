@@ -178,21 +178,7 @@ pub fn holds(expectation: &Expectation, events: &[Event], state: &SessionState) 
         Expectation::Fallback { from, to } => events.iter().any(|e| matches!(e, Event::Fallback { from: f, to: t, .. } if f == from && t == to)),
         Expectation::Var { name, op, value } => {
             let actual = state.vars.get(name).cloned().unwrap_or(Value::Null);
-            match (actual.as_f64(), value.as_f64()) {
-                (Some(a), Some(b)) => match op.as_str() {
-                    "<" => a < b,
-                    "<=" => a <= b,
-                    ">" => a > b,
-                    ">=" => a >= b,
-                    "==" => a == b,
-                    _ => a != b,
-                },
-                _ => match op.as_str() {
-                    "==" => &actual == value,
-                    "!=" => &actual != value,
-                    _ => false,
-                },
-            }
+            crate::turn::compare(&actual, op, value)
         }
         Expectation::Ended => state.ended,
     }

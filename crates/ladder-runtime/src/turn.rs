@@ -962,7 +962,8 @@ fn condition_text(c: &Condition) -> String {
     s
 }
 
-fn compare(left: &Value, op: &str, right: &Value) -> bool {
+/// `left op right`: numerically when both are numbers, else only `==`/`!=` hold.
+pub(crate) fn compare(left: &Value, op: &str, right: &Value) -> bool {
     if let (Some(a), Some(b)) = (left.as_f64(), right.as_f64()) {
         return match op {
             "<" => a < b,

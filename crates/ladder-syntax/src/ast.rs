@@ -206,6 +206,28 @@ pub struct TypeExpr {
     pub span: Span,
 }
 
+impl std::fmt::Display for TypeExpr {
+    /// The type as written in canonical form: `[Slot]?`, `enum(a, b)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            TypeKind::Named(n) => f.write_str(&n.name)?,
+            TypeKind::List(inner) => write!(f, "[{inner}]")?,
+            TypeKind::Enum(v) => write!(
+                f,
+                "enum({})",
+                v.iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?,
+        }
+        if self.optional {
+            f.write_str("?")?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum TypeKind {
     /// A builtin (`string`, `int`, ...) or a record type; resolved by the checker.

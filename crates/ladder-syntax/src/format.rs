@@ -352,22 +352,7 @@ impl Printer<'_> {
     }
 
     fn ty(&self, t: &TypeExpr) -> String {
-        let base = match &t.kind {
-            TypeKind::Named(n) => n.name.clone(),
-            TypeKind::List(inner) => format!("[{}]", self.ty(inner)),
-            TypeKind::Enum(v) => format!(
-                "enum({})",
-                v.iter()
-                    .map(|i| i.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        };
-        if t.optional {
-            format!("{base}?")
-        } else {
-            base
-        }
+        t.to_string()
     }
 
     fn field_entries(&self, fields: &[Field]) -> Vec<(usize, String)> {

@@ -1230,25 +1230,7 @@ impl Lower {
             .find(is_meaningful)
             .expect("json value has one alternative");
         let kind = match p.as_rule() {
-            Rule::json_object => JsonKind::Object(
-                p.into_inner()
-                    .filter(is_meaningful)
-                    .map(|pair| {
-                        let mut it = pair.into_inner().filter(is_meaningful);
-                        let k = it.next().expect("pair has a key");
-                        let key = if k.as_rule() == Rule::string {
-                            let s = self.string(k);
-                            Ident {
-                                name: s.value,
-                                span: s.span,
-                            }
-                        } else {
-                            self.ident(k)
-                        };
-                        (key, self.json(it.next().expect("pair has a value")))
-                    })
-                    .collect(),
-            ),
+            Rule::json_object => return self.json_object(p),
             Rule::json_array => JsonKind::Array(
                 p.into_inner()
                     .filter(is_meaningful)

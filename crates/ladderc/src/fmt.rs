@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-fn discover(dir: &Path, out: &mut Vec<PathBuf>) {
+/// Files under `dir` whose name ends with `suffix`, sorted, skipping build output and hidden
+/// directories.
+pub(crate) fn discover(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -13,9 +15,9 @@ fn discover(dir: &Path, out: &mut Vec<PathBuf>) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if path.is_dir() {
             if !name.starts_with('.') && name != "target" && name != "node_modules" {
-                discover(&path, out);
+                discover(&path, suffix, out);
             }
-        } else if name.ends_with(".ladder") {
+        } else if name.ends_with(suffix) {
             out.push(path);
         }
     }
@@ -23,7 +25,7 @@ fn discover(dir: &Path, out: &mut Vec<PathBuf>) {
 
 pub(crate) fn run(mut files: Vec<PathBuf>, check: bool) -> ExitCode {
     if files.is_empty() {
-        discover(Path::new("."), &mut files);
+        discover(Path::new("."), ".ladder", &mut files);
     }
     let mut unformatted = Vec::new();
     let mut broken = false;

@@ -166,6 +166,25 @@ fn lint_options(deny: &[String], allow: &[String]) -> Result<LintOptions, String
     Ok(options)
 }
 
+/// Runs an async command on a fresh tokio runtime; exit 2 if the runtime cannot start.
+fn block_on<F: std::future::Future>(
+    future: F,
+    done: impl FnOnce(F::Output) -> ExitCode,
+) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => {
+            let output = rt.block_on(future);
+            // Blocking threads (the LSP's stdin reader) must not keep the process alive.
+            rt.shutdown_background();
+            done(output)
+        }
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -244,20 +263,13 @@ fn main() -> ExitCode {
                 model,
                 allow_exec,
             };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match runtime.block_on(run::run(program, options)) {
+            block_on(run::run(program, options), |result| match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
                 }
-            }
+            })
         }
         Command::Test {
             files,
@@ -291,36 +303,17 @@ fn main() -> ExitCode {
                 jobs,
                 allow_exec,
             };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match runtime.block_on(test_cmd::run(options)) {
+            block_on(test_cmd::run(options), |result| match result {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(1),
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
                 }
-            }
+            })
         }
         Command::Fmt { files, check } => fmt::run(files, check),
-        Command::Lsp => match tokio::runtime::Runtime::new() {
-            Ok(rt) => {
-                rt.block_on(lsp::serve());
-                // The stdin reader is a blocking thread that would keep the runtime alive until
-                // the client closes the pipe; after `exit`, do not wait for it.
-                rt.shutdown_background();
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: cannot start the async runtime: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Lsp => block_on(lsp::serve(), |()| ExitCode::SUCCESS),
         Command::Graph { file, format } => {
             match check_path(&file, &FsLoader, &CheckOptions::default()) {
                 Err(e) => {

@@ -61,25 +61,6 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     v[rank.min(v.len()) - 1]
 }
 
-/// `*.test.ladder` files under `dir`, skipping build output and hidden directories.
-fn discover(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for path in entries {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if path.is_dir() {
-            if !name.starts_with('.') && name != "target" && name != "node_modules" {
-                discover(&path, out);
-            }
-        } else if name.ends_with(".test.ladder") {
-            out.push(path);
-        }
-    }
-}
-
 struct Budget {
     file: usize,
     message: String,
@@ -88,7 +69,7 @@ struct Budget {
 pub(crate) async fn run(options: TestOptions) -> Result<bool, String> {
     let mut files = options.files.clone();
     if files.is_empty() {
-        discover(Path::new("."), &mut files);
+        crate::fmt::discover(Path::new("."), ".test.ladder", &mut files);
         if files.is_empty() {
             return Err("no test files given and no `*.test.ladder` file found here".into());
         }
