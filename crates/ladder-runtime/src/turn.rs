@@ -535,7 +535,10 @@ impl<'a> Turn<'a> {
             }
         }
         if let Some(target) = call.name.strip_prefix("consult_") {
-            if agent.consults.iter().any(|c| c == target) && consult_depth < MAX_CONSULT_DEPTH {
+            if agent.consults.iter().any(|c| c == target)
+                && prog.agents.contains_key(target)
+                && consult_depth < MAX_CONSULT_DEPTH
+            {
                 let Some(question) = arguments
                     .get("question")
                     .and_then(Value::as_str)
@@ -546,8 +549,14 @@ impl<'a> Turn<'a> {
                 return self.consult(name, target, question, consult_depth).await;
             }
         }
-        if agent.tools.iter().any(|t| t == &call.name) {
-            let tool = &prog.tools[&call.name];
+        // A checked program declares every listed tool; a hand-built one may not.
+        if let Some(tool) = agent
+            .tools
+            .iter()
+            .any(|t| t == &call.name)
+            .then(|| prog.tools.get(&call.name))
+            .flatten()
+        {
             if let Err(e) = schema::validate(&arguments, &tool.parameters) {
                 return Act::Correct(e);
             }
