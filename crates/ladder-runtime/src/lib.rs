@@ -33,6 +33,7 @@ mod event;
 pub mod scenario;
 mod schema;
 mod session;
+mod store;
 mod template;
 mod tools;
 mod turn;
@@ -45,6 +46,7 @@ pub use event::Event;
 pub use ladder_check::program::Program;
 pub use schema::validate;
 pub use session::{Awaiting, Counters, Entry, Inbound, SessionState};
+pub use store::{Durable, OpenTurn, RecordedCall, SessionSummary, Store, StoreError, Stored};
 pub use tools::HostTool;
 
 use std::collections::HashMap;

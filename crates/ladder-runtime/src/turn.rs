@@ -5,6 +5,7 @@ use crate::backend::{ChatMessage, ChatRequest, Role, TokenUsage, ToolCall, ToolS
 use crate::event::Event;
 use crate::schema;
 use crate::session::{Awaiting, Entry, Inbound, SessionState};
+use crate::store::{Journal, RecordedCall, StoreError};
 use crate::tools::{self, ToolContext};
 use crate::Inner;
 use ladder_check::program::{Agent, Condition, ContextPolicy, Program, ScriptStep};
@@ -43,6 +44,8 @@ pub(crate) struct Turn<'a> {
     cost: f64,
     /// Counts tool calls of this turn, for idempotency keys.
     call_index: u32,
+    /// Where completed tool calls are recorded and, on a re-run, found again.
+    journal: Option<&'a Journal>,
 }
 
 fn program(rt: &Inner) -> &Program {
@@ -66,7 +69,13 @@ impl<'a> Turn<'a> {
             usage: TokenUsage::default(),
             cost: 0.0,
             call_index: 0,
+            journal: None,
         }
+    }
+
+    pub(crate) fn journal(mut self, journal: &'a Journal) -> Self {
+        self.journal = Some(journal);
+        self
     }
 
     fn emit(&mut self, event: Event) {
@@ -576,20 +585,38 @@ impl<'a> Turn<'a> {
                 tool: call.name.clone(),
                 arguments: arguments.clone(),
             });
-            let cx = ToolContext {
-                http: &self.rt.http,
-                host_tools: &self.rt.host_tools,
-                allow_exec: self.rt.allow_exec,
-                vars: &self.state.vars,
-                idempotency_key: format!(
-                    "{}-{}-{}",
-                    self.state.id, self.state.turn, self.call_index
-                ),
-            };
-            let map = arguments.as_object().cloned().unwrap_or_default();
-            let (result, ok) = match tools::run(&call.name, tool, map, &cx).await {
-                Ok(v) => (v, true),
-                Err(e) => (json!({"error": e}), false),
+            let key = format!("{}-{}-{}", self.state.id, self.state.turn, self.call_index);
+            let (result, ok) = match self.recall(&key, &call.name).await {
+                Ok(Some(recorded)) => (recorded.result, recorded.ok),
+                // Without the record we cannot tell whether the call already happened: running
+                // it again could repeat a side effect, so the call fails instead.
+                Err(e) => (json!({"error": format!("the session store is unavailable: {e}")}), false),
+                Ok(None) => {
+                    let cx = ToolContext {
+                        http: &self.rt.http,
+                        host_tools: &self.rt.host_tools,
+                        allow_exec: self.rt.allow_exec,
+                        vars: &self.state.vars,
+                        idempotency_key: key.clone(),
+                    };
+                    let map = arguments.as_object().cloned().unwrap_or_default();
+                    let (result, ok) = match tools::run(&call.name, tool, map, &cx).await {
+                        Ok(v) => (v, true),
+                        Err(e) => (json!({"error": e}), false),
+                    };
+                    if let Some(j) = self.journal {
+                        let recorded = RecordedCall {
+                            tool: call.name.clone(),
+                            arguments: arguments.clone(),
+                            result: result.clone(),
+                            ok,
+                        };
+                        // The call happened; failing to record it only loses the protection
+                        // against a repeat if this worker dies before the turn commits.
+                        let _ = j.store.record(&j.id, &key, &recorded).await;
+                    }
+                    (result, ok)
+                }
             };
             self.emit(Event::ToolResult {
                 agent: name.into(),
@@ -611,6 +638,14 @@ impl<'a> Turn<'a> {
             call.name,
             allowed.join(", ")
         ))
+    }
+
+    /// The recorded result of this call from an earlier attempt at the turn, if any.
+    async fn recall(&self, key: &str, tool: &str) -> Result<Option<RecordedCall>, StoreError> {
+        let Some(j) = self.journal else {
+            return Ok(None);
+        };
+        Ok(j.store.recall(&j.id, key).await?.filter(|r| r.tool == tool))
     }
 
     async fn consult(&mut self, from: &str, to: &str, question: String, depth: u32) -> Act {

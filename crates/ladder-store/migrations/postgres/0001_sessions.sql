@@ -1,0 +1,36 @@
+-- Sessions: the state after the last committed turn, the open turn if any, and the lease.
+CREATE TABLE sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    state TEXT NOT NULL,
+    current TEXT NOT NULL,
+    turns BIGINT NOT NULL,
+    ended BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    open_turn BIGINT,
+    open_text TEXT,
+    lease_owner TEXT,
+    lease_expires BIGINT
+);
+CREATE INDEX sessions_updated ON sessions (updated_at);
+
+-- The append-only event log: every event of every committed turn.
+CREATE TABLE events (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    seq BIGINT NOT NULL,
+    turn BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+);
+
+-- Completed tool calls by idempotency key: a turn re-run after a crash reuses them.
+CREATE TABLE tool_calls (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    idempotency_key TEXT NOT NULL,
+    tool TEXT NOT NULL,
+    arguments TEXT NOT NULL,
+    result TEXT NOT NULL,
+    ok BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (session_id, idempotency_key)
+);
