@@ -3,8 +3,11 @@
 mod fmt;
 mod graph_render;
 mod lsp;
+mod metrics;
 mod report;
 mod run;
+mod serve;
+mod sessions;
 mod test_cmd;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -68,6 +71,51 @@ enum Command {
         /// Allow `exec` tools to start local programs.
         #[arg(long)]
         allow_exec: bool,
+        /// Continue (or start) the stored session ID; its turns are committed to the store.
+        #[arg(long, value_name = "ID")]
+        session: Option<String>,
+        /// Keep the session in this store: a SQLite path or `sqlite:PATH`, or `postgres://...`
+        /// (default with --session: .ladder/sessions.db).
+        #[arg(long, value_name = "URL", env = "LADDER_STORE")]
+        store: Option<String>,
+    },
+    /// Serve a ladder over HTTP (sessions API with SSE, OpenAI-compatible chat completions).
+    Serve {
+        file: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+        addr: std::net::SocketAddr,
+        /// Session store: a SQLite path or `sqlite:PATH`, or `postgres://...` for several workers.
+        #[arg(long, value_name = "URL", env = "LADDER_STORE", default_value = ladder_store::DEFAULT_SQLITE_PATH)]
+        store: String,
+        /// Bearer token every request must carry (required off loopback).
+        #[arg(long, value_name = "TOKEN", env = "LADDER_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// How long a worker's claim on a session lasts unrenewed (seconds): after a crash,
+        /// another worker takes the session over this long after the last renewal.
+        #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+        lease: f64,
+        /// On SIGTERM, how long running turns may take to finish (seconds).
+        #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+        grace: f64,
+        /// Largest request body accepted, in bytes.
+        #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+        max_body: usize,
+        #[arg(long, value_enum)]
+        backend: Option<run::BackendChoice>,
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
+        #[arg(long)]
+        allow_exec: bool,
+    },
+    /// Inspect stored sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: sessions::SessionsCommand,
+        /// A SQLite path or `sqlite:PATH`, or `postgres://...`.
+        #[arg(long, value_name = "URL", env = "LADDER_STORE", default_value = ladder_store::DEFAULT_SQLITE_PATH, global = true)]
+        store: String,
     },
     /// Run the scenario tests (`test` blocks) of ladders and gate on their budgets.
     Test {
@@ -166,6 +214,41 @@ fn lint_options(deny: &[String], allow: &[String]) -> Result<LintOptions, String
     Ok(options)
 }
 
+/// Checks a ladder for `run` and `serve`: its program, or the exit code after reporting why not.
+fn compile_file(file: &Path) -> Result<ladder_runtime::Program, ExitCode> {
+    let checked = match check_path(file, &FsLoader, &CheckOptions::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot read `{}`: {e}", file.display());
+            return Err(ExitCode::from(2));
+        }
+    };
+    match checked.program.clone() {
+        Some(program) => Ok(program),
+        None => {
+            eprint!(
+                "{}",
+                report::human(
+                    std::slice::from_ref(&checked),
+                    std::io::stderr().is_terminal()
+                )
+            );
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// Prints a command's error and exits 2.
+fn finish(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Runs an async command on a fresh tokio runtime; exit 2 if the runtime cannot start.
 fn block_on<F: std::future::Future>(
     future: F,
@@ -236,23 +319,12 @@ fn main() -> ExitCode {
             base_url,
             model,
             allow_exec,
+            session,
+            store,
         } => {
-            let checked = match check_path(&file, &FsLoader, &CheckOptions::default()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: cannot read `{}`: {e}", file.display());
-                    return ExitCode::from(2);
-                }
-            };
-            let Some(program) = checked.program.clone() else {
-                eprint!(
-                    "{}",
-                    report::human(
-                        std::slice::from_ref(&checked),
-                        std::io::stderr().is_terminal()
-                    )
-                );
-                return ExitCode::from(1);
+            let program = match compile_file(&file) {
+                Ok(p) => p,
+                Err(code) => return code,
             };
             let options = run::RunOptions {
                 messages,
@@ -262,14 +334,52 @@ fn main() -> ExitCode {
                 base_url,
                 model,
                 allow_exec,
+                session,
+                store,
             };
-            block_on(run::run(program, options), |result| match result {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            })
+            block_on(run::run(program, options), finish)
+        }
+        Command::Serve {
+            file,
+            addr,
+            store,
+            token,
+            lease,
+            grace,
+            max_body,
+            backend,
+            base_url,
+            model,
+            allow_exec,
+        } => {
+            let program = match compile_file(&file) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            let seconds = |s: f64, flag: &str| {
+                (s.is_finite() && s > 0.0 && s <= 86_400.0)
+                    .then(|| std::time::Duration::from_secs_f64(s))
+                    .ok_or_else(|| format!("--{flag} must be between 0 and 86400 seconds"))
+            };
+            let (lease, grace) = match (seconds(lease, "lease"), seconds(grace, "grace")) {
+                (Ok(l), Ok(g)) => (l, g),
+                (Err(e), _) | (_, Err(e)) => return finish(Err(e)),
+            };
+            let options = serve::ServeOptions {
+                addr,
+                store,
+                token: token.filter(|t| !t.is_empty()),
+                lease,
+                grace,
+                max_body,
+                backend: run::backend(backend, base_url),
+                model,
+                allow_exec,
+            };
+            block_on(serve::serve(program, options), finish)
+        }
+        Command::Sessions { command, store } => {
+            block_on(sessions::run(command, store), finish)
         }
         Command::Test {
             files,

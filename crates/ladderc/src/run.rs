@@ -1,7 +1,9 @@
 //! `ladderc run`: a conversation with a ladder, interactive or scripted.
 
 use ladder_llm::{OpenAi, Simulator};
-use ladder_runtime::{Backend, Event, Program, Runtime};
+use ladder_runtime::{
+    Backend, Durable, Event, EventStream, Program, Runtime, Session, SessionState, StoreError,
+};
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -21,6 +23,52 @@ pub(crate) struct RunOptions {
     pub base_url: Option<String>,
     pub model: Option<String>,
     pub allow_exec: bool,
+    pub session: Option<String>,
+    pub store: Option<String>,
+}
+
+/// Where the conversation lives: in memory for this run, or in a store across runs.
+enum Conversation {
+    Memory(Session),
+    Stored { durable: Durable, id: String },
+}
+
+impl Conversation {
+    async fn open(runtime: Runtime, options: &RunOptions) -> Result<Self, String> {
+        if options.session.is_none() && options.store.is_none() {
+            return Ok(Conversation::Memory(runtime.session()));
+        }
+        let url = options
+            .store
+            .clone()
+            .unwrap_or_else(|| ladder_store::DEFAULT_SQLITE_PATH.to_string());
+        let store = ladder_store::open(&url).await.map_err(|e| e.to_string())?;
+        let durable = runtime.durable(store, format!("ladderc-run:{}", std::process::id()));
+        let id = match durable.create(options.session.clone()).await {
+            Ok(id) => id,
+            Err(StoreError::Exists(id)) => id,
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(Conversation::Stored { durable, id })
+    }
+
+    async fn send(&self, text: String) -> Result<EventStream, String> {
+        match self {
+            Conversation::Memory(session) => Ok(session.send(text)),
+            Conversation::Stored { durable, id } => {
+                durable.send(id, text).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn state(&self) -> Result<SessionState, String> {
+        match self {
+            Conversation::Memory(session) => Ok(session.state().await),
+            Conversation::Stored { durable, id } => {
+                durable.state(id).await.map_err(|e| e.to_string())
+            }
+        }
+    }
 }
 
 /// Picks the backend: the flag, else OpenAI if `OPENAI_BASE_URL`/`OPENAI_API_KEY` or
@@ -160,7 +208,7 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), Str
         .backend_arc(backend(options.backend, options.base_url.clone()))
         .allow_exec(options.allow_exec)
         .model_override(options.model.clone());
-    let session = runtime.session();
+    let conversation = Conversation::open(runtime, &options).await?;
     let mut trace = match &options.trace {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -192,7 +240,7 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), Str
                 None => break,
             }
         };
-        let mut stream = session.send(text);
+        let mut stream = conversation.send(text).await?;
         let mut speaking = None;
         let stdout = std::io::stdout();
         while let Some(event) = stream.next().await {
@@ -243,7 +291,10 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), Str
         t.flush().map_err(|e| e.to_string())?;
     }
     // The summary goes to stderr so that `--json` output stays one event per line.
-    let state = session.state().await;
+    let state = conversation.state().await?;
+    if let Conversation::Stored { id, .. } = &conversation {
+        eprintln!("session: {id} (continue it with --session {id})");
+    }
     let c = &state.counters;
     eprintln!(
         "summary: {} turns; agents visited: {}; {} LLM calls, {} tool calls, {} handoffs, {} escalations; {} tokens; cost ${:.6}",

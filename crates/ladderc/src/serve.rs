@@ -1,0 +1,572 @@
+//! `ladderc serve`: a ladder over HTTP, with sessions in a store shared by any number of workers.
+//!
+//! Routes: `POST /v1/sessions`, `POST /v1/sessions/{id}/messages` (the turn's events as SSE, the
+//! same JSON as `run --json`), `GET /v1/sessions/{id}`, `GET /healthz`, `GET /metrics`
+//! (Prometheus text), and an OpenAI-compatible `POST /v1/chat/completions` facade.
+
+use crate::metrics::{Metrics, TimedBackend};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use ladder_runtime::{Backend, Durable, Event, Program, Runtime, StoreError};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+pub(crate) struct ServeOptions {
+    pub addr: SocketAddr,
+    pub store: String,
+    pub token: Option<String>,
+    pub lease: Duration,
+    pub grace: Duration,
+    pub max_body: usize,
+    pub backend: Arc<dyn Backend>,
+    pub model: Option<String>,
+    pub allow_exec: bool,
+}
+
+#[derive(Clone)]
+struct App {
+    durable: Durable,
+    token: Option<Arc<str>>,
+    metrics: Arc<Metrics>,
+    ladder: Arc<str>,
+    /// Every running turn holds a clone; shutdown waits until all are dropped.
+    turns: mpsc::Sender<()>,
+}
+
+/// A JSON error: `{"error": {"message", "type"}}` (the OpenAI shape, so that OpenAI clients show
+/// the message too).
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    let body = json!({"error": {"message": message.into(), "type": kind}});
+    (status, Json(body)).into_response()
+}
+
+fn store_error(e: StoreError) -> Response {
+    match e {
+        StoreError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+        StoreError::Exists(_) => error(StatusCode::CONFLICT, "exists", e.to_string()),
+        StoreError::Busy { .. } => error(
+            StatusCode::CONFLICT,
+            "session_busy",
+            format!("{e}; send the message again when that turn has ended"),
+        ),
+        StoreError::LeaseLost(_) => error(StatusCode::CONFLICT, "lease_lost", e.to_string()),
+        StoreError::Backend(m) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("the session store failed: {m}"),
+        ),
+    }
+}
+
+/// Parses a JSON body; every failure is a 4xx with a JSON error.
+fn body<T: serde::de::DeserializeOwned>(
+    bytes: Result<Bytes, BytesRejection>,
+    empty: Option<T>,
+) -> Result<T, Response> {
+    let bytes = bytes.map_err(|r| error(r.status(), "invalid_request", r.body_text()))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        if let Some(default) = empty {
+            return Ok(default);
+        }
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("the request body is not valid: {e}"),
+        )
+    })
+}
+
+pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(), String> {
+    if !options.addr.ip().is_loopback() && options.token.is_none() {
+        return Err(format!(
+            "refusing to listen on {} without a token: pass --token or set LADDER_TOKEN (only loopback addresses may go without)",
+            options.addr
+        ));
+    }
+    let store = ladder_store::open(&options.store)
+        .await
+        .map_err(|e| e.to_string())?;
+    let metrics = Arc::new(Metrics::default());
+    let ladder: Arc<str> = program.name.as_str().into();
+    let backend = Arc::new(TimedBackend {
+        inner: options.backend,
+        metrics: metrics.clone(),
+    });
+    let worker = format!(
+        "{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "ladderc".into()),
+        std::process::id()
+    );
+    let durable = Runtime::new(program)
+        .backend_arc(backend)
+        .allow_exec(options.allow_exec)
+        .model_override(options.model)
+        .durable(store, worker)
+        .lease(options.lease);
+    let (turns, mut all_done) = mpsc::channel::<()>(1);
+    let app = App {
+        durable,
+        token: options.token.map(Into::into),
+        metrics,
+        ladder,
+        turns,
+    };
+    let router = router(app.clone(), options.max_body);
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Tests and scripts wait for this line.
+    eprintln!("listening on http://{local}");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    // Connections are closed; turns whose client went away may still be running.
+    drop(app);
+    let grace = options.grace;
+    if tokio::time::timeout(grace, all_done.recv()).await.is_err() {
+        eprintln!(
+            "stopped after {grace:?} with turns still running: they stay open in the store and the next worker to get their session finishes them"
+        );
+    } else {
+        eprintln!("stopped: every turn finished");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    eprintln!("shutting down: no new requests; waiting for running turns");
+}
+
+fn router(app: App, max_body: usize) -> Router {
+    Router::new()
+        .route("/v1/sessions", post(create_session))
+        .route("/v1/sessions/{id}", get(get_session))
+        .route("/v1/sessions/{id}/messages", post(send_message))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(app.clone(), auth))
+        .route("/healthz", get(healthz))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(app)
+}
+
+/// Compares in time that does not depend on where the strings differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(app): State<App>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a bearer token is required: Authorization: Bearer <token>",
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    match app.durable.store().list(1).await {
+        Ok(_) => Json(json!({"status": "ok"})).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateSession {
+    id: Option<String>,
+}
+
+/// Session ids go into URLs, headers and logs: keep them plain.
+fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+async fn create_session(
+    State(app): State<App>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request: CreateSession = match body(bytes, Some(CreateSession::default())) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Some(id) = &request.id {
+        if !valid_id(id) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "a session id is 1 to 128 characters of letters, digits and - _ . :",
+            );
+        }
+    }
+    match app.durable.create(request.id).await {
+        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct GetSession {
+    #[serde(default)]
+    events: bool,
+}
+
+async fn get_session(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<GetSession>,
+) -> Response {
+    let stored = match app.durable.store().load(&id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return store_error(StoreError::NotFound(id)),
+        Err(e) => return store_error(e),
+    };
+    let s = stored.state;
+    let mut body = json!({
+        "id": s.id,
+        "turn": s.turn,
+        "current": s.current,
+        "escalation_stack": s.escalation_stack,
+        "vars": s.vars,
+        "counters": s.counters,
+        "paused_for": s.paused_for,
+        "ended": s.ended,
+        "open_turn": stored.open_turn,
+        "transcript": s.transcript,
+    });
+    if query.events {
+        match app.durable.store().events(&id).await {
+            Ok(events) => body["events"] = json!(events),
+            Err(e) => return store_error(e),
+        }
+    }
+    Json(body).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMessage {
+    text: String,
+}
+
+#[derive(Deserialize, Default)]
+struct SendQuery {
+    /// `false`: answer with one JSON array of the events once the turn ends.
+    stream: Option<bool>,
+}
+
+/// Runs a turn and returns its events on a channel that a task feeds to the end of the turn, so
+/// that the turn is counted and committed even if the client goes away.
+async fn start_turn(
+    app: &App,
+    id: &str,
+    text: String,
+) -> Result<mpsc::UnboundedReceiver<Event>, Response> {
+    if text.trim().is_empty() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the message is empty",
+        ));
+    }
+    let mut events = match app.durable.send(id, text).await {
+        Ok(events) => events,
+        Err(e) => {
+            if matches!(e, StoreError::Busy { .. }) {
+                app.metrics.busy();
+            }
+            return Err(store_error(e));
+        }
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let metrics = app.metrics.clone();
+    let running = app.turns.clone();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            metrics.observe(&event);
+            let _ = tx.send(event);
+        }
+        drop(running);
+    });
+    Ok(rx)
+}
+
+fn events_stream(rx: mpsc::UnboundedReceiver<Event>) -> impl Stream<Item = Event> {
+    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+}
+
+fn event_type(event: &Value) -> String {
+    event["type"].as_str().unwrap_or("event").to_string()
+}
+
+async fn send_message(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    Query(query): Query<SendQuery>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request: SendMessage = match body(bytes, None) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let rx = match start_turn(&app, &id, request.text).await {
+        Ok(rx) => rx,
+        Err(r) => return r,
+    };
+    if query.stream == Some(false) {
+        let events: Vec<Event> = events_stream(rx).collect().await;
+        return Json(events).into_response();
+    }
+    let sse = events_stream(rx).map(|event| {
+        let value = serde_json::to_value(&event).unwrap_or(Value::Null);
+        Ok::<_, Infallible>(
+            SseEvent::default()
+                .event(event_type(&value))
+                .data(value.to_string()),
+        )
+    });
+    Sse::new(sse).keep_alive(KeepAlive::default()).into_response()
+}
+
+#[derive(Deserialize)]
+struct ChatCompletionRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<ChatCompletionMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChatCompletionMessage {
+    role: String,
+    #[serde(default)]
+    content: Value,
+}
+
+/// The text of a message: a string, or the text parts of a content array.
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter(|p| p["type"] == "text")
+            .filter_map(|p| p["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The OpenAI-compatible facade: the session is named by the `X-Ladder-Session` header or the
+/// `user` field (created on first use); without either, each request opens a new session, whose
+/// id comes back in `X-Ladder-Session`. The last user message is the turn's input; the replies of
+/// the turn are the answer.
+async fn chat_completions(
+    State(app): State<App>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request: ChatCompletionRequest = match body(bytes, None) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(text) = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| content_text(&m.content))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "`messages` has no user message",
+        );
+    };
+    let named = headers
+        .get("x-ladder-session")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+        .or(request.user);
+    let id = match named {
+        Some(id) if !valid_id(&id) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "a session id is 1 to 128 characters of letters, digits and - _ . :",
+            )
+        }
+        Some(id) => match app.durable.create(Some(id.clone())).await {
+            Ok(_) | Err(StoreError::Exists(_)) => id,
+            Err(e) => return store_error(e),
+        },
+        None => match app.durable.create(None).await {
+            Ok(id) => id,
+            Err(e) => return store_error(e),
+        },
+    };
+    let rx = match start_turn(&app, &id, text).await {
+        Ok(rx) => rx,
+        Err(r) => return r,
+    };
+    let model = request.model.unwrap_or_else(|| app.ladder.to_string());
+    let completion_id = format!("chatcmpl-{id}-{:08x}", fastrand::u32(..));
+    let created = unix_now();
+    let session_header = HeaderValue::from_str(&id).ok();
+    let mut response = if request.stream {
+        let chunk = {
+            let (completion_id, model) = (completion_id.clone(), model.clone());
+            move |delta: Value, finish: Option<&str>| {
+                let body = json!({
+                    "id": completion_id, "object": "chat.completion.chunk", "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                });
+                Ok::<_, Infallible>(SseEvent::default().data(body.to_string()))
+            }
+        };
+        let first = chunk.clone()(json!({"role": "assistant", "content": ""}), None);
+        let mut replied = false;
+        let body = events_stream(rx).filter_map(move |event| {
+            let out = match event {
+                Event::Reply { text, .. } => {
+                    let sep = if replied { "\n\n" } else { "" };
+                    replied = true;
+                    Some(chunk(json!({"content": format!("{sep}{text}")}), None))
+                }
+                Event::Error { message, .. } if !replied => {
+                    replied = true;
+                    Some(chunk(json!({"content": format!("[error: {message}]")}), None))
+                }
+                Event::TurnEnded { .. } => Some(chunk(json!({}), Some("stop"))),
+                _ => None,
+            };
+            std::future::ready(out)
+        });
+        let done = stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
+        Sse::new(stream::once(async { first }).chain(body).chain(done)).into_response()
+    } else {
+        let events: Vec<Event> = events_stream(rx).collect().await;
+        let mut replies = Vec::new();
+        let mut errors = Vec::new();
+        let mut usage = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
+        let mut agent = None;
+        for event in &events {
+            match event {
+                Event::Reply { agent: a, text } => {
+                    replies.push(text.clone());
+                    agent = Some(a.clone());
+                }
+                Event::Error { message, .. } => errors.push(message.clone()),
+                Event::TurnEnded { usage: u, .. } => {
+                    usage = json!({
+                        "prompt_tokens": u.prompt_tokens,
+                        "completion_tokens": u.completion_tokens,
+                        "total_tokens": u.prompt_tokens + u.completion_tokens,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if replies.is_empty() && !errors.is_empty() {
+            return error(StatusCode::BAD_GATEWAY, "ladder_error", errors.join("; "));
+        }
+        Json(json!({
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": replies.join("\n\n")},
+                "finish_reason": "stop",
+            }],
+            "usage": usage,
+            "ladder": {"session": id, "agent": agent, "events": events},
+        }))
+        .into_response()
+    };
+    if let Some(v) = session_header {
+        response.headers_mut().insert("x-ladder-session", v);
+    }
+    response
+}
