@@ -590,7 +590,10 @@ impl<'a> Turn<'a> {
                 Ok(Some(recorded)) => (recorded.result, recorded.ok),
                 // Without the record we cannot tell whether the call already happened: running
                 // it again could repeat a side effect, so the call fails instead.
-                Err(e) => (json!({"error": format!("the session store is unavailable: {e}")}), false),
+                Err(e) => (
+                    json!({"error": format!("the session store is unavailable: {e}")}),
+                    false,
+                ),
                 Ok(None) => {
                     let cx = ToolContext {
                         http: &self.rt.http,

@@ -405,7 +405,9 @@ impl PgStore {
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Backend(format!("cannot migrate the PostgreSQL database: {e}")))?;
+            .map_err(|e| {
+                StoreError::Backend(format!("cannot migrate the PostgreSQL database: {e}"))
+            })?;
         Ok(PgStore { pool })
     }
 }

@@ -95,7 +95,10 @@ async fn leases_are_exclusive_and_expire() {
                 .await,
             Err(StoreError::LeaseLost("s".into()))
         );
-        assert!(store.events("s").await.unwrap().is_empty(), "nothing half-written");
+        assert!(
+            store.events("s").await.unwrap().is_empty(),
+            "nothing half-written"
+        );
         let open = store.load("s").await.unwrap().unwrap().open_turn.unwrap();
         assert_eq!((open.turn, open.text.as_str()), (1, "hello"));
     }
@@ -175,7 +178,11 @@ async fn tool_results_are_recorded_once_by_key() {
             ..call.clone()
         };
         store.record("t", "t-1-1", &second).await.unwrap();
-        assert_eq!(store.recall("t", "t-1-1").await.unwrap(), Some(call), "{url}");
+        assert_eq!(
+            store.recall("t", "t-1-1").await.unwrap(),
+            Some(call),
+            "{url}"
+        );
     }
 }
 
@@ -291,8 +298,14 @@ async fn a_turn_left_open_by_a_dead_worker_is_finished_without_repeating_its_too
         let id = worker.create(None).await.unwrap();
         // A worker that died mid-turn: it began turn 1, completed the refund (its side effect
         // happened once and was recorded) and never committed.
-        store.acquire(&id, "dead/1", Duration::from_millis(200)).await.unwrap();
-        store.begin_turn(&id, "dead/1", 1, "refund inv-9").await.unwrap();
+        store
+            .acquire(&id, "dead/1", Duration::from_millis(200))
+            .await
+            .unwrap();
+        store
+            .begin_turn(&id, "dead/1", 1, "refund inv-9")
+            .await
+            .unwrap();
         refunds.fetch_add(1, Ordering::SeqCst);
         let key = format!("{id}-1-1");
         let recorded = RecordedCall {
@@ -313,7 +326,11 @@ async fn a_turn_left_open_by_a_dead_worker_is_finished_without_repeating_its_too
         fake.push(Reply::text("Refunded inv-9."));
         fake.push(Reply::text("Anything else?"));
         assert_eq!(replies(&worker, &id, "hello?").await, ["Anything else?"]);
-        assert_eq!(refunds.load(Ordering::SeqCst), 1, "{url}: the refund ran twice");
+        assert_eq!(
+            refunds.load(Ordering::SeqCst),
+            1,
+            "{url}: the refund ran twice"
+        );
         let state = worker.state(&id).await.unwrap();
         assert_eq!(state.turn, 2);
         let results: Vec<_> = state

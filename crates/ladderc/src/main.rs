@@ -88,7 +88,12 @@ enum Command {
         #[arg(long, value_name = "URL", env = "LADDER_STORE", default_value = ladder_store::DEFAULT_SQLITE_PATH)]
         store: String,
         /// Bearer token every request must carry (required off loopback).
-        #[arg(long, value_name = "TOKEN", env = "LADDER_TOKEN", hide_env_values = true)]
+        #[arg(
+            long,
+            value_name = "TOKEN",
+            env = "LADDER_TOKEN",
+            hide_env_values = true
+        )]
         token: Option<String>,
         /// How long a worker's claim on a session lasts unrenewed (seconds): after a crash,
         /// another worker takes the session over this long after the last renewal.
@@ -378,9 +383,7 @@ fn main() -> ExitCode {
             };
             block_on(serve::serve(program, options), finish)
         }
-        Command::Sessions { command, store } => {
-            block_on(sessions::run(command, store), finish)
-        }
+        Command::Sessions { command, store } => block_on(sessions::run(command, store), finish),
         Command::Test {
             files,
             backend,

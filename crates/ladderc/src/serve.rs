@@ -223,7 +223,11 @@ async fn auth(State(app): State<App>, request: Request, next: Next) -> Response 
 async fn healthz(State(app): State<App>) -> Response {
     match app.durable.store().list(1).await {
         Ok(_) => Json(json!({"status": "ok"})).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", e.to_string()),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        ),
     }
 }
 
@@ -252,10 +256,7 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-async fn create_session(
-    State(app): State<App>,
-    bytes: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn create_session(State(app): State<App>, bytes: Result<Bytes, BytesRejection>) -> Response {
     let request: CreateSession = match body(bytes, Some(CreateSession::default())) {
         Ok(r) => r,
         Err(r) => return r,
@@ -395,7 +396,9 @@ async fn send_message(
                 .data(value.to_string()),
         )
     });
-    Sse::new(sse).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(sse)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -515,7 +518,10 @@ async fn chat_completions(
                 }
                 Event::Error { message, .. } if !replied => {
                     replied = true;
-                    Some(chunk(json!({"content": format!("[error: {message}]")}), None))
+                    Some(chunk(
+                        json!({"content": format!("[error: {message}]")}),
+                        None,
+                    ))
                 }
                 Event::TurnEnded { .. } => Some(chunk(json!({}), Some("stop"))),
                 _ => None,

@@ -85,7 +85,12 @@ fn table(sessions: &[SessionSummary], now: i64) -> String {
         out.push_str("no sessions\n");
         return out;
     }
-    let width = sessions.iter().map(|s| s.id.len()).max().unwrap_or(2).max(2);
+    let width = sessions
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
     let agent_width = sessions
         .iter()
         .map(|s| s.current.len())

@@ -1,0 +1,729 @@
+//! `ladderc serve` end to end: the real binary, a real OpenAI-protocol server (the fake one), a
+//! real counting HTTP tool server, and real stores (a SQLite file; PostgreSQL when
+//! `LADDER_TEST_POSTGRES` names a server, as `.ci/run` does).
+
+mod common;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+use axum::{Json, Router};
+use ladder_fake_openai::{FakeOpenAi, Reply};
+use ladder_store::testing::{fresh_postgres_database, fresh_sqlite_path, postgres_admin_url};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A fresh store of each kind.
+async fn stores() -> Vec<String> {
+    let mut urls = vec![format!("sqlite:{}", fresh_sqlite_path().display())];
+    if let Some(admin) = postgres_admin_url() {
+        urls.push(fresh_postgres_database(&admin).await);
+    }
+    urls
+}
+
+/// A refund tool over HTTP, and a ladder whose clerk can call it.
+fn ladder(tool_url: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ladder-serve-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shop.ladder");
+    std::fs::write(
+        &path,
+        format!(
+            r#"ladder 1
+ladder shop {{ entry clerk }}
+model m {{ provider: openai, name: "fake-model" }}
+tool refund(invoice: string) -> json {{
+  "Refund an invoice."
+  http POST "{tool_url}/refund"
+}}
+agent clerk {{
+  model m
+  prompt "Help with refunds."
+  tools [refund]
+}}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Counts the refunds it is asked for and the idempotency keys they carry.
+#[derive(Clone, Default)]
+struct ToolServer {
+    keys: Arc<Mutex<Vec<String>>>,
+}
+
+impl ToolServer {
+    async fn start() -> (Self, String) {
+        let server = ToolServer::default();
+        let app =
+            Router::new()
+                .route(
+                    "/refund",
+                    post(
+                        |State(s): State<ToolServer>,
+                         headers: HeaderMap,
+                         Json(body): Json<Value>| async move {
+                            let key = headers
+                                .get("idempotency-key")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_string();
+                            let mut keys = s.keys.lock().unwrap();
+                            keys.push(key);
+                            Json(json!({"refunded": body["invoice"], "refund_no": keys.len()}))
+                        },
+                    ),
+                )
+                .with_state(server.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (server, url)
+    }
+
+    fn refunds(&self) -> Vec<String> {
+        self.keys.lock().unwrap().clone()
+    }
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(ladder: &PathBuf, fake: &FakeOpenAi, store: &str, extra: &[&str]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ladderc"));
+        cmd.arg("serve")
+            .arg(ladder)
+            .args(["--addr", "127.0.0.1:0", "--store", store])
+            .args(["--backend", "openai", "--base-url", &fake.base_url()])
+            .args(extra)
+            .env_remove("LADDER_TOKEN")
+            .env_remove("LADDER_STORE")
+            .env_remove("OPENAI_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("ladderc serve starts");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "ladderc serve did not start:\n{}",
+                    stderr.lock().unwrap().as_str()
+                )
+            });
+        Server { child, url, stderr }
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit code.
+    fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "ladderc serve did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+async fn create(server: &Server, id: &str) {
+    let r = client()
+        .post(format!("{}/v1/sessions", server.url))
+        .json(&json!({"id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+}
+
+/// Sends a message; the status and the SSE events (or the JSON error).
+async fn send(server: &Server, id: &str, text: &str) -> (u16, Vec<Value>) {
+    let r = client()
+        .post(format!("{}/v1/sessions/{id}/messages", server.url))
+        .json(&json!({"text": text}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let is_sse = r.headers().get("content-type").is_some_and(|v| {
+        v.to_str()
+            .unwrap_or_default()
+            .starts_with("text/event-stream")
+    });
+    let body = r.text().await.unwrap();
+    if !is_sse {
+        return (status, vec![serde_json::from_str(&body).unwrap()]);
+    }
+    let events = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    (status, events)
+}
+
+fn replies(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["type"] == "reply")
+        .map(|e| e["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn session(server: &Server, id: &str) -> Value {
+    let r = client()
+        .get(format!("{}/v1/sessions/{id}?events=true", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+fn user_messages(session: &Value) -> Vec<String> {
+    session["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["by"] == "user")
+        .map(|e| e["message"]["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_streams_its_events_and_the_session_shows_it() {
+    let fake = FakeOpenAi::start().await;
+    let (tools, tool_url) = ToolServer::start().await;
+    let server = Server::start(&ladder(&tool_url), &fake, &stores().await[0], &[]);
+    create(&server, "c1").await;
+    fake.push(Reply::tool("refund", json!({"invoice": "inv-9"})));
+    fake.push(Reply::text("Refunded inv-9."));
+    let (status, events) = send(&server, "c1", "refund inv-9 please").await;
+    assert_eq!(status, 200);
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types.first(), Some(&"turn_started"));
+    assert_eq!(types.last(), Some(&"turn_ended"));
+    assert!(types.contains(&"tool_result"), "{types:?}");
+    assert_eq!(replies(&events), ["Refunded inv-9."]);
+    assert_eq!(tools.refunds(), ["c1-1-1"]);
+    let s = session(&server, "c1").await;
+    assert_eq!(s["turn"], 1);
+    assert_eq!(s["current"], "clerk");
+    assert_eq!(s["counters"]["tool_calls"], 1);
+    assert_eq!(user_messages(&s), ["refund inv-9 please"]);
+    // The stored log is the streamed events without the text deltas.
+    let streamed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] != "text_delta")
+        .collect();
+    let stored: Vec<&Value> = s["events"].as_array().unwrap().iter().collect();
+    assert_eq!(stored, streamed);
+    let metrics = client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "ladder_turns_total 1",
+        "ladder_tool_calls_total 1",
+        "ladder_llm_calls_total 2",
+        "ladder_llm_latency_seconds_count 2",
+        "ladder_turn_latency_seconds_count 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    let health = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_resumes_after_a_restart() {
+    for store in stores().await {
+        let fake = FakeOpenAi::start().await;
+        let (_tools, tool_url) = ToolServer::start().await;
+        let ladder = ladder(&tool_url);
+        let mut first = Server::start(&ladder, &fake, &store, &[]);
+        create(&first, "r1").await;
+        fake.push(Reply::text("Hello, how can I help?"));
+        assert_eq!(send(&first, "r1", "hi").await.0, 200);
+        first.sigterm();
+        assert_eq!(first.wait(), Some(0), "{}", first.log());
+        let second = Server::start(&ladder, &fake, &store, &[]);
+        fake.push(Reply::text("Done."));
+        let (status, events) = send(&second, "r1", "refund inv-1").await;
+        assert_eq!(status, 200, "{store}: {events:?}");
+        assert_eq!(replies(&events), ["Done."]);
+        // The model saw the first turn: the transcript came back from the store.
+        let last = fake.requests().pop().unwrap().to_string();
+        assert!(last.contains("Hello, how can I help?"), "{last}");
+        let s = session(&second, "r1").await;
+        assert_eq!(s["turn"], 2);
+        assert_eq!(user_messages(&s), ["hi", "refund inv-1"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_turn_loses_no_committed_event_and_repeats_no_tool_call() {
+    for store in stores().await {
+        let fake = FakeOpenAi::start().await;
+        let (tools, tool_url) = ToolServer::start().await;
+        let ladder = ladder(&tool_url);
+        let lease = ["--lease", "1"];
+        let mut doomed = Server::start(&ladder, &fake, &store, &lease);
+        create(&doomed, "k1").await;
+        fake.push(Reply::text("Hello."));
+        assert_eq!(send(&doomed, "k1", "hi").await.0, 200);
+        let committed = session(&doomed, "k1").await["events"].clone();
+        // Turn 2: the refund happens, then the model takes long to answer; the worker dies.
+        fake.push(Reply::tool("refund", json!({"invoice": "inv-7"})));
+        fake.push_delayed(Reply::text("too late"), Duration::from_secs(30));
+        let url = doomed.url.clone();
+        let pending = tokio::spawn(async move {
+            client()
+                .post(format!("{url}/v1/sessions/k1/messages"))
+                .json(&json!({"text": "refund inv-7"}))
+                .send()
+                .await
+        });
+        let checker = ladder_store::open(&store).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while checker.recall("k1", "k1-2-1").await.unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the refund was never recorded");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        doomed.child.kill().unwrap(); // SIGKILL: no chance to clean up
+        doomed.wait();
+        let _ = pending.await;
+        assert_eq!(tools.refunds(), ["k1-2-1"]);
+
+        // Another worker takes over once the lease runs out: it re-runs turn 2 from the log
+        // (the model asks for the refund again; the recorded result is used) and answers turn 3.
+        let heir = Server::start(&ladder, &fake, &store, &lease);
+        fake.push(Reply::tool("refund", json!({"invoice": "inv-7"})));
+        fake.push(Reply::text("Refunded inv-7."));
+        fake.push(Reply::text("Anything else?"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let events = loop {
+            let (status, events) = send(&heir, "k1", "are you there?").await;
+            if status == 200 {
+                break events;
+            }
+            assert_eq!(status, 409, "{events:?}");
+            assert_eq!(events[0]["error"]["type"], "session_busy");
+            assert!(
+                Instant::now() < deadline,
+                "the session was never taken over"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(replies(&events), ["Anything else?"], "{store}");
+        assert_eq!(
+            tools.refunds(),
+            ["k1-2-1"],
+            "{store}: a refund was repeated"
+        );
+        let s = session(&heir, "k1").await;
+        assert_eq!(s["turn"], 3);
+        assert_eq!(user_messages(&s), ["hi", "refund inv-7", "are you there?"]);
+        let all = s["events"].as_array().unwrap();
+        let before = committed.as_array().unwrap();
+        assert_eq!(
+            &all[..before.len()],
+            &before[..],
+            "a committed event changed"
+        );
+        let turn2_results: Vec<&Value> = all
+            .iter()
+            .filter(|e| e["type"] == "tool_result")
+            .map(|e| &e["result"])
+            .collect();
+        assert_eq!(
+            turn2_results,
+            [&json!({"refunded": "inv-7", "refund_no": 1})]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_on_one_database_serve_interleaved_sessions() {
+    for store in stores().await {
+        let fake = FakeOpenAi::start().await;
+        fake.set_default(Reply::text("ok"), Duration::from_millis(5));
+        let (_tools, tool_url) = ToolServer::start().await;
+        let ladder = ladder(&tool_url);
+        let workers = [
+            Server::start(&ladder, &fake, &store, &[]),
+            Server::start(&ladder, &fake, &store, &[]),
+        ];
+        let ids: Vec<String> = (0..6).map(|i| format!("w{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            create(&workers[i % 2], id).await;
+        }
+        for round in 0..3 {
+            let mut turns = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                let worker = &workers[(i + round) % 2];
+                let url = worker.url.clone();
+                let id = id.clone();
+                turns.push(async move {
+                    let r = client()
+                        .post(format!("{url}/v1/sessions/{id}/messages?stream=false"))
+                        .json(&json!({"text": format!("{id} round {round}")}))
+                        .send()
+                        .await
+                        .unwrap();
+                    r.status().as_u16()
+                });
+            }
+            for status in futures_util::future::join_all(turns).await {
+                assert_eq!(status, 200, "{store}");
+            }
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let s = session(&workers[(i + 1) % 2], id).await;
+            assert_eq!(s["turn"], 3, "{store}");
+            assert_eq!(
+                user_messages(&s),
+                (0..3)
+                    .map(|r| format!("{id} round {r}"))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_messages_to_one_session_are_never_interleaved() {
+    for store in stores().await {
+        let fake = FakeOpenAi::start().await;
+        fake.set_default(Reply::text("slow answer"), Duration::from_millis(700));
+        let (_tools, tool_url) = ToolServer::start().await;
+        let ladder = ladder(&tool_url);
+        let workers = [
+            Server::start(&ladder, &fake, &store, &[]),
+            Server::start(&ladder, &fake, &store, &[]),
+        ];
+        create(&workers[0], "busy").await;
+        let (a, b, c) = tokio::join!(
+            send(&workers[0], "busy", "one"),
+            send(&workers[0], "busy", "two"),
+            send(&workers[1], "busy", "three"),
+        );
+        let mut statuses = [a.0, b.0, c.0];
+        statuses.sort();
+        assert_eq!(statuses, [200, 409, 409], "{store}: {a:?} {b:?} {c:?}");
+        for (status, body) in [a, b, c] {
+            if status == 409 {
+                assert_eq!(body[0]["error"]["type"], "session_busy");
+            }
+        }
+        let s = session(&workers[1], "busy").await;
+        assert_eq!(s["turn"], 1);
+        assert_eq!(user_messages(&s).len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_is_required_when_set_and_off_loopback() {
+    let fake = FakeOpenAi::start().await;
+    let (_tools, tool_url) = ToolServer::start().await;
+    let ladder = ladder(&tool_url);
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let server = Server::start(&ladder, &fake, &store, &["--token", "s3cret-token"]);
+    let url = format!("{}/v1/sessions", server.url);
+    let none = client().post(&url).send().await.unwrap();
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    let body: Value = none.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "unauthorized");
+    let wrong = client()
+        .post(&url)
+        .bearer_auth("s3cret-tokem")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let metrics = client()
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 401);
+    let right = client()
+        .post(&url)
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 201);
+    // Liveness probes need no token.
+    let health = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_ladderc"))
+        .arg("serve")
+        .arg(&ladder)
+        .args(["--addr", "0.0.0.0:0", "--store", &store, "--backend", "sim"])
+        .env_remove("LADDER_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without a token"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_and_oversized_requests_get_json_errors() {
+    let fake = FakeOpenAi::start().await;
+    let (_tools, tool_url) = ToolServer::start().await;
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let server = Server::start(&ladder(&tool_url), &fake, &store, &["--max-body", "4096"]);
+    create(&server, "m1").await;
+    let messages = format!("{}/v1/sessions/m1/messages", server.url);
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (
+            client().post(&messages).body("{not json"),
+            400,
+            "invalid_request",
+        ),
+        (
+            client().post(&messages).json(&json!({"txt": "hi"})),
+            400,
+            "invalid_request",
+        ),
+        (
+            client().post(&messages).json(&json!({"text": 7})),
+            400,
+            "invalid_request",
+        ),
+        (
+            client().post(&messages).json(&json!({"text": "  "})),
+            400,
+            "invalid_request",
+        ),
+        (
+            client().post(&messages).body("x".repeat(10_000)),
+            413,
+            "invalid_request",
+        ),
+        (
+            client()
+                .post(format!("{}/v1/sessions/none/messages", server.url))
+                .json(&json!({"text": "hi"})),
+            404,
+            "not_found",
+        ),
+        (
+            client()
+                .post(format!("{}/v1/sessions", server.url))
+                .json(&json!({"id": "m1"})),
+            409,
+            "exists",
+        ),
+        (
+            client()
+                .post(format!("{}/v1/sessions", server.url))
+                .json(&json!({"id": "bad id/.."})),
+            400,
+            "invalid_request",
+        ),
+        (
+            client()
+                .post(format!("{}/v1/chat/completions", server.url))
+                .json(&json!({"messages": []})),
+            400,
+            "invalid_request",
+        ),
+        (
+            client().get(format!("{}/v2/nothing", server.url)),
+            404,
+            "not_found",
+        ),
+        (client().delete(&messages), 405, "method_not_allowed"),
+    ];
+    for (request, status, kind) in cases {
+        let r = request.send().await.unwrap();
+        let got = r.status().as_u16();
+        let body: Value = r.json().await.expect("a JSON error body");
+        assert_eq!(
+            (got, body["error"]["type"].as_str()),
+            (status, Some(kind)),
+            "{body}"
+        );
+    }
+    // Still serving, nothing lost.
+    fake.push(Reply::text("fine"));
+    assert_eq!(replies(&send(&server, "m1", "hi").await.1), ["fine"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_chat_completions_facade_talks_to_a_ladder() {
+    let fake = FakeOpenAi::start().await;
+    let (_tools, tool_url) = ToolServer::start().await;
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let server = Server::start(&ladder(&tool_url), &fake, &store, &[]);
+    let url = format!("{}/v1/chat/completions", server.url);
+    fake.push(Reply::text("Hello from the clerk."));
+    let r = client()
+        .post(&url)
+        .json(&json!({"model": "shop", "user": "caller-7", "messages": [
+            {"role": "system", "content": "ignored: the ladder has its prompts"},
+            {"role": "user", "content": "hi"},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-ladder-session"], "caller-7");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Hello from the clerk."
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert!(body["usage"]["total_tokens"].as_u64().is_some());
+
+    // Streaming, the session chosen by header; it continues the same conversation.
+    fake.push(Reply::text("Refund noted."));
+    let r = client()
+        .post(&url)
+        .header("X-Ladder-Session", "caller-7")
+        .json(&json!({"stream": true, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "refund inv-2"}]},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let data: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk"));
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "Refund noted.");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+    let s = session(&server, "caller-7").await;
+    assert_eq!(user_messages(&s), ["hi", "refund inv-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_running_turn_finish_and_commit() {
+    let fake = FakeOpenAi::start().await;
+    let (_tools, tool_url) = ToolServer::start().await;
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let ladder = ladder(&tool_url);
+    let mut server = Server::start(&ladder, &fake, &store, &[]);
+    create(&server, "g1").await;
+    fake.push_delayed(
+        Reply::text("Finished after all."),
+        Duration::from_millis(800),
+    );
+    let url = server.url.clone();
+    let turn = tokio::spawn(async move {
+        let r = client()
+            .post(format!("{url}/v1/sessions/g1/messages"))
+            .json(&json!({"text": "slow one"}))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.sigterm();
+    let body = turn.await.unwrap();
+    assert!(body.contains("Finished after all."), "{body}");
+    assert!(body.contains("\"type\":\"turn_ended\""), "{body}");
+    assert_eq!(server.wait(), Some(0));
+    assert!(
+        server.log().contains("stopped: every turn finished"),
+        "{}",
+        server.log()
+    );
+    // Committed: a new process sees the turn.
+    let checker = ladder_store::open(&store).await.unwrap();
+    let stored = checker.load("g1").await.unwrap().unwrap();
+    assert_eq!(stored.state.turn, 1);
+    assert_eq!(stored.open_turn, None);
+}
