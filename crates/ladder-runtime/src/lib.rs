@@ -46,7 +46,9 @@ pub use event::Event;
 pub use ladder_check::program::Program;
 pub use schema::validate;
 pub use session::{Awaiting, Counters, Entry, Inbound, SessionState};
-pub use store::{Durable, OpenTurn, RecordedCall, SessionSummary, Store, StoreError, Stored};
+pub use store::{
+    Claim, Durable, OpenTurn, RecordedCall, SessionSummary, Store, StoreError, Stored,
+};
 pub use tools::HostTool;
 
 use std::collections::HashMap;

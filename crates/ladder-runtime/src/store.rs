@@ -31,6 +31,16 @@ pub enum StoreError {
     Backend(String),
 }
 
+/// What [`Store::acquire`] hands the new lease holder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The state after the last committed turn (without its event log).
+    pub state: SessionState,
+    /// A turn that a dead or stopped worker began and never committed. When set, the new turn was
+    /// not begun: re-run this one, commit it, then [`Store::begin_turn`] the new one.
+    pub interrupted: Option<OpenTurn>,
+}
+
 /// A session as stored: its state after the last committed turn (without the event log, which
 /// [`Store::events`] reads) and the turn that was begun but not committed, if any.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,14 +91,22 @@ pub trait Store: Send + Sync {
     async fn events(&self, id: &str) -> Result<Vec<Event>, StoreError>;
     /// The most recently updated sessions first.
     async fn list(&self, limit: u32) -> Result<Vec<SessionSummary>, StoreError>;
-    /// Takes the session's lease for `owner` until `ttl` from now (by the store's clock), if no
-    /// one holds it or the holder's lease expired; else [`StoreError::Busy`].
-    async fn acquire(&self, id: &str, owner: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// In one step: takes the session's lease for `owner` until `ttl` from now (by the store's
+    /// clock), if no one holds it or the holder's lease expired (else [`StoreError::Busy`]), and,
+    /// unless a turn is open, records the next turn as begun with the user's `text`.
+    async fn acquire(
+        &self,
+        id: &str,
+        owner: &str,
+        ttl: Duration,
+        text: &str,
+    ) -> Result<Claim, StoreError>;
     /// Extends `owner`'s lease; [`StoreError::LeaseLost`] if it no longer holds it.
     async fn renew(&self, id: &str, owner: &str, ttl: Duration) -> Result<(), StoreError>;
     /// Gives the lease up (a no-op if `owner` does not hold it).
     async fn release(&self, id: &str, owner: &str) -> Result<(), StoreError>;
-    /// Records turn `turn` as begun with the user's `text`, under `owner`'s lease.
+    /// Records turn `turn` as begun with the user's `text`, under `owner`'s lease (after an
+    /// interrupted turn was finished).
     async fn begin_turn(
         &self,
         id: &str,
@@ -187,10 +205,9 @@ impl Durable {
     pub async fn send(&self, id: &str, text: impl Into<String>) -> Result<EventStream, StoreError> {
         let text = text.into();
         let owner = format!("{}/{:08x}", self.worker, fastrand::u32(..));
-        self.store.acquire(id, &owner, self.lease).await?;
+        let claim = self.store.acquire(id, &owner, self.lease, &text).await?;
         let heartbeat = self.heartbeat(id, &owner);
-        let prepared = self.prepare(id, &owner, &text).await;
-        let state = match prepared {
+        let state = match self.recover(id, &owner, claim, &text).await {
             Ok(state) => state,
             Err(e) => {
                 heartbeat.abort();
@@ -231,33 +248,35 @@ impl Durable {
         })
     }
 
-    /// Loads the session under the lease, finishes an open turn, and records the new one as begun.
-    async fn prepare(&self, id: &str, owner: &str, text: &str) -> Result<SessionState, StoreError> {
-        let stored = self
-            .store
-            .load(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.into()))?;
-        let mut state = stored.state;
+    /// Finishes a turn that a dead worker left open, then records the new one as begun.
+    async fn recover(
+        &self,
+        id: &str,
+        owner: &str,
+        claim: Claim,
+        text: &str,
+    ) -> Result<SessionState, StoreError> {
+        let mut state = claim.state;
         state.events.clear();
-        if let Some(open) = stored.open_turn {
-            // The snapshot is the state before the open turn: re-running it with the same turn
-            // number gives its tool calls the same idempotency keys, so recorded ones are reused.
-            state.turn = open.turn.saturating_sub(1);
-            let (tx, _rx) = mpsc::unbounded_channel();
-            let journal = Journal {
-                store: self.store.clone(),
-                id: id.to_string(),
-            };
-            turn::Turn::new(&self.runtime.inner, &mut state, &tx)
-                .journal(&journal)
-                .run(open.text)
-                .await;
-            let events = std::mem::take(&mut state.events);
-            self.store
-                .commit_turn(id, owner, &state, &events, false)
-                .await?;
-        }
+        let Some(open) = claim.interrupted else {
+            return Ok(state);
+        };
+        // The state is the one before the open turn: re-running it with the same turn number
+        // gives its tool calls the same idempotency keys, so recorded ones are reused.
+        state.turn = open.turn.saturating_sub(1);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let journal = Journal {
+            store: self.store.clone(),
+            id: id.to_string(),
+        };
+        turn::Turn::new(&self.runtime.inner, &mut state, &tx)
+            .journal(&journal)
+            .run(open.text)
+            .await;
+        let events = std::mem::take(&mut state.events);
+        self.store
+            .commit_turn(id, owner, &state, &events, false)
+            .await?;
         self.store
             .begin_turn(id, owner, state.turn + 1, text)
             .await?;

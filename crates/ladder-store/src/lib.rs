@@ -9,12 +9,13 @@
 
 use async_trait::async_trait;
 use ladder_runtime::{
-    Event, OpenTurn, RecordedCall, SessionState, SessionSummary, Store, StoreError, Stored,
+    Claim, Event, OpenTurn, RecordedCall, SessionState, SessionSummary, Store, StoreError, Stored,
 };
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, QueryBuilder, Row, SqlitePool};
+use sqlx::{Connection, PgPool, QueryBuilder, Row, SqlitePool};
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,19 +150,45 @@ macro_rules! sql_store {
                     .collect()
             }
 
-            async fn acquire(&self, id: &str, owner: &str, ttl: Duration) -> Result<(), StoreError> {
-                let done = sqlx::query(concat!(
-                    "UPDATE sessions SET lease_owner = $1, lease_expires = ", $now, " + $2 ",
-                    "WHERE id = $3 AND (lease_owner IS NULL OR lease_expires < ", $now, ")"
+            async fn acquire(
+                &self,
+                id: &str,
+                owner: &str,
+                ttl: Duration,
+                text: &str,
+            ) -> Result<Claim, StoreError> {
+                // SET expressions see the row as it was: a turn already open stays as it is.
+                let claimed = sqlx::query(concat!(
+                    "UPDATE sessions SET lease_owner = $1, lease_expires = ", $now, " + $2, ",
+                    "open_owner = CASE WHEN open_turn IS NULL THEN $1 ELSE open_owner END, ",
+                    "open_text = CASE WHEN open_turn IS NULL THEN $3 ELSE open_text END, ",
+                    "open_turn = CASE WHEN open_turn IS NULL THEN turns + 1 ELSE open_turn END ",
+                    "WHERE id = $4 AND (lease_owner IS NULL OR lease_expires < ", $now, ") ",
+                    "RETURNING state, open_turn, open_text, open_owner"
                 ))
                 .bind(owner)
                 .bind(millis(ttl))
+                .bind(text)
                 .bind(id)
-                .execute(&self.pool)
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(db)?;
-                if done.rows_affected() == 1 {
-                    return Ok(());
+                if let Some(row) = claimed {
+                    let state: String = row.try_get(0).map_err(db)?;
+                    let open_turn: Option<i64> = row.try_get(1).map_err(db)?;
+                    let open_text: Option<String> = row.try_get(2).map_err(db)?;
+                    let open_owner: Option<String> = row.try_get(3).map_err(db)?;
+                    let interrupted = match (open_turn, open_owner) {
+                        (Some(turn), Some(by)) if by != owner => Some(OpenTurn {
+                            turn: u32::try_from(turn).unwrap_or(0),
+                            text: open_text.unwrap_or_default(),
+                        }),
+                        _ => None,
+                    };
+                    return Ok(Claim {
+                        state: serde_json::from_str(&state).map_err(json_err)?,
+                        interrupted,
+                    });
                 }
                 let holder: Option<Option<String>> =
                     sqlx::query_scalar("SELECT lease_owner FROM sessions WHERE id = $1")
@@ -219,13 +246,13 @@ macro_rules! sql_store {
                 text: &str,
             ) -> Result<(), StoreError> {
                 let done = sqlx::query(
-                    "UPDATE sessions SET open_turn = $1, open_text = $2 \
-                     WHERE id = $3 AND lease_owner = $4",
+                    "UPDATE sessions SET open_turn = $1, open_text = $2, open_owner = $3 \
+                     WHERE id = $4 AND lease_owner = $3",
                 )
                 .bind(i64::from(turn))
                 .bind(text)
-                .bind(id)
                 .bind(owner)
+                .bind(id)
                 .execute(&self.pool)
                 .await
                 .map_err(db)?;
@@ -293,40 +320,40 @@ macro_rules! sql_store {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(json_err)?;
                 let mut tx = self.pool.begin().await.map_err(db)?;
-                // The write comes first so that SQLite takes its write lock at once.
-                let done = sqlx::query(if release {
+                // The write comes first so that SQLite takes its write lock at once; it also
+                // reserves the events' sequence numbers.
+                let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
+                let reserved: Option<i64> = sqlx::query_scalar(if release {
                     concat!(
                         "UPDATE sessions SET state = $1, current = $2, turns = $3, ended = $4, ",
                         "updated_at = ", $now, ", open_turn = NULL, open_text = NULL, ",
+                        "open_owner = NULL, event_count = event_count + $5, ",
                         "lease_owner = NULL, lease_expires = NULL ",
-                        "WHERE id = $5 AND lease_owner = $6"
+                        "WHERE id = $6 AND lease_owner = $7 RETURNING event_count"
                     )
                 } else {
                     concat!(
                         "UPDATE sessions SET state = $1, current = $2, turns = $3, ended = $4, ",
-                        "updated_at = ", $now, ", open_turn = NULL, open_text = NULL ",
-                        "WHERE id = $5 AND lease_owner = $6"
+                        "updated_at = ", $now, ", open_turn = NULL, open_text = NULL, ",
+                        "open_owner = NULL, event_count = event_count + $5 ",
+                        "WHERE id = $6 AND lease_owner = $7 RETURNING event_count"
                     )
                 })
                 .bind(snapshot(state)?)
                 .bind(&state.current)
                 .bind(i64::from(state.turn))
                 .bind(i64::from(state.ended))
+                .bind(count)
                 .bind(id)
                 .bind(owner)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
-                if done.rows_affected() != 1 {
+                let Some(total) = reserved else {
                     tx.rollback().await.map_err(db)?;
                     return Err(StoreError::LeaseLost(id.into()));
-                }
-                let last: i64 =
-                    sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = $1")
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db)?;
+                };
+                let last = total - count;
                 let turn = i64::from(state.turn);
                 for (chunk_no, chunk) in encoded.chunks(EVENT_BATCH).enumerate() {
                     let base = last + 1 + (chunk_no * EVENT_BATCH) as i64;
@@ -396,12 +423,21 @@ pub struct PgStore {
 impl PgStore {
     /// Connects and migrates (concurrent workers migrate safely: sqlx takes an advisory lock).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let unreachable =
+            |e: sqlx::Error| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}"));
+        let options = PgConnectOptions::from_str(url).map_err(unreachable)?;
+        // One plain connection first, so that a wrong address or password fails at once instead
+        // of after the pool's acquire timeout.
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(unreachable)?
+            .close()
+            .await
+            .map_err(unreachable)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
-            .await
-            .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+            .connect_lazy_with(options);
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await

@@ -49,7 +49,7 @@ async fn sessions_are_created_once_and_load_back() {
         assert_eq!(loaded.open_turn, None);
         assert!(store.load("nope").await.unwrap().is_none());
         assert_eq!(
-            store.acquire("nope", "w", TTL).await,
+            store.acquire("nope", "w", TTL, "hi").await.map(|_| ()),
             Err(StoreError::NotFound("nope".into()))
         );
         let listed = store.list(10).await.unwrap();
@@ -64,9 +64,11 @@ async fn leases_are_exclusive_and_expire() {
     for url in urls().await {
         let store = ladder_store::open(&url).await.unwrap();
         store.create(&state("s")).await.unwrap();
-        store.acquire("s", "w1/a", TTL).await.unwrap();
+        let claim = store.acquire("s", "w1/a", TTL, "first").await.unwrap();
+        assert_eq!(claim.state, state("s"));
+        assert_eq!(claim.interrupted, None);
         assert_eq!(
-            store.acquire("s", "w2/b", TTL).await,
+            store.acquire("s", "w2/b", TTL, "second").await.map(|_| ()),
             Err(StoreError::Busy {
                 id: "s".into(),
                 owner: "w1".into()
@@ -75,14 +77,19 @@ async fn leases_are_exclusive_and_expire() {
         );
         store.renew("s", "w1/a", TTL).await.unwrap();
         store.release("s", "w1/a").await.unwrap();
-        // A short lease that runs out can be taken over; the old holder is fenced off.
-        store
-            .acquire("s", "w2/b", Duration::from_millis(100))
+        // w1 gave up without committing: its turn is still open, and the next holder is told.
+        let claim = store
+            .acquire("s", "w2/b", Duration::from_millis(100), "hello")
             .await
             .unwrap();
+        let open = claim.interrupted.expect("the open turn is handed over");
+        assert_eq!((open.turn, open.text.as_str()), (1, "first"));
         store.begin_turn("s", "w2/b", 1, "hello").await.unwrap();
+        // A short lease that runs out can be taken over; the old holder is fenced off.
         tokio::time::sleep(Duration::from_millis(250)).await;
-        store.acquire("s", "w3/c", TTL).await.unwrap();
+        let claim = store.acquire("s", "w3/c", TTL, "again").await.unwrap();
+        let open = claim.interrupted.expect("the open turn is handed over");
+        assert_eq!((open.turn, open.text.as_str()), (1, "hello"));
         assert_eq!(
             store.renew("s", "w2/b", TTL).await,
             Err(StoreError::LeaseLost("s".into()))
@@ -113,7 +120,10 @@ async fn only_one_of_many_concurrent_claims_wins() {
         for i in 0..16 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                store.acquire("race", &format!("w{i}/x"), TTL).await
+                store
+                    .acquire("race", &format!("w{i}/x"), TTL, "hi")
+                    .await
+                    .map(|_| ())
             }));
         }
         let mut won = 0;
@@ -135,8 +145,9 @@ async fn commits_append_events_in_order_and_replace_the_state() {
         store.create(&state("log")).await.unwrap();
         let mut expected = Vec::new();
         for turn in 1..=3u32 {
-            store.acquire("log", "w/1", TTL).await.unwrap();
-            store.begin_turn("log", "w/1", turn, "hi").await.unwrap();
+            let claim = store.acquire("log", "w/1", TTL, "hi").await.unwrap();
+            assert_eq!(claim.interrupted, None);
+            assert_eq!(claim.state.turn, turn - 1);
             // More events than one insert batch holds.
             let events: Vec<Event> = (0..300).map(|i| reply(&format!("{turn}.{i}"))).collect();
             let mut after = state("log");
@@ -156,7 +167,7 @@ async fn commits_append_events_in_order_and_replace_the_state() {
         assert!(loaded.state.events.is_empty());
         assert_eq!(loaded.open_turn, None);
         // The commit released the lease.
-        store.acquire("log", "w/2", TTL).await.unwrap();
+        store.acquire("log", "w/2", TTL, "hi").await.unwrap();
     }
 }
 
@@ -193,7 +204,7 @@ async fn a_store_reopened_after_close_has_everything() {
     {
         let store = ladder_store::open(&url).await.unwrap();
         store.create(&state("keep")).await.unwrap();
-        store.acquire("keep", "w/1", TTL).await.unwrap();
+        store.acquire("keep", "w/1", TTL, "hi").await.unwrap();
         store
             .commit_turn("keep", "w/1", &state("keep"), &[reply("kept")], true)
             .await
@@ -299,11 +310,7 @@ async fn a_turn_left_open_by_a_dead_worker_is_finished_without_repeating_its_too
         // A worker that died mid-turn: it began turn 1, completed the refund (its side effect
         // happened once and was recorded) and never committed.
         store
-            .acquire(&id, "dead/1", Duration::from_millis(200))
-            .await
-            .unwrap();
-        store
-            .begin_turn(&id, "dead/1", 1, "refund inv-9")
+            .acquire(&id, "dead/1", Duration::from_millis(200), "refund inv-9")
             .await
             .unwrap();
         refunds.fetch_add(1, Ordering::SeqCst);

@@ -7,8 +7,12 @@ CREATE TABLE sessions (
     ended BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
+    -- The turn begun and not committed, its message and the lease holder that began it.
     open_turn BIGINT,
     open_text TEXT,
+    open_owner TEXT,
+    -- Events in the log, so that a commit numbers its events without reading the log.
+    event_count BIGINT NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_expires BIGINT
 );

@@ -7,8 +7,12 @@ CREATE TABLE sessions (
     ended INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
+    -- The turn begun and not committed, its message and the lease holder that began it.
     open_turn INTEGER,
     open_text TEXT,
+    open_owner TEXT,
+    -- Events in the log, so that a commit numbers its events without reading the log.
+    event_count INTEGER NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_expires INTEGER
 );
