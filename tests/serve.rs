@@ -727,3 +727,47 @@ async fn sigterm_lets_a_running_turn_finish_and_commit() {
     assert_eq!(stored.state.turn, 1);
     assert_eq!(stored.open_turn, None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turn_that_outlasts_the_grace_period_is_left_open_for_the_next_worker() {
+    let fake = FakeOpenAi::start().await;
+    let (_tools, tool_url) = ToolServer::start().await;
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let ladder = ladder(&tool_url);
+    let mut server = Server::start(
+        &ladder,
+        &fake,
+        &store,
+        &["--grace", "0.2", "--lease", "0.5"],
+    );
+    create(&server, "i1").await;
+    fake.push_delayed(Reply::text("never heard"), Duration::from_secs(20));
+    let url = server.url.clone();
+    let turn = tokio::spawn(async move {
+        client()
+            .post(format!("{url}/v1/sessions/i1/messages"))
+            .json(&json!({"text": "interrupted question"}))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.sigterm();
+    assert_eq!(server.wait(), Some(0));
+    assert!(server.log().contains("stopped after"), "{}", server.log());
+    let _ = turn.await;
+    let checker = ladder_store::open(&store).await.unwrap();
+    let stored = checker.load("i1").await.unwrap().unwrap();
+    assert_eq!(stored.state.turn, 0, "nothing half-written");
+    assert_eq!(stored.open_turn.unwrap().text, "interrupted question");
+    assert!(checker.events("i1").await.unwrap().is_empty());
+    // The next worker answers the interrupted question first, then the new one.
+    let next = Server::start(&ladder, &fake, &store, &[]);
+    fake.push(Reply::text("Answer to the interrupted one."));
+    fake.push(Reply::text("Answer to the new one."));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (status, events) = send(&next, "i1", "new question").await;
+    assert_eq!(status, 200, "{events:?}");
+    assert_eq!(replies(&events), ["Answer to the new one."]);
+    let s = session(&next, "i1").await;
+    assert_eq!(user_messages(&s), ["interrupted question", "new question"]);
+}

@@ -89,7 +89,7 @@ macro_rules! sql_store {
                 let Some(row) =
                     sqlx::query("SELECT state, open_turn, open_text FROM sessions WHERE id = $1")
                         .bind(id)
-                        .fetch_optional(&self.pool)
+                        .fetch_optional(&self.read)
                         .await
                         .map_err(db)?
                 else {
@@ -110,7 +110,7 @@ macro_rules! sql_store {
             async fn events(&self, id: &str) -> Result<Vec<Event>, StoreError> {
                 let rows = sqlx::query("SELECT event FROM events WHERE session_id = $1 ORDER BY seq")
                     .bind(id)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&self.read)
                     .await
                     .map_err(db)?;
                 rows.iter()
@@ -128,7 +128,7 @@ macro_rules! sql_store {
                     "FROM sessions ORDER BY updated_at DESC, id LIMIT $1"
                 ))
                 .bind(i64::from(limit))
-                .fetch_all(&self.pool)
+                .fetch_all(&self.read)
                 .await
                 .map_err(db)?;
                 rows.iter()
@@ -270,7 +270,7 @@ macro_rules! sql_store {
                 )
                 .bind(id)
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.read)
                 .await
                 .map_err(db)?
                 else {
@@ -375,9 +375,14 @@ macro_rules! sql_store {
 }
 
 /// Sessions in one SQLite file (WAL mode, synchronous commits).
+///
+/// SQLite has one writer at a time; a second writer waits in SQLite's busy handler, which sleeps
+/// in steps of up to 100 ms. So writes go through a pool of one connection, where they queue in
+/// order without sleeping, and reads through a pool of their own (WAL readers never wait).
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    read: SqlitePool,
 }
 
 impl SqliteStore {
@@ -395,16 +400,24 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let cannot_open =
+            |e: sqlx::Error| StoreError::Backend(format!("cannot open {}: {e}", path.display()));
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
             .await
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(cannot_open)?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("cannot migrate {}: {e}", path.display())))?;
-        Ok(SqliteStore { pool })
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(cannot_open)?;
+        Ok(SqliteStore { pool, read })
     }
 }
 
@@ -418,6 +431,8 @@ sql_store!(
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The same pool: PostgreSQL needs no separate readers.
+    read: PgPool,
 }
 
 impl PgStore {
@@ -444,7 +459,10 @@ impl PgStore {
             .map_err(|e| {
                 StoreError::Backend(format!("cannot migrate the PostgreSQL database: {e}"))
             })?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            read: pool.clone(),
+            pool,
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Load on `ladderc serve` (the real binary, release build) over loopback, with the fake OpenAI
 //! server answering every model call after 200 ms: 1 000 sessions, each sending one message at a
-//! time for 3 rounds, all 1 000 at once. Reports turns per second and the latency the server adds
+//! time for 5 rounds. Reports turns per second and the latency the server adds
 //! on top of the model's 200 ms (p50/p99), on SQLite and, when `LADDER_TEST_POSTGRES` names a
 //! server, on PostgreSQL. Bounded: fixed counts, a 120 s timeout per round.
 //!
@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SESSIONS: usize = 1_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const MODEL_LATENCY: Duration = Duration::from_millis(200);
 
 const LADDER: &str = r#"ladder 1
@@ -110,59 +110,97 @@ async fn measure(kind: &str, store: &str) {
         ids.push(id.expect("session created"));
     }
     let create_rate = SESSIONS as f64 / created.elapsed().as_secs_f64();
-    let mut added = Vec::with_capacity(SESSIONS * ROUNDS);
-    let mut errors = 0usize;
-    let cpu_before = cpu_time(serve.0.id());
-    let started = Instant::now();
-    for round in 0..ROUNDS {
-        let turns = ids.iter().map(|id| {
-            let client = client.clone();
-            let url = url.clone();
-            let id = id.clone();
-            async move {
-                let t = Instant::now();
-                let r = client
-                    .post(format!("{url}/v1/sessions/{id}/messages?stream=false"))
-                    .json(&json!({"text": format!("message {round}")}))
-                    .send()
-                    .await;
-                let ok = match r {
-                    Ok(r) if r.status().is_success() => r
-                        .text()
-                        .await
-                        .is_ok_and(|body| body.contains("\"turn_ended\"")),
-                    _ => false,
-                };
-                (t.elapsed(), ok)
-            }
-        });
-        for (elapsed, ok) in futures_util::future::join_all(turns).await {
-            if ok {
-                added.push(elapsed.saturating_sub(MODEL_LATENCY));
-            } else {
-                errors += 1;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    for pace in [Pace::Burst, Pace::Paced] {
+        let cpu_before = cpu_time(serve.0.id());
+        let started = Instant::now();
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (client, url, id) = (client.clone(), url.clone(), id.clone());
+                tokio::spawn(async move { conversation(&client, &url, &id, pace).await })
+            })
+            .collect();
+        let mut added = Vec::with_capacity(SESSIONS * ROUNDS);
+        let mut errors = 0usize;
+        for task in tasks {
+            for (elapsed, ok) in task.await.expect("session task") {
+                if ok {
+                    added.push(elapsed.saturating_sub(MODEL_LATENCY));
+                } else {
+                    errors += 1;
+                }
             }
         }
-    }
-    let wall = started.elapsed();
-    let cpu = cpu_time(serve.0.id())
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
-    added.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "serve/{kind}: {SESSIONS} concurrent sessions x {ROUNDS} turns: {:.0} turns/s, added latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {errors} errors; sessions created at {create_rate:.0}/s",
-        (SESSIONS * ROUNDS - errors) as f64 / wall.as_secs_f64(),
-        ms(percentile(&added, 0.50)),
-        ms(percentile(&added, 0.99)),
-        ms(*added.last().unwrap_or(&Duration::ZERO)),
-    );
-    if let Some(cpu) = cpu {
+        let wall = started.elapsed();
+        let cpu = cpu_time(serve.0.id())
+            .zip(cpu_before)
+            .map(|(after, before)| after.saturating_sub(before));
+        added.sort();
+        let turns = SESSIONS * ROUNDS;
         println!(
-            "serve/{kind}: server CPU {:.0} us per turn",
-            cpu.as_secs_f64() * 1e6 / (SESSIONS * ROUNDS) as f64
+            "serve/{kind}/{}: {SESSIONS} concurrent sessions x {ROUNDS} turns: {:.0} turns/s, added latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, {errors} errors, server CPU {} per turn",
+            pace.name(),
+            (turns - errors) as f64 / wall.as_secs_f64(),
+            ms(percentile(&added, 0.50)),
+            ms(percentile(&added, 0.99)),
+            ms(*added.last().unwrap_or(&Duration::ZERO)),
+            cpu.map_or("n/a".into(), |c| format!("{:.0} us", c.as_secs_f64() * 1e6 / turns as f64)),
         );
     }
+    println!("serve/{kind}: sessions created at {create_rate:.0}/s");
+}
+
+#[derive(Clone, Copy)]
+enum Pace {
+    /// Every session sends its next message the moment its last turn ends: all 1 000 at once.
+    Burst,
+    /// Like people: a first message within 2 s, then each 1 to 3 s after the last answer.
+    Paced,
+}
+
+impl Pace {
+    fn name(self) -> &'static str {
+        match self {
+            Pace::Burst => "burst",
+            Pace::Paced => "paced",
+        }
+    }
+}
+
+/// One session's turns; the latency of each and whether it succeeded.
+async fn conversation(
+    client: &reqwest::Client,
+    url: &str,
+    id: &str,
+    pace: Pace,
+) -> Vec<(Duration, bool)> {
+    let mut results = Vec::with_capacity(ROUNDS);
+    for round in 0..ROUNDS {
+        if let Pace::Paced = pace {
+            let ms = if round == 0 {
+                fastrand::u64(0..2_000)
+            } else {
+                fastrand::u64(1_000..3_000)
+            };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        let t = Instant::now();
+        let r = client
+            .post(format!("{url}/v1/sessions/{id}/messages?stream=false"))
+            .json(&json!({"text": format!("message {round}")}))
+            .send()
+            .await;
+        let ok = match r {
+            Ok(r) if r.status().is_success() => r
+                .text()
+                .await
+                .is_ok_and(|body| body.contains("\"turn_ended\"")),
+            _ => false,
+        };
+        results.push((t.elapsed(), ok));
+    }
+    results
 }
 
 fn main() {

@@ -6,7 +6,7 @@
 
 use crate::metrics::{Metrics, TimedBackend};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -19,6 +19,7 @@ use ladder_runtime::{Backend, Durable, Event, Program, Runtime, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,28 +47,56 @@ struct App {
     turns: mpsc::Sender<()>,
 }
 
-/// A JSON error: `{"error": {"message", "type"}}` (the OpenAI shape, so that OpenAI clients show
-/// the message too).
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
-    let body = json!({"error": {"message": message.into(), "type": kind}});
-    (status, Json(body)).into_response()
+/// A failed request: answered with its status and `{"error": {"message", "type"}}` (the OpenAI
+/// shape, so that OpenAI clients show the message too).
+struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
 }
 
-fn store_error(e: StoreError) -> Response {
-    match e {
-        StoreError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-        StoreError::Exists(_) => error(StatusCode::CONFLICT, "exists", e.to_string()),
-        StoreError::Busy { .. } => error(
-            StatusCode::CONFLICT,
-            "session_busy",
-            format!("{e}; send the message again when that turn has ended"),
-        ),
-        StoreError::LeaseLost(_) => error(StatusCode::CONFLICT, "lease_lost", e.to_string()),
-        StoreError::Backend(m) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            format!("the session store failed: {m}"),
-        ),
+fn error(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        kind,
+        message: message.into(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"message": self.message, "type": self.kind}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError {
+            status: r.status(),
+            kind: "invalid_request",
+            message: r.body_text(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            StoreError::Exists(_) => error(StatusCode::CONFLICT, "exists", e.to_string()),
+            StoreError::Busy { .. } => error(
+                StatusCode::CONFLICT,
+                "session_busy",
+                format!("{e}; send the message again when that turn has ended"),
+            ),
+            StoreError::LeaseLost(_) => error(StatusCode::CONFLICT, "lease_lost", e.to_string()),
+            StoreError::Backend(m) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("the session store failed: {m}"),
+            ),
+        }
     }
 }
 
@@ -75,8 +104,12 @@ fn store_error(e: StoreError) -> Response {
 fn body<T: serde::de::DeserializeOwned>(
     bytes: Result<Bytes, BytesRejection>,
     empty: Option<T>,
-) -> Result<T, Response> {
-    let bytes = bytes.map_err(|r| error(r.status(), "invalid_request", r.body_text()))?;
+) -> Result<T, ApiError> {
+    let bytes = bytes.map_err(|r| ApiError {
+        status: r.status(),
+        kind: "invalid_request",
+        message: r.body_text(),
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         if let Some(default) = empty {
             return Ok(default);
@@ -133,19 +166,54 @@ pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(),
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     // Tests and scripts wait for this line.
     eprintln!("listening on http://{local}");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
+    // On SIGTERM: stop accepting, let running turns finish for up to `grace`, then exit. A turn
+    // still running then stays open in the store (its begun turn and recorded tool calls); the
+    // next worker to get the session finishes it once the lease runs out.
+    let (stopping, stop) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(Some(tokio::time::Instant::now()));
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>| async move {
+        let at = rx.wait_for(Option::is_some).await.ok().and_then(|at| *at);
+        match at {
+            Some(at) => at,
+            None => std::future::pending().await,
+        }
+    };
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown({
+            let stop = stop.clone();
+            async move {
+                stopped(stop).await;
+            }
+        })
+        .into_future();
+    let deadline = async {
+        let at = stopped(stop.clone()).await;
+        tokio::time::sleep_until(at + options.grace).await;
+    };
+    let drained = tokio::select! {
+        served = server => {
+            served.map_err(|e| e.to_string())?;
+            true
+        }
+        () = deadline => false,
+    };
     // Connections are closed; turns whose client went away may still be running.
     drop(app);
-    let grace = options.grace;
-    if tokio::time::timeout(grace, all_done.recv()).await.is_err() {
-        eprintln!(
-            "stopped after {grace:?} with turns still running: they stay open in the store and the next worker to get their session finishes them"
-        );
-    } else {
+    let at = (*stop.borrow()).unwrap_or_else(tokio::time::Instant::now);
+    let finished = drained
+        && tokio::time::timeout_at(at + options.grace, all_done.recv())
+            .await
+            .is_ok();
+    if finished {
         eprintln!("stopped: every turn finished");
+    } else {
+        eprintln!(
+            "stopped after {:?} with turns still running: they stay open in the store, and the next worker to get their session finishes them",
+            options.grace
+        );
     }
     Ok(())
 }
@@ -210,7 +278,8 @@ async fn auth(State(app): State<App>, request: Request, next: Next) -> Response 
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "a bearer token is required: Authorization: Bearer <token>",
-            );
+            )
+            .into_response();
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -220,15 +289,9 @@ async fn auth(State(app): State<App>, request: Request, next: Next) -> Response 
     next.run(request).await
 }
 
-async fn healthz(State(app): State<App>) -> Response {
-    match app.durable.store().list(1).await {
-        Ok(_) => Json(json!({"status": "ok"})).into_response(),
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            e.to_string(),
-        ),
-    }
+async fn healthz(State(app): State<App>) -> Result<Response, ApiError> {
+    app.durable.store().list(1).await?;
+    Ok(Json(json!({"status": "ok"})).into_response())
 }
 
 async fn metrics(State(app): State<App>) -> Response {
@@ -256,24 +319,28 @@ fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-async fn create_session(State(app): State<App>, bytes: Result<Bytes, BytesRejection>) -> Response {
-    let request: CreateSession = match body(bytes, Some(CreateSession::default())) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a session id is 1 to 128 characters of letters, digits and - _ . :",
+        ))
+    }
+}
+
+async fn create_session(
+    State(app): State<App>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: CreateSession = body(bytes, Some(CreateSession::default()))?;
     if let Some(id) = &request.id {
-        if !valid_id(id) {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "a session id is 1 to 128 characters of letters, digits and - _ . :",
-            );
-        }
+        check_id(id)?;
     }
-    match app.durable.create(request.id).await {
-        Ok(id) => (StatusCode::CREATED, Json(json!({"id": id}))).into_response(),
-        Err(e) => store_error(e),
-    }
+    let id = app.durable.create(request.id).await?;
+    Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -285,13 +352,15 @@ struct GetSession {
 async fn get_session(
     State(app): State<App>,
     Path(id): Path<String>,
-    Query(query): Query<GetSession>,
-) -> Response {
-    let stored = match app.durable.store().load(&id).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return store_error(StoreError::NotFound(id)),
-        Err(e) => return store_error(e),
-    };
+    query: Result<Query<GetSession>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let stored = app
+        .durable
+        .store()
+        .load(&id)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.clone()))?;
     let s = stored.state;
     let mut body = json!({
         "id": s.id,
@@ -306,12 +375,9 @@ async fn get_session(
         "transcript": s.transcript,
     });
     if query.events {
-        match app.durable.store().events(&id).await {
-            Ok(events) => body["events"] = json!(events),
-            Err(e) => return store_error(e),
-        }
+        body["events"] = json!(app.durable.store().events(&id).await?);
     }
-    Json(body).into_response()
+    Ok(Json(body).into_response())
 }
 
 #[derive(Deserialize)]
@@ -332,7 +398,7 @@ async fn start_turn(
     app: &App,
     id: &str,
     text: String,
-) -> Result<mpsc::UnboundedReceiver<Event>, Response> {
+) -> Result<mpsc::UnboundedReceiver<Event>, ApiError> {
     if text.trim().is_empty() {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -346,7 +412,7 @@ async fn start_turn(
             if matches!(e, StoreError::Busy { .. }) {
                 app.metrics.busy();
             }
-            return Err(store_error(e));
+            return Err(e.into());
         }
     };
     let (tx, rx) = mpsc::unbounded_channel();
@@ -373,20 +439,15 @@ fn event_type(event: &Value) -> String {
 async fn send_message(
     State(app): State<App>,
     Path(id): Path<String>,
-    Query(query): Query<SendQuery>,
+    query: Result<Query<SendQuery>, QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
-) -> Response {
-    let request: SendMessage = match body(bytes, None) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let rx = match start_turn(&app, &id, request.text).await {
-        Ok(rx) => rx,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let request: SendMessage = body(bytes, None)?;
+    let rx = start_turn(&app, &id, request.text).await?;
     if query.stream == Some(false) {
         let events: Vec<Event> = events_stream(rx).collect().await;
-        return Json(events).into_response();
+        return Ok(Json(events).into_response());
     }
     let sse = events_stream(rx).map(|event| {
         let value = serde_json::to_value(&event).unwrap_or(Value::Null);
@@ -396,9 +457,9 @@ async fn send_message(
                 .data(value.to_string()),
         )
     });
-    Sse::new(sse)
+    Ok(Sse::new(sse)
         .keep_alive(KeepAlive::default())
-        .into_response()
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -447,11 +508,8 @@ async fn chat_completions(
     State(app): State<App>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
-) -> Response {
-    let request: ChatCompletionRequest = match body(bytes, None) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let request: ChatCompletionRequest = body(bytes, None)?;
     let Some(text) = request
         .messages
         .iter()
@@ -459,11 +517,11 @@ async fn chat_completions(
         .find(|m| m.role == "user")
         .map(|m| content_text(&m.content))
     else {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "`messages` has no user message",
-        );
+        ));
     };
     let named = headers
         .get("x-ladder-session")
@@ -471,26 +529,16 @@ async fn chat_completions(
         .map(String::from)
         .or(request.user);
     let id = match named {
-        Some(id) if !valid_id(&id) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "a session id is 1 to 128 characters of letters, digits and - _ . :",
-            )
+        Some(id) => {
+            check_id(&id)?;
+            match app.durable.create(Some(id.clone())).await {
+                Ok(_) | Err(StoreError::Exists(_)) => id,
+                Err(e) => return Err(e.into()),
+            }
         }
-        Some(id) => match app.durable.create(Some(id.clone())).await {
-            Ok(_) | Err(StoreError::Exists(_)) => id,
-            Err(e) => return store_error(e),
-        },
-        None => match app.durable.create(None).await {
-            Ok(id) => id,
-            Err(e) => return store_error(e),
-        },
+        None => app.durable.create(None).await?,
     };
-    let rx = match start_turn(&app, &id, text).await {
-        Ok(rx) => rx,
-        Err(r) => return r,
-    };
+    let rx = start_turn(&app, &id, text).await?;
     let model = request.model.unwrap_or_else(|| app.ladder.to_string());
     let completion_id = format!("chatcmpl-{id}-{:08x}", fastrand::u32(..));
     let created = unix_now();
@@ -554,7 +602,11 @@ async fn chat_completions(
             }
         }
         if replies.is_empty() && !errors.is_empty() {
-            return error(StatusCode::BAD_GATEWAY, "ladder_error", errors.join("; "));
+            return Err(error(
+                StatusCode::BAD_GATEWAY,
+                "ladder_error",
+                errors.join("; "),
+            ));
         }
         Json(json!({
             "id": completion_id,
@@ -574,5 +626,5 @@ async fn chat_completions(
     if let Some(v) = session_header {
         response.headers_mut().insert("x-ladder-session", v);
     }
-    response
+    Ok(response)
 }
