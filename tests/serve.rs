@@ -222,6 +222,20 @@ fn replies(events: &[Value]) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the store shows a turn of session `id` begun (so a signal now lands mid-turn).
+async fn wait_for_open_turn(store: &str, id: &str) {
+    let checker = ladder_store::open(store).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = checker.load(id).await.unwrap().unwrap();
+        if stored.open_turn.is_some() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the turn never began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn session(server: &Server, id: &str) -> Value {
     let r = client()
         .get(format!("{}/v1/sessions/{id}?events=true", server.url))
@@ -455,7 +469,7 @@ async fn two_workers_on_one_database_serve_interleaved_sessions() {
 async fn concurrent_messages_to_one_session_are_never_interleaved() {
     for store in stores().await {
         let fake = FakeOpenAi::start().await;
-        fake.set_default(Reply::text("slow answer"), Duration::from_millis(700));
+        fake.set_default(Reply::text("slow answer"), Duration::from_millis(1500));
         let (_tools, tool_url) = ToolServer::start().await;
         let ladder = ladder(&tool_url);
         let workers = [
@@ -710,7 +724,7 @@ async fn sigterm_lets_a_running_turn_finish_and_commit() {
             .unwrap();
         r.text().await.unwrap()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_open_turn(&store, "g1").await;
     server.sigterm();
     let body = turn.await.unwrap();
     assert!(body.contains("Finished after all."), "{body}");
@@ -750,7 +764,7 @@ async fn a_turn_that_outlasts_the_grace_period_is_left_open_for_the_next_worker(
             .send()
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_open_turn(&store, "i1").await;
     server.sigterm();
     assert_eq!(server.wait(), Some(0));
     assert!(server.log().contains("stopped after"), "{}", server.log());
@@ -770,4 +784,71 @@ async fn a_turn_that_outlasts_the_grace_period_is_left_open_for_the_next_worker(
     assert_eq!(replies(&events), ["Answer to the new one."]);
     let s = session(&next, "i1").await;
     assert_eq!(user_messages(&s), ["interrupted question", "new question"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_request_bodies_never_get_a_server_error() {
+    let fake = FakeOpenAi::start().await;
+    fake.set_default(Reply::text("ok"), Duration::ZERO);
+    let (_tools, tool_url) = ToolServer::start().await;
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let server = Server::start(&ladder(&tool_url), &fake, &store, &["--max-body", "2048"]);
+    create(&server, "f1").await;
+    let pieces = [
+        "{",
+        "}",
+        "[",
+        "]",
+        "\"text\"",
+        "\"messages\"",
+        ":",
+        ",",
+        "\"user\"",
+        "null",
+        "1e999",
+        "\"\\u0000\"",
+        "\"role\"",
+        "\"id\"",
+        "true",
+        "\"stream\"",
+        "\u{1F600}",
+        " ",
+    ];
+    let routes = [
+        "/v1/sessions",
+        "/v1/sessions/f1/messages",
+        "/v1/chat/completions",
+    ];
+    let mut rng = fastrand::Rng::with_seed(7);
+    for i in 0..300 {
+        let body: Vec<u8> = if i % 3 == 0 {
+            (0..rng.usize(0..3000)).map(|_| rng.u8(..)).collect()
+        } else {
+            (0..rng.usize(0..40))
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect::<String>()
+                .into_bytes()
+        };
+        let route = routes[i % routes.len()];
+        let r = client()
+            .post(format!("{}{route}", server.url))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        assert!(
+            status < 500,
+            "{route} {:?} -> {status} {text}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let health = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
 }
