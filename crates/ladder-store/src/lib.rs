@@ -53,6 +53,15 @@ fn snapshot(state: &SessionState) -> Result<String, StoreError> {
     Ok(value.to_string())
 }
 
+/// An update conditioned on holding the lease changed one row, or the lease was lost.
+fn held(rows: u64, id: &str) -> Result<(), StoreError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost(id.into()))
+    }
+}
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -218,11 +227,7 @@ macro_rules! sql_store {
                 .execute(&self.pool)
                 .await
                 .map_err(db)?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::LeaseLost(id.into()))
-                }
+                held(done.rows_affected(), id)
             }
 
             async fn release(&self, id: &str, owner: &str) -> Result<(), StoreError> {
@@ -256,11 +261,7 @@ macro_rules! sql_store {
                 .execute(&self.pool)
                 .await
                 .map_err(db)?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(StoreError::LeaseLost(id.into()))
-                }
+                held(done.rows_affected(), id)
             }
 
             async fn recall(&self, id: &str, key: &str) -> Result<Option<RecordedCall>, StoreError> {

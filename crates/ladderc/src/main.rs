@@ -58,19 +58,8 @@ enum Command {
         /// Also write every event as JSON lines to FILE.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
-        /// `sim` (offline) or `openai` (any OpenAI-compatible endpoint). Default: openai if an
-        /// endpoint is configured, else sim.
-        #[arg(long, value_enum)]
-        backend: Option<run::BackendChoice>,
-        /// Endpoint, e.g. http://127.0.0.1:11434/v1 (default: OPENAI_BASE_URL).
-        #[arg(long, value_name = "URL")]
-        base_url: Option<String>,
-        /// Use this model name for every agent (e.g. a local model).
-        #[arg(long, value_name = "NAME")]
-        model: Option<String>,
-        /// Allow `exec` tools to start local programs.
-        #[arg(long)]
-        allow_exec: bool,
+        #[command(flatten)]
+        model: run::ModelArgs,
         /// Continue (or start) the stored session ID; its turns are committed to the store.
         #[arg(long, value_name = "ID")]
         session: Option<String>,
@@ -105,14 +94,8 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
         max_body: usize,
-        #[arg(long, value_enum)]
-        backend: Option<run::BackendChoice>,
-        #[arg(long, value_name = "URL")]
-        base_url: Option<String>,
-        #[arg(long, value_name = "NAME")]
-        model: Option<String>,
-        #[arg(long)]
-        allow_exec: bool,
+        #[command(flatten)]
+        model: run::ModelArgs,
     },
     /// Inspect stored sessions.
     Sessions {
@@ -126,12 +109,8 @@ enum Command {
     Test {
         /// Ladders or `*.test.ladder` files (default: every `*.test.ladder` under this directory).
         files: Vec<PathBuf>,
-        #[arg(long, value_enum)]
-        backend: Option<run::BackendChoice>,
-        #[arg(long, value_name = "URL")]
-        base_url: Option<String>,
-        #[arg(long, value_name = "NAME")]
-        model: Option<String>,
+        #[command(flatten)]
+        model: run::ModelArgs,
         /// Run each test N times and report pass rate, p50/p95 latency and cost.
         #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
         repeat: u32,
@@ -150,8 +129,6 @@ enum Command {
         /// Sessions run at the same time.
         #[arg(long, default_value_t = 8)]
         jobs: usize,
-        #[arg(long)]
-        allow_exec: bool,
     },
     /// Format ladders in the one canonical layout (in place).
     Fmt {
@@ -320,10 +297,7 @@ fn main() -> ExitCode {
             messages,
             json,
             trace,
-            backend,
-            base_url,
             model,
-            allow_exec,
             session,
             store,
         } => {
@@ -335,10 +309,7 @@ fn main() -> ExitCode {
                 messages,
                 json,
                 trace,
-                backend,
-                base_url,
                 model,
-                allow_exec,
                 session,
                 store,
             };
@@ -352,10 +323,7 @@ fn main() -> ExitCode {
             lease,
             grace,
             max_body,
-            backend,
-            base_url,
             model,
-            allow_exec,
         } => {
             let program = match compile_file(&file) {
                 Ok(p) => p,
@@ -377,17 +345,13 @@ fn main() -> ExitCode {
                 lease,
                 grace,
                 max_body,
-                backend: run::backend(backend, base_url),
                 model,
-                allow_exec,
             };
             block_on(serve::serve(program, options), finish)
         }
         Command::Sessions { command, store } => block_on(sessions::run(command, store), finish),
         Command::Test {
             files,
-            backend,
-            base_url,
             model,
             repeat,
             noise,
@@ -395,7 +359,6 @@ fn main() -> ExitCode {
             junit,
             json,
             jobs,
-            allow_exec,
         } => {
             if let Some(n) = noise {
                 if !(0.0..=1.0).contains(&n) {
@@ -405,8 +368,6 @@ fn main() -> ExitCode {
             }
             let options = test_cmd::TestOptions {
                 files,
-                backend,
-                base_url,
                 model,
                 repeat,
                 noise,
@@ -414,7 +375,6 @@ fn main() -> ExitCode {
                 junit,
                 json,
                 jobs,
-                allow_exec,
             };
             block_on(test_cmd::run(options), |result| match result {
                 Ok(true) => ExitCode::SUCCESS,

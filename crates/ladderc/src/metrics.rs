@@ -135,62 +135,51 @@ impl Metrics {
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         self.with(|c| {
-            let mut counter = |name: &str, help: &str, value: String| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-                let _ = writeln!(out, "{name} {value}");
-            };
-            counter("ladder_turns_total", "Turns run.", c.turns.to_string());
-            counter(
-                "ladder_turn_errors_total",
-                "Errors that ended a rung with no fallback left.",
-                c.turn_errors.to_string(),
-            );
-            counter(
-                "ladder_busy_rejections_total",
-                "Messages refused (409) because a turn of the session was running.",
-                c.busy.to_string(),
-            );
-            counter("ladder_handoffs_total", "Handoffs.", c.handoffs.to_string());
-            counter(
-                "ladder_escalations_total",
-                "Escalations.",
-                c.escalations.to_string(),
-            );
-            counter(
-                "ladder_fallbacks_total",
-                "Rungs that failed over to their fallback.",
-                c.fallbacks.to_string(),
-            );
-            counter(
-                "ladder_human_handoffs_total",
-                "Times a human endpoint was reached.",
-                c.humans.to_string(),
-            );
-            counter(
-                "ladder_tool_calls_total",
-                "Tool calls.",
-                c.tool_calls.to_string(),
-            );
-            counter(
-                "ladder_tool_failures_total",
-                "Tool calls that failed.",
-                c.tool_failures.to_string(),
-            );
-            counter(
-                "ladder_llm_calls_total",
-                "Model calls.",
-                c.llm_calls.to_string(),
-            );
-            counter(
-                "ladder_llm_errors_total",
-                "Model calls that failed after retries.",
-                c.llm_errors.to_string(),
-            );
-            counter(
-                "ladder_cost_dollars_total",
-                "Model cost in dollars, at the ladder's declared prices.",
-                c.cost.to_string(),
-            );
+            let counters = [
+                ("ladder_turns_total", "Turns run.", c.turns.to_string()),
+                (
+                    "ladder_turn_errors_total",
+                    "Errors that ended a rung with no fallback left.",
+                    c.turn_errors.to_string(),
+                ),
+                (
+                    "ladder_busy_rejections_total",
+                    "Messages refused (409) because a turn of the session was running.",
+                    c.busy.to_string(),
+                ),
+                ("ladder_handoffs_total", "Handoffs.", c.handoffs.to_string()),
+                ("ladder_escalations_total", "Escalations.", c.escalations.to_string()),
+                (
+                    "ladder_fallbacks_total",
+                    "Rungs that failed over to their fallback.",
+                    c.fallbacks.to_string(),
+                ),
+                (
+                    "ladder_human_handoffs_total",
+                    "Times a human endpoint was reached.",
+                    c.humans.to_string(),
+                ),
+                ("ladder_tool_calls_total", "Tool calls.", c.tool_calls.to_string()),
+                (
+                    "ladder_tool_failures_total",
+                    "Tool calls that failed.",
+                    c.tool_failures.to_string(),
+                ),
+                ("ladder_llm_calls_total", "Model calls.", c.llm_calls.to_string()),
+                (
+                    "ladder_llm_errors_total",
+                    "Model calls that failed after retries.",
+                    c.llm_errors.to_string(),
+                ),
+                (
+                    "ladder_cost_dollars_total",
+                    "Model cost in dollars, at the ladder's declared prices.",
+                    c.cost.to_string(),
+                ),
+            ];
+            for (name, help, value) in counters {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+            }
             let _ = writeln!(
                 out,
                 "# HELP ladder_tokens_total Model tokens.\n# TYPE ladder_tokens_total counter"

@@ -15,14 +15,44 @@ pub(crate) enum BackendChoice {
     Openai,
 }
 
+/// Which model answers, and what a run may do: the flags `run`, `test` and `serve` share.
+#[derive(clap::Args, Clone)]
+pub(crate) struct ModelArgs {
+    /// `sim` (offline) or `openai` (any OpenAI-compatible endpoint). Default: openai if an
+    /// endpoint is configured, else sim.
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Endpoint, e.g. http://127.0.0.1:11434/v1 (default: OPENAI_BASE_URL).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Use this model name for every agent (e.g. a local model).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Allow `exec` tools to start local programs.
+    #[arg(long)]
+    pub allow_exec: bool,
+}
+
+impl ModelArgs {
+    /// The backend these flags choose.
+    pub(crate) fn backend(&self) -> Arc<dyn Backend> {
+        backend(self.backend, self.base_url.clone())
+    }
+
+    /// A runtime for `program` on `backend`, with these permissions and model.
+    pub(crate) fn runtime(&self, program: Program, backend: Arc<dyn Backend>) -> Runtime {
+        Runtime::new(program)
+            .backend_arc(backend)
+            .allow_exec(self.allow_exec)
+            .model_override(self.model.clone())
+    }
+}
+
 pub(crate) struct RunOptions {
     pub messages: Vec<String>,
     pub json: bool,
     pub trace: Option<PathBuf>,
-    pub backend: Option<BackendChoice>,
-    pub base_url: Option<String>,
-    pub model: Option<String>,
-    pub allow_exec: bool,
+    pub model: ModelArgs,
     pub session: Option<String>,
     pub store: Option<String>,
 }
@@ -73,7 +103,7 @@ impl Conversation {
 
 /// Picks the backend: the flag, else OpenAI if `OPENAI_BASE_URL`/`OPENAI_API_KEY` or
 /// `--base-url` are set, else the simulator (with a notice saying how to configure a real one).
-pub(crate) fn backend(choice: Option<BackendChoice>, base_url: Option<String>) -> Arc<dyn Backend> {
+fn backend(choice: Option<BackendChoice>, base_url: Option<String>) -> Arc<dyn Backend> {
     let configured = base_url.map(|url| OpenAi::new(url, std::env::var("OPENAI_API_KEY").ok()));
     match choice {
         Some(BackendChoice::Sim) => Arc::new(Simulator),
@@ -204,10 +234,7 @@ struct TurnSummary {
 }
 
 pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), String> {
-    let runtime = Runtime::new(program)
-        .backend_arc(backend(options.backend, options.base_url.clone()))
-        .allow_exec(options.allow_exec)
-        .model_override(options.model.clone());
+    let runtime = options.model.runtime(program, options.model.backend());
     let conversation = Conversation::open(runtime, &options).await?;
     let mut trace = match &options.trace {
         Some(path) => Some(std::io::BufWriter::new(

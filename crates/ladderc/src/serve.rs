@@ -5,6 +5,7 @@
 //! (Prometheus text), and an OpenAI-compatible `POST /v1/chat/completions` facade.
 
 use crate::metrics::{Metrics, TimedBackend};
+use crate::run::ModelArgs;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -15,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
-use ladder_runtime::{Backend, Durable, Event, Program, Runtime, StoreError};
+use ladder_runtime::{Durable, Event, Program, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -32,9 +33,7 @@ pub(crate) struct ServeOptions {
     pub lease: Duration,
     pub grace: Duration,
     pub max_body: usize,
-    pub backend: Arc<dyn Backend>,
-    pub model: Option<String>,
-    pub allow_exec: bool,
+    pub model: ModelArgs,
 }
 
 #[derive(Clone)]
@@ -137,7 +136,7 @@ pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(),
     let metrics = Arc::new(Metrics::default());
     let ladder: Arc<str> = program.name.as_str().into();
     let backend = Arc::new(TimedBackend {
-        inner: options.backend,
+        inner: options.model.backend(),
         metrics: metrics.clone(),
     });
     let worker = format!(
@@ -145,10 +144,9 @@ pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(),
         std::env::var("HOSTNAME").unwrap_or_else(|_| "ladderc".into()),
         std::process::id()
     );
-    let durable = Runtime::new(program)
-        .backend_arc(backend)
-        .allow_exec(options.allow_exec)
-        .model_override(options.model)
+    let durable = options
+        .model
+        .runtime(program, backend)
         .durable(store, worker)
         .lease(options.lease);
     let (turns, mut all_done) = mpsc::channel::<()>(1);

@@ -1,10 +1,9 @@
 //! `ladderc test`: runs the scenario tests of ladders, reports them, and gates on budgets.
 
-use crate::run::{backend, BackendChoice};
+use crate::run::ModelArgs;
 use crate::{report, FsLoader};
 use ladder_check::{check_path, CheckOptions, Program};
 use ladder_runtime::scenario::{run_test, TestRun};
-use ladder_runtime::Runtime;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::io::IsTerminal;
@@ -13,16 +12,13 @@ use std::sync::Arc;
 
 pub(crate) struct TestOptions {
     pub files: Vec<PathBuf>,
-    pub backend: Option<BackendChoice>,
-    pub base_url: Option<String>,
-    pub model: Option<String>,
+    pub model: ModelArgs,
     pub repeat: u32,
     pub noise: Option<f64>,
     pub filter: Option<String>,
     pub junit: Option<PathBuf>,
     pub json: bool,
     pub jobs: usize,
-    pub allow_exec: bool,
 }
 
 /// The runs of one test at one noise level.
@@ -93,7 +89,7 @@ pub(crate) async fn run(options: TestOptions) -> Result<bool, String> {
             }
         }
     }
-    let model_backend = backend(options.backend, options.base_url.clone());
+    let model_backend = options.model.backend();
     let levels: Vec<f64> = match options.noise {
         Some(level) if level > 0.0 => vec![0.0, level],
         _ => vec![0.0],
@@ -102,10 +98,9 @@ pub(crate) async fn run(options: TestOptions) -> Result<bool, String> {
     let mut groups: Vec<Group> = Vec::new();
     let mut jobs = Vec::new();
     for (f, (_, program)) in programs.iter().enumerate() {
-        let runtime = Runtime::new(program.clone())
-            .backend_arc(model_backend.clone())
-            .allow_exec(options.allow_exec)
-            .model_override(options.model.clone());
+        let runtime = options
+            .model
+            .runtime(program.clone(), model_backend.clone());
         for case in &program.tests {
             if options
                 .filter
