@@ -9,22 +9,13 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use ladder_fake_openai::{FakeOpenAi, Reply};
-use ladder_store::testing::{fresh_postgres_database, fresh_sqlite_path, postgres_admin_url};
+use ladder_store::testing::{fresh_sqlite_path, fresh_store_urls};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A fresh store of each kind.
-async fn stores() -> Vec<String> {
-    let mut urls = vec![format!("sqlite:{}", fresh_sqlite_path().display())];
-    if let Some(admin) = postgres_admin_url() {
-        urls.push(fresh_postgres_database(&admin).await);
-    }
-    urls
-}
 
 /// A refund tool over HTTP, and a ladder whose clerk can call it.
 fn ladder(tool_url: &str) -> PathBuf {
@@ -260,7 +251,7 @@ fn user_messages(session: &Value) -> Vec<String> {
 async fn a_turn_streams_its_events_and_the_session_shows_it() {
     let fake = FakeOpenAi::start().await;
     let (tools, tool_url) = ToolServer::start().await;
-    let server = Server::start(&ladder(&tool_url), &fake, &stores().await[0], &[]);
+    let server = Server::start(&ladder(&tool_url), &fake, &fresh_store_urls().await[0], &[]);
     create(&server, "c1").await;
     fake.push(Reply::tool("refund", json!({"invoice": "inv-9"})));
     fake.push(Reply::text("Refunded inv-9."));
@@ -311,7 +302,7 @@ async fn a_turn_streams_its_events_and_the_session_shows_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_resumes_after_a_restart() {
-    for store in stores().await {
+    for store in fresh_store_urls().await {
         let fake = FakeOpenAi::start().await;
         let (_tools, tool_url) = ToolServer::start().await;
         let ladder = ladder(&tool_url);
@@ -337,7 +328,7 @@ async fn a_session_resumes_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_turn_loses_no_committed_event_and_repeats_no_tool_call() {
-    for store in stores().await {
+    for store in fresh_store_urls().await {
         let fake = FakeOpenAi::start().await;
         let (tools, tool_url) = ToolServer::start().await;
         let ladder = ladder(&tool_url);
@@ -419,7 +410,7 @@ async fn a_worker_killed_mid_turn_loses_no_committed_event_and_repeats_no_tool_c
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_on_one_database_serve_interleaved_sessions() {
-    for store in stores().await {
+    for store in fresh_store_urls().await {
         let fake = FakeOpenAi::start().await;
         fake.set_default(Reply::text("ok"), Duration::from_millis(5));
         let (_tools, tool_url) = ToolServer::start().await;
@@ -467,7 +458,7 @@ async fn two_workers_on_one_database_serve_interleaved_sessions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_messages_to_one_session_are_never_interleaved() {
-    for store in stores().await {
+    for store in fresh_store_urls().await {
         let fake = FakeOpenAi::start().await;
         fake.set_default(Reply::text("slow answer"), Duration::from_millis(1500));
         let (_tools, tool_url) = ToolServer::start().await;

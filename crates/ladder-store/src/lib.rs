@@ -508,6 +508,16 @@ pub mod testing {
         format!("{base}/{name}")
     }
 
+    /// A fresh store of each kind to test against: a SQLite file, and a PostgreSQL database when
+    /// a test server is configured.
+    pub async fn fresh_store_urls() -> Vec<String> {
+        let mut urls = vec![format!("sqlite:{}", fresh_sqlite_path().display())];
+        if let Some(admin) = postgres_admin_url() {
+            urls.push(fresh_postgres_database(&admin).await);
+        }
+        urls
+    }
+
     /// A fresh SQLite file path in the temporary directory.
     pub fn fresh_sqlite_path() -> std::path::PathBuf {
         std::env::temp_dir().join(format!(

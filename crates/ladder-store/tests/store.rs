@@ -7,20 +7,11 @@ use ladder_llm::{OpenAi, Retry};
 use ladder_runtime::{
     compile, Durable, Event, RecordedCall, Runtime, SessionState, Store, StoreError,
 };
-use ladder_store::testing::{fresh_postgres_database, fresh_sqlite_path, postgres_admin_url};
+use ladder_store::testing::{fresh_sqlite_path, fresh_store_urls};
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A fresh store URL of each kind (PostgreSQL only when a test server is configured).
-async fn urls() -> Vec<String> {
-    let mut urls = vec![format!("sqlite:{}", fresh_sqlite_path().display())];
-    if let Some(admin) = postgres_admin_url() {
-        urls.push(fresh_postgres_database(&admin).await);
-    }
-    urls
-}
 
 fn state(id: &str) -> SessionState {
     SessionState::new(id.into(), "root".into(), serde_json::Map::new())
@@ -37,7 +28,7 @@ const TTL: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn sessions_are_created_once_and_load_back() {
-    for url in urls().await {
+    for url in fresh_store_urls().await {
         let store = ladder_store::open(&url).await.unwrap();
         store.create(&state("a")).await.unwrap();
         assert_eq!(
@@ -61,7 +52,7 @@ async fn sessions_are_created_once_and_load_back() {
 
 #[tokio::test]
 async fn leases_are_exclusive_and_expire() {
-    for url in urls().await {
+    for url in fresh_store_urls().await {
         let store = ladder_store::open(&url).await.unwrap();
         store.create(&state("s")).await.unwrap();
         let claim = store.acquire("s", "w1/a", TTL, "first").await.unwrap();
@@ -113,7 +104,7 @@ async fn leases_are_exclusive_and_expire() {
 
 #[tokio::test]
 async fn only_one_of_many_concurrent_claims_wins() {
-    for url in urls().await {
+    for url in fresh_store_urls().await {
         let store = ladder_store::open(&url).await.unwrap();
         store.create(&state("race")).await.unwrap();
         let mut tasks = Vec::new();
@@ -140,7 +131,7 @@ async fn only_one_of_many_concurrent_claims_wins() {
 
 #[tokio::test]
 async fn commits_append_events_in_order_and_replace_the_state() {
-    for url in urls().await {
+    for url in fresh_store_urls().await {
         let store = ladder_store::open(&url).await.unwrap();
         store.create(&state("log")).await.unwrap();
         let mut expected = Vec::new();
@@ -173,7 +164,7 @@ async fn commits_append_events_in_order_and_replace_the_state() {
 
 #[tokio::test]
 async fn tool_results_are_recorded_once_by_key() {
-    for url in urls().await {
+    for url in fresh_store_urls().await {
         let store = ladder_store::open(&url).await.unwrap();
         store.create(&state("t")).await.unwrap();
         let call = RecordedCall {
@@ -262,7 +253,7 @@ async fn replies(durable: &Durable, id: &str, text: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn durable_turns_survive_a_new_process_and_resume_with_the_whole_state() {
-    for url in urls().await {
+    for url in fresh_store_urls().await {
         let fake = FakeOpenAi::start().await;
         let refunds = Arc::new(AtomicU32::new(0));
         let id = {
@@ -301,7 +292,7 @@ async fn durable_turns_survive_a_new_process_and_resume_with_the_whole_state() {
 
 #[tokio::test]
 async fn a_turn_left_open_by_a_dead_worker_is_finished_without_repeating_its_tool_calls() {
-    for url in urls().await {
+    for url in fresh_store_urls().await {
         let fake = FakeOpenAi::start().await;
         let refunds = Arc::new(AtomicU32::new(0));
         let store = ladder_store::open(&url).await.unwrap();

@@ -205,19 +205,7 @@ fn compile_file(file: &Path) -> Result<ladder_runtime::Program, ExitCode> {
             return Err(ExitCode::from(2));
         }
     };
-    match checked.program.clone() {
-        Some(program) => Ok(program),
-        None => {
-            eprint!(
-                "{}",
-                report::human(
-                    std::slice::from_ref(&checked),
-                    std::io::stderr().is_terminal()
-                )
-            );
-            Err(ExitCode::from(1))
-        }
-    }
+    report::program_or_report(&checked).ok_or(ExitCode::from(1))
 }
 
 /// Prints a command's error and exits 2.

@@ -130,6 +130,22 @@ fn diagnostic(d: &Diagnostic, sources: &SourceMap) -> Value {
     })
 }
 
+/// The program of a checked ladder, or `None` after printing its diagnostics on stderr (for the
+/// commands that run ladders).
+pub(crate) fn program_or_report(checked: &Checked) -> Option<ladder_check::program::Program> {
+    if checked.program.is_none() {
+        use std::io::IsTerminal;
+        eprint!(
+            "{}",
+            human(
+                std::slice::from_ref(checked),
+                std::io::stderr().is_terminal()
+            )
+        );
+    }
+    checked.program.clone()
+}
+
 pub(crate) fn json(results: &[Checked]) -> String {
     let ladders: Vec<Value> = results
         .iter()

@@ -75,18 +75,9 @@ pub(crate) async fn run(options: TestOptions) -> Result<bool, String> {
     for file in &files {
         let checked = check_path(file, &FsLoader, &CheckOptions::default())
             .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
-        match checked.program.clone() {
+        match report::program_or_report(&checked) {
             Some(p) => programs.push((file.clone(), p)),
-            None => {
-                eprint!(
-                    "{}",
-                    report::human(
-                        std::slice::from_ref(&checked),
-                        std::io::stderr().is_terminal()
-                    )
-                );
-                ok = false;
-            }
+            None => ok = false,
         }
     }
     let model_backend = options.model.backend();
