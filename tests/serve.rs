@@ -90,6 +90,8 @@ struct Server {
     child: Child,
     url: String,
     stderr: Arc<Mutex<String>>,
+    /// Copies the server's stderr into `stderr` until the pipe closes.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -111,7 +113,7 @@ impl Server {
         let (tx, rx) = std::sync::mpsc::channel();
         let pipe = child.stderr.take().unwrap();
         let log = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("listening on ") {
                     let _ = tx.send(url.to_string());
@@ -127,7 +129,12 @@ impl Server {
                     stderr.lock().unwrap().as_str()
                 )
             });
-        Server { child, url, stderr }
+        Server {
+            child,
+            url,
+            stderr,
+            reader: Some(reader),
+        }
     }
 
     fn sigterm(&self) {
@@ -138,11 +145,14 @@ impl Server {
         assert!(status.success());
     }
 
-    /// Waits for the process to exit; its exit code.
+    /// Waits for the process to exit (and its last words to be read); its exit code.
     fn wait(&mut self) -> Option<i32> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status.code();
             }
             assert!(Instant::now() < deadline, "ladderc serve did not stop");
