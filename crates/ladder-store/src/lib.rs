@@ -153,7 +153,11 @@ macro_rules! sql_store {
                             created_at: row.try_get(4).map_err(db)?,
                             updated_at: row.try_get(5).map_err(db)?,
                             open_turn: open_turn.and_then(|t| u32::try_from(t).ok()),
-                            leased_by: row.try_get(7).map_err(db)?,
+                            // `worker/turn-token`: the worker is what a reader wants.
+                            leased_by: row
+                                .try_get::<Option<String>, _>(7)
+                                .map_err(db)?
+                                .map(|o| o.split('/').next().unwrap_or_default().to_string()),
                         })
                     })
                     .collect()
