@@ -58,6 +58,9 @@ async fn leases_are_exclusive_and_expire() {
         let claim = store.acquire("s", "w1/a", TTL, "first").await.unwrap();
         assert_eq!(claim.state, state("s"));
         assert_eq!(claim.interrupted, None);
+        let listed = &store.list(1).await.unwrap()[0];
+        assert_eq!(listed.leased_by.as_deref(), Some("w1"), "{url}");
+        assert_eq!(listed.open_turn, Some(1));
         assert_eq!(
             store.acquire("s", "w2/b", TTL, "second").await.map(|_| ()),
             Err(StoreError::Busy {
