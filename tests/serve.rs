@@ -853,3 +853,52 @@ async fn random_request_bodies_never_get_a_server_error() {
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_lost_mid_turn_ends_the_turn_with_an_error_not_a_crash() {
+    let Some(admin) = ladder_store::testing::postgres_admin_url() else {
+        return;
+    };
+    let store = ladder_store::testing::fresh_postgres_database(&admin).await;
+    let database = store.rsplit('/').next().unwrap().to_string();
+    let fake = FakeOpenAi::start().await;
+    let (_tools, tool_url) = ToolServer::start().await;
+    let server = Server::start(&ladder(&tool_url), &fake, &store, &[]);
+    create(&server, "lost").await;
+    fake.push_delayed(
+        Reply::text("answer nobody keeps"),
+        Duration::from_millis(1500),
+    );
+    let url = server.url.clone();
+    let turn = tokio::spawn(async move {
+        let r = client()
+            .post(format!("{url}/v1/sessions/lost/messages"))
+            .json(&json!({"text": "hello"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    });
+    wait_for_open_turn(&store, "lost").await;
+    // The database goes away under the running turn.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (status, body) = turn.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("the turn could not be stored"), "{body}");
+    // The server is alive, says the store is down, and refuses new work clearly.
+    let health = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503);
+    let (status, error) = send(&server, "lost", "again").await;
+    assert_eq!(status, 503, "{error:?}");
+    assert_eq!(error[0]["error"]["type"], "store_unavailable");
+}
