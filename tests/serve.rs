@@ -902,3 +902,48 @@ async fn a_store_lost_mid_turn_ends_the_turn_with_an_error_not_a_crash() {
     assert_eq!(status, 503, "{error:?}");
     assert_eq!(error[0]["error"]["type"], "store_unavailable");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_mid_turn_does_not_stop_or_strand_the_turn() {
+    let fake = FakeOpenAi::start().await;
+    let (_tools, tool_url) = ToolServer::start().await;
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let server = Server::start(&ladder(&tool_url), &fake, &store, &[]);
+    create(&server, "h1").await;
+    fake.push_delayed(Reply::text("Kept anyway."), Duration::from_millis(800));
+    let hung_up = reqwest::Client::builder()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap()
+        .post(format!("{}/v1/sessions/h1/messages", server.url))
+        .json(&json!({"text": "are you there"}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status());
+    let body = match hung_up {
+        Ok(r) => r.text().await,
+        Err(e) => Err(e),
+    };
+    assert!(body.is_err(), "the client was meant to give up first");
+    // The turn finishes and commits without anyone listening, and frees the session.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = session(&server, "h1").await;
+        if s["turn"] == 1 && s["open_turn"].is_null() {
+            let replies: Vec<&Value> = s["transcript"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["by"] == "clerk")
+                .collect();
+            assert_eq!(replies[0]["message"]["content"], "Kept anyway.");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the turn never committed: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    fake.push(Reply::text("Yes."));
+    let (status, events) = send(&server, "h1", "hello?").await;
+    assert_eq!(status, 200, "{events:?}");
+    assert_eq!(replies(&events), ["Yes."]);
+}

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
@@ -131,6 +131,15 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
 }
 
+/// Stops a background task when dropped (the lease heartbeat must not outlive its turn).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Records and reuses tool results for the turn being run.
 pub(crate) struct Journal {
     pub store: Arc<dyn Store>,
@@ -202,24 +211,34 @@ impl Durable {
     /// holds it ([`StoreError::Busy`]); otherwise the events arrive on the stream, and the turn is
     /// committed before the stream ends (a failure to commit arrives as a final [`Event::Error`]).
     /// A turn left open by a dead worker is finished first, reusing its recorded tool results.
+    ///
+    /// Everything runs on a task of its own: a caller that stops waiting (a client that hangs
+    /// up) neither stops the turn nor strands the lease.
     pub async fn send(&self, id: &str, text: impl Into<String>) -> Result<EventStream, StoreError> {
-        let text = text.into();
-        let owner = format!("{}/{:08x}", self.worker, fastrand::u32(..));
-        let claim = self.store.acquire(id, &owner, self.lease, &text).await?;
-        let heartbeat = self.heartbeat(id, &owner);
-        let state = match self.recover(id, &owner, claim, &text).await {
-            Ok(state) => state,
-            Err(e) => {
-                heartbeat.abort();
-                let _ = self.store.release(id, &owner).await;
-                return Err(e);
-            }
-        };
         let (tx, rx) = mpsc::unbounded_channel();
+        let (claimed, on_claim) = oneshot::channel();
         let this = self.clone();
         let id = id.to_string();
+        let text = text.into();
         let handle = tokio::spawn(async move {
-            let mut state = state;
+            let owner = format!("{}/{:08x}", this.worker, fastrand::u32(..));
+            let claim = match this.store.acquire(&id, &owner, this.lease, &text).await {
+                Ok(claim) => claim,
+                Err(e) => {
+                    let _ = claimed.send(Err(e));
+                    return;
+                }
+            };
+            let heartbeat = AbortOnDrop(this.heartbeat(&id, &owner));
+            let mut state = match this.recover(&id, &owner, claim, &text).await {
+                Ok(state) => state,
+                Err(e) => {
+                    let _ = this.store.release(&id, &owner).await;
+                    let _ = claimed.send(Err(e));
+                    return;
+                }
+            };
+            let _ = claimed.send(Ok(()));
             let journal = Journal {
                 store: this.store.clone(),
                 id: id.clone(),
@@ -233,7 +252,7 @@ impl Durable {
                 .store
                 .commit_turn(&id, &owner, &state, &events, true)
                 .await;
-            heartbeat.abort();
+            drop(heartbeat);
             if let Err(e) = committed {
                 let _ = this.store.release(&id, &owner).await;
                 let _ = tx.send(Event::Error {
@@ -242,10 +261,16 @@ impl Durable {
                 });
             }
         });
-        Ok(EventStream {
-            rx,
-            _handle: handle,
-        })
+        match on_claim.await {
+            Ok(Ok(())) => Ok(EventStream {
+                rx,
+                _handle: handle,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Backend(
+                "the turn stopped before it began".into(),
+            )),
+        }
     }
 
     /// Finishes a turn that a dead worker left open, then records the new one as begun.

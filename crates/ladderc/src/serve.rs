@@ -139,11 +139,14 @@ pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(),
         inner: options.model.backend(),
         metrics: metrics.clone(),
     });
-    let worker = format!(
-        "{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "ladderc".into()),
-        std::process::id()
-    );
+    // Names this process in leases and 409 messages: host and pid.
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "ladderc".into());
+    let worker = format!("{host}:{}", std::process::id());
     let durable = options
         .model
         .runtime(program, backend)
