@@ -477,8 +477,8 @@ sql_store!(
     "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT"
 );
 
-/// Helpers for tests that need a database of their own.
-#[doc(hidden)]
+/// Helpers for tests that need a database of their own (feature `testing`).
+#[cfg(feature = "testing")]
 pub mod testing {
     use sqlx::Connection;
 
