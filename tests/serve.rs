@@ -86,6 +86,29 @@ impl ToolServer {
     }
 }
 
+/// The fake model, the counting refund tool server, and a ladder that uses both.
+struct World {
+    fake: FakeOpenAi,
+    tools: ToolServer,
+    ladder: PathBuf,
+}
+
+async fn world() -> World {
+    let (tools, tool_url) = ToolServer::start().await;
+    World {
+        fake: FakeOpenAi::start().await,
+        tools,
+        ladder: ladder(&tool_url),
+    }
+}
+
+impl World {
+    /// Starts `ladderc serve` on this world's ladder and model.
+    fn serve(&self, store: &str, extra: &[&str]) -> Server {
+        Server::start(&self.ladder, &self.fake, store, extra)
+    }
+}
+
 struct Server {
     child: Child,
     url: String,
@@ -135,6 +158,14 @@ impl Server {
             stderr,
             reader: Some(reader),
         }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        client()
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
     }
 
     fn sigterm(&self) {
@@ -238,11 +269,7 @@ async fn wait_for_open_turn(store: &str, id: &str) {
 }
 
 async fn session(server: &Server, id: &str) -> Value {
-    let r = client()
-        .get(format!("{}/v1/sessions/{id}?events=true", server.url))
-        .send()
-        .await
-        .unwrap();
+    let r = server.get(&format!("/v1/sessions/{id}?events=true")).await;
     assert_eq!(r.status(), 200);
     r.json().await.unwrap()
 }
@@ -259,9 +286,10 @@ fn user_messages(session: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_turn_streams_its_events_and_the_session_shows_it() {
-    let fake = FakeOpenAi::start().await;
-    let (tools, tool_url) = ToolServer::start().await;
-    let server = Server::start(&ladder(&tool_url), &fake, &fresh_store_urls().await[0], &[]);
+    let world = world().await;
+    let fake = &world.fake;
+    let tools = &world.tools;
+    let server = world.serve(&fresh_store_urls().await[0], &[]);
     create(&server, "c1").await;
     fake.push(Reply::tool("refund", json!({"invoice": "inv-9"})));
     fake.push(Reply::text("Refunded inv-9."));
@@ -285,14 +313,7 @@ async fn a_turn_streams_its_events_and_the_session_shows_it() {
         .collect();
     let stored: Vec<&Value> = s["events"].as_array().unwrap().iter().collect();
     assert_eq!(stored, streamed);
-    let metrics = client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get("/metrics").await.text().await.unwrap();
     for line in [
         "ladder_turns_total 1",
         "ladder_tool_calls_total 1",
@@ -302,27 +323,22 @@ async fn a_turn_streams_its_events_and_the_session_shows_it() {
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
-    let health = client()
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await
-        .unwrap();
+    let health = server.get("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_resumes_after_a_restart() {
     for store in fresh_store_urls().await {
-        let fake = FakeOpenAi::start().await;
-        let (_tools, tool_url) = ToolServer::start().await;
-        let ladder = ladder(&tool_url);
-        let mut first = Server::start(&ladder, &fake, &store, &[]);
+        let world = world().await;
+        let fake = &world.fake;
+        let mut first = world.serve(&store, &[]);
         create(&first, "r1").await;
         fake.push(Reply::text("Hello, how can I help?"));
         assert_eq!(send(&first, "r1", "hi").await.0, 200);
         first.sigterm();
         assert_eq!(first.wait(), Some(0), "{}", first.log());
-        let second = Server::start(&ladder, &fake, &store, &[]);
+        let second = world.serve(&store, &[]);
         fake.push(Reply::text("Done."));
         let (status, events) = send(&second, "r1", "refund inv-1").await;
         assert_eq!(status, 200, "{store}: {events:?}");
@@ -339,11 +355,11 @@ async fn a_session_resumes_after_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_worker_killed_mid_turn_loses_no_committed_event_and_repeats_no_tool_call() {
     for store in fresh_store_urls().await {
-        let fake = FakeOpenAi::start().await;
-        let (tools, tool_url) = ToolServer::start().await;
-        let ladder = ladder(&tool_url);
+        let world = world().await;
+        let fake = &world.fake;
+        let tools = &world.tools;
         let lease = ["--lease", "1"];
-        let mut doomed = Server::start(&ladder, &fake, &store, &lease);
+        let mut doomed = world.serve(&store, &lease);
         create(&doomed, "k1").await;
         fake.push(Reply::text("Hello."));
         assert_eq!(send(&doomed, "k1", "hi").await.0, 200);
@@ -372,7 +388,7 @@ async fn a_worker_killed_mid_turn_loses_no_committed_event_and_repeats_no_tool_c
 
         // Another worker takes over once the lease runs out: it re-runs turn 2 from the log
         // (the model asks for the refund again; the recorded result is used) and answers turn 3.
-        let heir = Server::start(&ladder, &fake, &store, &lease);
+        let heir = world.serve(&store, &lease);
         fake.push(Reply::tool("refund", json!({"invoice": "inv-7"})));
         fake.push(Reply::text("Refunded inv-7."));
         fake.push(Reply::text("Anything else?"));
@@ -421,14 +437,10 @@ async fn a_worker_killed_mid_turn_loses_no_committed_event_and_repeats_no_tool_c
 #[tokio::test(flavor = "multi_thread")]
 async fn two_workers_on_one_database_serve_interleaved_sessions() {
     for store in fresh_store_urls().await {
-        let fake = FakeOpenAi::start().await;
+        let world = world().await;
+        let fake = &world.fake;
         fake.set_default(Reply::text("ok"), Duration::from_millis(5));
-        let (_tools, tool_url) = ToolServer::start().await;
-        let ladder = ladder(&tool_url);
-        let workers = [
-            Server::start(&ladder, &fake, &store, &[]),
-            Server::start(&ladder, &fake, &store, &[]),
-        ];
+        let workers = [world.serve(&store, &[]), world.serve(&store, &[])];
         let ids: Vec<String> = (0..6).map(|i| format!("w{i}")).collect();
         for (i, id) in ids.iter().enumerate() {
             create(&workers[i % 2], id).await;
@@ -469,14 +481,10 @@ async fn two_workers_on_one_database_serve_interleaved_sessions() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_messages_to_one_session_are_never_interleaved() {
     for store in fresh_store_urls().await {
-        let fake = FakeOpenAi::start().await;
+        let world = world().await;
+        let fake = &world.fake;
         fake.set_default(Reply::text("slow answer"), Duration::from_millis(1500));
-        let (_tools, tool_url) = ToolServer::start().await;
-        let ladder = ladder(&tool_url);
-        let workers = [
-            Server::start(&ladder, &fake, &store, &[]),
-            Server::start(&ladder, &fake, &store, &[]),
-        ];
+        let workers = [world.serve(&store, &[]), world.serve(&store, &[])];
         create(&workers[0], "busy").await;
         let (a, b, c) = tokio::join!(
             send(&workers[0], "busy", "one"),
@@ -499,11 +507,9 @@ async fn concurrent_messages_to_one_session_are_never_interleaved() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_is_required_when_set_and_off_loopback() {
-    let fake = FakeOpenAi::start().await;
-    let (_tools, tool_url) = ToolServer::start().await;
-    let ladder = ladder(&tool_url);
+    let world = world().await;
     let store = format!("sqlite:{}", fresh_sqlite_path().display());
-    let server = Server::start(&ladder, &fake, &store, &["--token", "s3cret-token"]);
+    let server = world.serve(&store, &["--token", "s3cret-token"]);
     let url = format!("{}/v1/sessions", server.url);
     let none = client().post(&url).send().await.unwrap();
     assert_eq!(none.status(), 401);
@@ -517,11 +523,7 @@ async fn a_token_is_required_when_set_and_off_loopback() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
-    let metrics = client()
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap();
+    let metrics = server.get("/metrics").await;
     assert_eq!(metrics.status(), 401);
     let right = client()
         .post(&url)
@@ -531,16 +533,12 @@ async fn a_token_is_required_when_set_and_off_loopback() {
         .unwrap();
     assert_eq!(right.status(), 201);
     // Liveness probes need no token.
-    let health = client()
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await
-        .unwrap();
+    let health = server.get("/healthz").await;
     assert_eq!(health.status(), 200);
 
     let refused = Command::new(env!("CARGO_BIN_EXE_ladderc"))
         .arg("serve")
-        .arg(&ladder)
+        .arg(&world.ladder)
         .args(["--addr", "0.0.0.0:0", "--store", &store, "--backend", "sim"])
         .env_remove("LADDER_TOKEN")
         .output()
@@ -555,10 +553,10 @@ async fn a_token_is_required_when_set_and_off_loopback() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_and_oversized_requests_get_json_errors() {
-    let fake = FakeOpenAi::start().await;
-    let (_tools, tool_url) = ToolServer::start().await;
+    let world = world().await;
+    let fake = &world.fake;
     let store = format!("sqlite:{}", fresh_sqlite_path().display());
-    let server = Server::start(&ladder(&tool_url), &fake, &store, &["--max-body", "4096"]);
+    let server = world.serve(&store, &["--max-body", "4096"]);
     create(&server, "m1").await;
     let messages = format!("{}/v1/sessions/m1/messages", server.url);
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
@@ -639,10 +637,10 @@ async fn malformed_and_oversized_requests_get_json_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_chat_completions_facade_talks_to_a_ladder() {
-    let fake = FakeOpenAi::start().await;
-    let (_tools, tool_url) = ToolServer::start().await;
+    let world = world().await;
+    let fake = &world.fake;
     let store = format!("sqlite:{}", fresh_sqlite_path().display());
-    let server = Server::start(&ladder(&tool_url), &fake, &store, &[]);
+    let server = world.serve(&store, &[]);
     let url = format!("{}/v1/chat/completions", server.url);
     fake.push(Reply::text("Hello from the clerk."));
     let r = client()
@@ -705,11 +703,10 @@ async fn the_chat_completions_facade_talks_to_a_ladder() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_a_running_turn_finish_and_commit() {
-    let fake = FakeOpenAi::start().await;
-    let (_tools, tool_url) = ToolServer::start().await;
+    let world = world().await;
+    let fake = &world.fake;
     let store = format!("sqlite:{}", fresh_sqlite_path().display());
-    let ladder = ladder(&tool_url);
-    let mut server = Server::start(&ladder, &fake, &store, &[]);
+    let mut server = world.serve(&store, &[]);
     create(&server, "g1").await;
     fake.push_delayed(
         Reply::text("Finished after all."),
@@ -745,16 +742,10 @@ async fn sigterm_lets_a_running_turn_finish_and_commit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_turn_that_outlasts_the_grace_period_is_left_open_for_the_next_worker() {
-    let fake = FakeOpenAi::start().await;
-    let (_tools, tool_url) = ToolServer::start().await;
+    let world = world().await;
+    let fake = &world.fake;
     let store = format!("sqlite:{}", fresh_sqlite_path().display());
-    let ladder = ladder(&tool_url);
-    let mut server = Server::start(
-        &ladder,
-        &fake,
-        &store,
-        &["--grace", "0.2", "--lease", "0.5"],
-    );
+    let mut server = world.serve(&store, &["--grace", "0.2", "--lease", "0.5"]);
     create(&server, "i1").await;
     fake.push_delayed(Reply::text("never heard"), Duration::from_secs(20));
     let url = server.url.clone();
@@ -776,7 +767,7 @@ async fn a_turn_that_outlasts_the_grace_period_is_left_open_for_the_next_worker(
     assert_eq!(stored.open_turn.unwrap().text, "interrupted question");
     assert!(checker.events("i1").await.unwrap().is_empty());
     // The next worker answers the interrupted question first, then the new one.
-    let next = Server::start(&ladder, &fake, &store, &[]);
+    let next = world.serve(&store, &[]);
     fake.push(Reply::text("Answer to the interrupted one."));
     fake.push(Reply::text("Answer to the new one."));
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -789,11 +780,11 @@ async fn a_turn_that_outlasts_the_grace_period_is_left_open_for_the_next_worker(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn random_request_bodies_never_get_a_server_error() {
-    let fake = FakeOpenAi::start().await;
+    let world = world().await;
+    let fake = &world.fake;
     fake.set_default(Reply::text("ok"), Duration::ZERO);
-    let (_tools, tool_url) = ToolServer::start().await;
     let store = format!("sqlite:{}", fresh_sqlite_path().display());
-    let server = Server::start(&ladder(&tool_url), &fake, &store, &["--max-body", "2048"]);
+    let server = world.serve(&store, &["--max-body", "2048"]);
     create(&server, "f1").await;
     let pieces = [
         "{",
@@ -846,11 +837,7 @@ async fn random_request_bodies_never_get_a_server_error() {
             String::from_utf8_lossy(&body)
         );
     }
-    let health = client()
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await
-        .unwrap();
+    let health = server.get("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 
@@ -861,9 +848,9 @@ async fn a_store_lost_mid_turn_ends_the_turn_with_an_error_not_a_crash() {
     };
     let store = ladder_store::testing::fresh_postgres_database(&admin).await;
     let database = store.rsplit('/').next().unwrap().to_string();
-    let fake = FakeOpenAi::start().await;
-    let (_tools, tool_url) = ToolServer::start().await;
-    let server = Server::start(&ladder(&tool_url), &fake, &store, &[]);
+    let world = world().await;
+    let fake = &world.fake;
+    let server = world.serve(&store, &[]);
     create(&server, "lost").await;
     fake.push_delayed(
         Reply::text("answer nobody keeps"),
@@ -892,11 +879,7 @@ async fn a_store_lost_mid_turn_ends_the_turn_with_an_error_not_a_crash() {
     assert_eq!(status, 200);
     assert!(body.contains("the turn could not be stored"), "{body}");
     // The server is alive, says the store is down, and refuses new work clearly.
-    let health = client()
-        .get(format!("{}/healthz", server.url))
-        .send()
-        .await
-        .unwrap();
+    let health = server.get("/healthz").await;
     assert_eq!(health.status(), 503);
     let (status, error) = send(&server, "lost", "again").await;
     assert_eq!(status, 503, "{error:?}");
@@ -905,10 +888,10 @@ async fn a_store_lost_mid_turn_ends_the_turn_with_an_error_not_a_crash() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_hangs_up_mid_turn_does_not_stop_or_strand_the_turn() {
-    let fake = FakeOpenAi::start().await;
-    let (_tools, tool_url) = ToolServer::start().await;
+    let world = world().await;
+    let fake = &world.fake;
     let store = format!("sqlite:{}", fresh_sqlite_path().display());
-    let server = Server::start(&ladder(&tool_url), &fake, &store, &[]);
+    let server = world.serve(&store, &[]);
     create(&server, "h1").await;
     fake.push_delayed(Reply::text("Kept anyway."), Duration::from_millis(800));
     let hung_up = reqwest::Client::builder()
