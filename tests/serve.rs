@@ -930,3 +930,39 @@ async fn a_client_that_hangs_up_mid_turn_does_not_stop_or_strand_the_turn() {
     assert_eq!(status, 200, "{events:?}");
     assert_eq!(replies(&events), ["Yes."]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_to_start_with_a_clear_error() {
+    let world = world().await;
+    let serve = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ladderc"))
+            .arg("serve")
+            .arg(&world.ladder)
+            .args(["--addr", "127.0.0.1:0", "--backend", "sim"])
+            .args(args)
+            .env_remove("LADDER_TOKEN")
+            .env_remove("LADDER_STORE")
+            .output()
+            .unwrap()
+    };
+    let sqlite = format!("sqlite:{}", fresh_sqlite_path().display());
+    for (args, message) in [
+        (
+            vec!["--store", "postgres://nobody:x@127.0.0.1:1/none"],
+            "error: cannot connect to PostgreSQL",
+        ),
+        (
+            vec!["--store", sqlite.as_str(), "--lease", "0"],
+            "error: --lease must be between 0 and 86400 seconds",
+        ),
+        (
+            vec!["--store", sqlite.as_str(), "--grace", "NaN"],
+            "error: --grace must be between 0 and 86400 seconds",
+        ),
+    ] {
+        let output = serve(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with(message), "{args:?}: {stderr}");
+    }
+}

@@ -89,6 +89,16 @@ pub trait Store: Send + Sync {
     async fn load(&self, id: &str) -> Result<Option<Stored>, StoreError>;
     /// The session's committed events, in order.
     async fn events(&self, id: &str) -> Result<Vec<Event>, StoreError>;
+    /// The stored session with its whole event log in `state.events`; [`StoreError::NotFound`]
+    /// if there is none.
+    async fn history(&self, id: &str) -> Result<Stored, StoreError> {
+        let mut stored = self
+            .load(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.into()))?;
+        stored.state.events = self.events(id).await?;
+        Ok(stored)
+    }
     /// The most recently updated sessions first.
     async fn list(&self, limit: u32) -> Result<Vec<SessionSummary>, StoreError>;
     /// In one step: takes the session's lease for `owner` until `ttl` from now (by the store's
@@ -180,10 +190,6 @@ impl Durable {
         &self.store
     }
 
-    pub fn runtime(&self) -> &Runtime {
-        &self.runtime
-    }
-
     /// Creates a session at the ladder's entry, with `id` or a fresh one; returns its id.
     pub async fn create(&self, id: Option<String>) -> Result<String, StoreError> {
         let session = match id {
@@ -195,16 +201,17 @@ impl Durable {
         Ok(state.id)
     }
 
+    /// Session `id`, created at the ladder's entry if it does not exist yet; returns the id.
+    pub async fn open(&self, id: String) -> Result<String, StoreError> {
+        match self.create(Some(id)).await {
+            Ok(id) | Err(StoreError::Exists(id)) => Ok(id),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The session's state after its last committed turn, with its whole event log.
     pub async fn state(&self, id: &str) -> Result<SessionState, StoreError> {
-        let stored = self
-            .store
-            .load(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.into()))?;
-        let mut state = stored.state;
-        state.events = self.store.events(id).await?;
-        Ok(state)
+        Ok(self.store.history(id).await?.state)
     }
 
     /// Runs a turn of session `id`. Fails at once if the session does not exist or another turn

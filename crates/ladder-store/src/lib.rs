@@ -46,6 +46,10 @@ fn json_err(e: serde_json::Error) -> StoreError {
 
 /// The state as stored: everything but the event log, which has its own table.
 fn snapshot(state: &SessionState) -> Result<String, StoreError> {
+    // Turns hand their state over with the log already taken out: one pass, no copy.
+    if state.events.is_empty() {
+        return serde_json::to_string(state).map_err(json_err);
+    }
     let mut value = serde_json::to_value(state).map_err(json_err)?;
     if let Some(map) = value.as_object_mut() {
         map.insert("events".into(), serde_json::Value::Array(Vec::new()));
@@ -60,6 +64,19 @@ fn held(rows: u64, id: &str) -> Result<(), StoreError> {
     } else {
         Err(StoreError::LeaseLost(id.into()))
     }
+}
+
+/// The worker part of a lease holder (`worker/turn-token`).
+fn worker_of(owner: &str) -> String {
+    owner.split('/').next().unwrap_or_default().to_string()
+}
+
+/// The open-turn columns as an [`OpenTurn`].
+fn open_turn(turn: Option<i64>, text: Option<String>) -> Option<OpenTurn> {
+    turn.map(|turn| OpenTurn {
+        turn: u32::try_from(turn).unwrap_or(0),
+        text: text.unwrap_or_default(),
+    })
 }
 
 fn millis(d: Duration) -> i64 {
@@ -105,14 +122,9 @@ macro_rules! sql_store {
                     return Ok(None);
                 };
                 let state: String = row.try_get(0).map_err(db)?;
-                let open_turn: Option<i64> = row.try_get(1).map_err(db)?;
-                let open_text: Option<String> = row.try_get(2).map_err(db)?;
                 Ok(Some(Stored {
                     state: serde_json::from_str(&state).map_err(json_err)?,
-                    open_turn: open_turn.map(|turn| OpenTurn {
-                        turn: u32::try_from(turn).unwrap_or(0),
-                        text: open_text.unwrap_or_default(),
-                    }),
+                    open_turn: open_turn(row.try_get(1).map_err(db)?, row.try_get(2).map_err(db)?),
                 }))
             }
 
@@ -157,7 +169,7 @@ macro_rules! sql_store {
                             leased_by: row
                                 .try_get::<Option<String>, _>(7)
                                 .map_err(db)?
-                                .map(|o| o.split('/').next().unwrap_or_default().to_string()),
+                                .map(|o| worker_of(&o)),
                         })
                     })
                     .collect()
@@ -188,16 +200,10 @@ macro_rules! sql_store {
                 .map_err(db)?;
                 if let Some(row) = claimed {
                     let state: String = row.try_get(0).map_err(db)?;
-                    let open_turn: Option<i64> = row.try_get(1).map_err(db)?;
-                    let open_text: Option<String> = row.try_get(2).map_err(db)?;
                     let open_owner: Option<String> = row.try_get(3).map_err(db)?;
-                    let interrupted = match (open_turn, open_owner) {
-                        (Some(turn), Some(by)) if by != owner => Some(OpenTurn {
-                            turn: u32::try_from(turn).unwrap_or(0),
-                            text: open_text.unwrap_or_default(),
-                        }),
-                        _ => None,
-                    };
+                    // A turn this claim began is ours; one begun by another holder was interrupted.
+                    let interrupted = open_turn(row.try_get(1).map_err(db)?, row.try_get(2).map_err(db)?)
+                        .filter(|_| open_owner.as_deref().is_some_and(|by| by != owner));
                     return Ok(Claim {
                         state: serde_json::from_str(&state).map_err(json_err)?,
                         interrupted,
@@ -214,7 +220,7 @@ macro_rules! sql_store {
                     Some(holder) => Err(StoreError::Busy {
                         id: id.into(),
                         owner: holder
-                            .map(|o| o.split('/').next().unwrap_or_default().to_string())
+                            .map(|o| worker_of(&o))
                             .unwrap_or_else(|| "another worker".into()),
                     }),
                 }

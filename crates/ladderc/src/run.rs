@@ -2,7 +2,7 @@
 
 use ladder_llm::{OpenAi, Simulator};
 use ladder_runtime::{
-    Backend, Durable, Event, EventStream, Program, Runtime, Session, SessionState, StoreError,
+    Backend, Durable, Event, EventStream, Program, Runtime, Session, SessionState,
 };
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
@@ -74,11 +74,11 @@ impl Conversation {
             .unwrap_or_else(|| ladder_store::DEFAULT_SQLITE_PATH.to_string());
         let store = ladder_store::open(&url).await.map_err(|e| e.to_string())?;
         let durable = runtime.durable(store, format!("ladderc-run:{}", std::process::id()));
-        let id = match durable.create(options.session.clone()).await {
-            Ok(id) => id,
-            Err(StoreError::Exists(id)) => id,
-            Err(e) => return Err(e.to_string()),
-        };
+        let id = match options.session.clone() {
+            Some(id) => durable.open(id).await,
+            None => durable.create(None).await,
+        }
+        .map_err(|e| e.to_string())?;
         Ok(Conversation::Stored { durable, id })
     }
 

@@ -356,12 +356,15 @@ async fn get_session(
     query: Result<Query<GetSession>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let stored = app
-        .durable
-        .store()
-        .load(&id)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+    let store = app.durable.store();
+    let stored = if query.events {
+        store.history(&id).await?
+    } else {
+        store
+            .load(&id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.clone()))?
+    };
     let s = stored.state;
     let mut body = json!({
         "id": s.id,
@@ -376,7 +379,7 @@ async fn get_session(
         "transcript": s.transcript,
     });
     if query.events {
-        body["events"] = json!(app.durable.store().events(&id).await?);
+        body["events"] = json!(s.events);
     }
     Ok(Json(body).into_response())
 }
@@ -532,10 +535,7 @@ async fn chat_completions(
     let id = match named {
         Some(id) => {
             check_id(&id)?;
-            match app.durable.create(Some(id.clone())).await {
-                Ok(_) | Err(StoreError::Exists(_)) => id,
-                Err(e) => return Err(e.into()),
-            }
+            app.durable.open(id).await?
         }
         None => app.durable.create(None).await?,
     };

@@ -1,6 +1,6 @@
 //! `ladderc sessions list|show|export`: what a store holds.
 
-use ladder_runtime::{Event, Role, SessionState, SessionSummary, StoreError};
+use ladder_runtime::{Event, Role, SessionState, SessionSummary};
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,18 +24,6 @@ pub(crate) async fn run(command: SessionsCommand, store: String) -> Result<(), S
     let store = ladder_store::open(&store)
         .await
         .map_err(|e| e.to_string())?;
-    let load = |id: String| {
-        let store = store.clone();
-        async move {
-            let stored = store
-                .load(&id)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
-            let mut state = stored.state;
-            state.events = store.events(&id).await?;
-            Ok::<_, StoreError>((state, stored.open_turn))
-        }
-    };
     match command {
         SessionsCommand::List { limit, json } => {
             let sessions = store.list(limit).await.map_err(|e| e.to_string())?;
@@ -48,12 +36,12 @@ pub(crate) async fn run(command: SessionsCommand, store: String) -> Result<(), S
             }
         }
         SessionsCommand::Show { id } => {
-            let (state, open) = load(id).await.map_err(|e| e.to_string())?;
-            print!("{}", show(&state, open.map(|o| o.turn)));
+            let stored = store.history(&id).await.map_err(|e| e.to_string())?;
+            print!("{}", show(&stored.state, stored.open_turn.map(|o| o.turn)));
         }
         SessionsCommand::Export { id } => {
-            let (state, open) = load(id).await.map_err(|e| e.to_string())?;
-            let doc = serde_json::json!({"state": state, "open_turn": open});
+            let stored = store.history(&id).await.map_err(|e| e.to_string())?;
+            let doc = serde_json::json!({"state": stored.state, "open_turn": stored.open_turn});
             println!(
                 "{}",
                 serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
