@@ -88,12 +88,19 @@ pub struct Model {
     pub name: String,
     pub input_per_mtok: Option<f64>,
     pub output_per_mtok: Option<f64>,
+    /// Price of prompt tokens served from the provider's cache.
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
     pub max_input_tokens: Option<u64>,
     pub max_output_tokens: Option<u64>,
     pub temperature: Option<f64>,
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
     pub timeout_seconds: Option<f64>,
+    /// `tool_schemas: strict`: function parameters are sent with `additionalProperties: false`
+    /// and every `required` list (default `lean`: only what constrains).
+    #[serde(default)]
+    pub strict_tool_schemas: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

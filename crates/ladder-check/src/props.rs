@@ -303,6 +303,8 @@ const MODEL: &[(&str, Expect)] = &[
     ("name", Expect::String),
     ("input", Expect::Price { max: 1000.0 }),
     ("output", Expect::Price { max: 1000.0 }),
+    ("cached_input", Expect::Price { max: 1000.0 }),
+    ("tool_schemas", Expect::Choice(&["lean", "strict"])),
     (
         "max_input_tokens",
         Expect::Count {
@@ -443,12 +445,14 @@ pub(crate) fn model(decl: &ModelDecl, out: &mut Diagnostics) -> Model {
         name: text("name").unwrap_or_default(),
         input_per_mtok: number("input"),
         output_per_mtok: number("output"),
+        cached_input_per_mtok: number("cached_input"),
         max_input_tokens: number("max_input_tokens").map(|n| n as u64),
         max_output_tokens: number("max_output_tokens").map(|n| n as u64),
         temperature: number("temperature"),
         base_url: text("base_url"),
         api_key_env: text("api_key"),
         timeout_seconds: number("timeout"),
+        strict_tool_schemas: text("tool_schemas").as_deref() == Some("strict"),
     }
 }
 

@@ -2,6 +2,13 @@
 //! It speaks the real protocol over real HTTP: `POST /v1/chat/completions`, streamed as SSE
 //! (text deltas, tool-call deltas split across chunks, a usage chunk, `[DONE]`) or as one JSON
 //! answer. Replies are taken from a queue in order; when it is empty the default reply is used.
+//!
+//! It is strict: every request is checked against the API's rules ([`validate`]) and a violation
+//! is answered with HTTP 400 in OpenAI's error shape, as the real API would, and recorded
+//! ([`FakeOpenAi::rejections`]). Its answers are checked by the official `openai` Python SDK in
+//! the oracle test (`tests/oracle.rs`).
+
+pub mod validate;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -30,6 +37,22 @@ pub enum Reply {
     Drop { partial: String },
     /// A chunk that is not JSON.
     Malformed,
+    /// An `error` object inside a 200 stream (or body) before any text, as OpenAI and llama.cpp
+    /// send when generation fails after the headers went out.
+    StreamError { message: String },
+    /// `[DONE]` before any chunk.
+    DoneFirst,
+    /// `content` that is not a string (`5`).
+    NumberContent,
+    /// `choices: []` and nothing else.
+    EmptyChoices,
+    /// `message: null` (`delta: null` when streamed).
+    NullMessage,
+    /// A tool call cut by `max_tokens`: partial arguments, `finish_reason: "length"`.
+    Truncated {
+        name: String,
+        partial_arguments: String,
+    },
 }
 
 impl Reply {
@@ -54,6 +77,9 @@ struct Shared {
     default: Mutex<Option<Step>>,
     requests: Mutex<Vec<Value>>,
     headers: Mutex<Vec<HeaderMap>>,
+    rejections: Mutex<Vec<(Value, validate::Violation)>>,
+    /// (prompt, completion, cached prompt) tokens reported per answer.
+    usage: Mutex<Option<(u64, u64, u64)>>,
 }
 
 /// A running fake server; it stops when dropped.
@@ -124,6 +150,30 @@ impl FakeOpenAi {
         self.shared.headers.lock().expect("lock").clone()
     }
 
+    /// Requests answered with 400 because they broke the API's rules, with the reason.
+    pub fn rejections(&self) -> Vec<(Value, validate::Violation)> {
+        self.shared.rejections.lock().expect("lock").clone()
+    }
+
+    /// Panics, naming the violation, if any request was rejected: the check every test that
+    /// drives the runtime against the fake ends with.
+    pub fn assert_no_rejections(&self) {
+        if let Some((body, v)) = self.rejections().first() {
+            panic!(
+                "the fake rejected a request ({}: {}):\n{}",
+                v.param,
+                v.message,
+                serde_json::to_string_pretty(body).unwrap_or_default()
+            );
+        }
+    }
+
+    /// The usage every answer reports: prompt, completion and cached prompt tokens
+    /// (default 100, 20, 0).
+    pub fn set_usage(&self, prompt: u64, completion: u64, cached: u64) {
+        *self.shared.usage.lock().expect("lock") = Some((prompt, completion, cached));
+    }
+
     pub fn remaining(&self) -> usize {
         self.shared.queue.lock().expect("lock").len()
     }
@@ -140,20 +190,67 @@ fn sse(chunks: Vec<Value>, done: bool) -> String {
     body
 }
 
-fn usage_chunk() -> Value {
-    json!({"id": "fake", "object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}})
+fn usage(shared: &Shared) -> Value {
+    let (prompt, completion, cached) = shared.usage.lock().expect("lock").unwrap_or((100, 20, 0));
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    })
 }
 
-fn delta(delta: Value, finish: Option<&str>) -> Value {
-    json!({"id": "fake", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+/// The fields every chunk and completion carries.
+fn envelope(object: &str, model: &str, call_number: usize) -> Value {
+    json!({
+        "id": format!("chatcmpl-fake{call_number}"),
+        "object": object,
+        "created": 1_764_000_000u64,
+        "model": model,
+        "system_fingerprint": "fp_fake",
+    })
+}
+
+fn with(mut base: Value, key: &str, value: Value) -> Value {
+    base[key] = value;
+    base
 }
 
 async fn complete(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    Json(body): Json<Value>,
+    body: axum::body::Bytes,
 ) -> Response {
+    let bad_request =
+        |v: &validate::Violation| (StatusCode::BAD_REQUEST, Json(v.body())).into_response();
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            let v = validate::Violation {
+                param: String::new(),
+                message: format!("We could not parse the JSON body of your request. ({e})"),
+            };
+            shared
+                .rejections
+                .lock()
+                .expect("lock")
+                .push((Value::Null, v.clone()));
+            return bad_request(&v);
+        }
+    };
+    if let Err(v) = validate::request(&body) {
+        shared
+            .rejections
+            .lock()
+            .expect("lock")
+            .push((body, v.clone()));
+        return bad_request(&v);
+    }
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let model = body["model"].as_str().unwrap_or_default().to_string();
+    let include_usage = body["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
     let call_number = {
         let mut requests = shared.requests.lock().expect("lock");
         requests.push(body);
@@ -169,70 +266,191 @@ async fn complete(
     let Some(step) = step else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
-            "the fake server has no scripted reply left",
+            Json(json!({"error": {"message": "the fake server has no scripted reply left", "type": "server_error", "param": null, "code": null}})),
         )
             .into_response();
     };
     if !step.delay.is_zero() {
         tokio::time::sleep(step.delay).await;
     }
+    let chunk_base = envelope("chat.completion.chunk", &model, call_number);
+    let delta = |delta: Value, finish: Option<&str>| {
+        with(
+            chunk_base.clone(),
+            "choices",
+            json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]),
+        )
+    };
+    let usage_chunk = || {
+        with(
+            with(chunk_base.clone(), "choices", json!([])),
+            "usage",
+            usage(&shared),
+        )
+    };
+    let completion = |message: Value, finish: &str| {
+        let base = with(
+            envelope("chat.completion", &model, call_number),
+            "choices",
+            json!([{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}]),
+        );
+        Json(with(base, "usage", usage(&shared))).into_response()
+    };
     let event_stream = |body: String| {
         Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")
             .body(Body::from(body))
             .expect("response")
     };
+    let finish_stream = |mut chunks: Vec<Value>| {
+        if include_usage {
+            chunks.push(usage_chunk());
+        }
+        event_stream(sse(chunks, true))
+    };
+    let call_json = |i: usize, name: &str, args: &str| json!({"id": format!("call_{call_number}_{i}"), "type": "function", "function": {"name": name, "arguments": args}});
     match step.reply {
-        Reply::Status { status, retry_after } => {
-            let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(json!({"error": {"message": "scripted error"}}))).into_response();
+        Reply::Status {
+            status,
+            retry_after,
+        } => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let kind = match status {
+                429 => "rate_limit_exceeded",
+                400..=499 => "invalid_request_error",
+                _ => "server_error",
+            };
+            let mut response = (
+                code,
+                Json(json!({"error": {"message": "scripted error", "type": kind, "param": null, "code": null}})),
+            )
+                .into_response();
             if let Some(s) = retry_after {
-                response.headers_mut().insert(header::RETRY_AFTER, s.to_string().parse().expect("header value"));
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    s.to_string().parse().expect("header value"),
+                );
             }
             response
         }
         Reply::Malformed => event_stream("data: {not json\n\n".into()),
         Reply::Drop { partial } => {
-            let first = format!("data: {}\n\n", delta(json!({"role": "assistant", "content": partial}), None));
-            let chunks: Vec<Result<String, std::io::Error>> = vec![Ok(first), Err(std::io::Error::other("connection cut by the fake server"))];
+            let first = format!(
+                "data: {}\n\n",
+                delta(json!({"role": "assistant", "content": partial}), None)
+            );
+            let chunks: Vec<Result<String, std::io::Error>> = vec![
+                Ok(first),
+                Err(std::io::Error::other("connection cut by the fake server")),
+            ];
             Response::builder()
                 .header(header::CONTENT_TYPE, "text/event-stream")
                 .body(Body::from_stream(futures_util::stream::iter(chunks)))
                 .expect("response")
         }
+        Reply::StreamError { message } => {
+            let error = json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}});
+            if stream {
+                event_stream(format!("data: {error}\n\n"))
+            } else {
+                Json(error).into_response()
+            }
+        }
+        Reply::DoneFirst if stream => event_stream(sse(Vec::new(), true)),
+        Reply::DoneFirst => completion(
+            json!({"role": "assistant", "content": null, "refusal": null}),
+            "stop",
+        ),
+        Reply::NumberContent if stream => finish_stream(vec![
+            delta(json!({"role": "assistant", "content": 5}), None),
+            delta(json!({}), Some("stop")),
+        ]),
+        Reply::NumberContent => completion(json!({"role": "assistant", "content": 5}), "stop"),
+        Reply::EmptyChoices if stream => event_stream(sse(
+            vec![with(chunk_base.clone(), "choices", json!([]))],
+            true,
+        )),
+        Reply::EmptyChoices => Json(with(
+            with(
+                envelope("chat.completion", &model, call_number),
+                "choices",
+                json!([]),
+            ),
+            "usage",
+            usage(&shared),
+        ))
+        .into_response(),
+        Reply::NullMessage if stream => finish_stream(vec![
+            delta(Value::Null, None),
+            delta(Value::Null, Some("stop")),
+        ]),
+        Reply::NullMessage => completion(Value::Null, "stop"),
+        Reply::Truncated {
+            name,
+            partial_arguments,
+        } if stream => finish_stream(vec![
+            delta(
+                json!({"role": "assistant", "content": null, "tool_calls": [with(call_json(0, &name, ""), "index", json!(0))]}),
+                None,
+            ),
+            delta(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": partial_arguments}}]}),
+                None,
+            ),
+            delta(json!({}), Some("length")),
+        ]),
+        Reply::Truncated {
+            name,
+            partial_arguments,
+        } => completion(
+            json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [call_json(0, &name, &partial_arguments)]}),
+            "length",
+        ),
         Reply::Text(text) if stream => {
-            let mut chunks = vec![delta(json!({"role": "assistant", "content": ""}), None)];
+            let mut chunks = vec![delta(
+                json!({"role": "assistant", "content": "", "refusal": null}),
+                None,
+            )];
             for word in text.split_inclusive(' ') {
                 chunks.push(delta(json!({"content": word}), None));
             }
             chunks.push(delta(json!({}), Some("stop")));
-            chunks.push(usage_chunk());
-            event_stream(sse(chunks, true))
+            finish_stream(chunks)
         }
         Reply::ToolCalls(calls) if stream => {
-            let mut chunks = vec![delta(json!({"role": "assistant", "content": null}), None)];
+            let mut chunks = vec![delta(
+                json!({"role": "assistant", "content": null, "refusal": null}),
+                None,
+            )];
             for (i, (name, args)) in calls.iter().enumerate() {
                 // Split the arguments over two chunks, as real servers do.
                 let args = args.to_string();
                 let mid = args.len() / 2;
-                let (a, b) = args.split_at(args.char_indices().map(|(i, _)| i).find(|i| *i >= mid).unwrap_or(0));
-                chunks.push(delta(json!({"tool_calls": [{"index": i, "id": format!("call_{call_number}_{i}"), "type": "function", "function": {"name": name, "arguments": a}}]}), None));
-                chunks.push(delta(json!({"tool_calls": [{"index": i, "function": {"arguments": b}}]}), None));
+                let (a, b) = args.split_at(
+                    args.char_indices()
+                        .map(|(i, _)| i)
+                        .find(|i| *i >= mid)
+                        .unwrap_or(0),
+                );
+                chunks.push(delta(
+                    json!({"tool_calls": [with(call_json(i, name, a), "index", json!(i))]}),
+                    None,
+                ));
+                chunks.push(delta(
+                    json!({"tool_calls": [{"index": i, "function": {"arguments": b}}]}),
+                    None,
+                ));
             }
             chunks.push(delta(json!({}), Some("tool_calls")));
-            chunks.push(usage_chunk());
-            event_stream(sse(chunks, true))
+            finish_stream(chunks)
         }
-        Reply::Text(text) => Json(json!({
-            "id": "fake", "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20},
-        }))
-        .into_response(),
-        Reply::ToolCalls(calls) => Json(json!({
-            "id": "fake", "object": "chat.completion",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls.iter().enumerate().map(|(i, (n, a))| json!({"id": format!("call_{call_number}_{i}"), "type": "function", "function": {"name": n, "arguments": a.to_string()}})).collect::<Vec<_>>()}, "finish_reason": "tool_calls"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 20},
-        }))
-        .into_response(),
+        Reply::Text(text) => completion(
+            json!({"role": "assistant", "content": text, "refusal": null}),
+            "stop",
+        ),
+        Reply::ToolCalls(calls) => completion(
+            json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": calls.iter().enumerate().map(|(i, (n, a))| call_json(i, n, &a.to_string())).collect::<Vec<_>>()}),
+            "tool_calls",
+        ),
     }
 }

@@ -3,12 +3,17 @@
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use ladder_runtime::{
-    Backend, BackendError, ChatRequest, ChatResponse, DeltaSink, TokenUsage, ToolCall,
+    Backend, BackendError, ChatRequest, ChatResponse, DeltaSink, TokenUsage, ToolCall, ToolChoice,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// Retry policy for connect errors, 429 and 5xx answers, and streams dropped before any text.
+/// Retry policy. Retried, while no text has reached the caller: connect errors and timeouts,
+/// 429, 502, 503, 504 and 529 answers, streams dropped or failing with an in-stream `error`
+/// object, and malformed answers (empty, `content` that is not text, no message), up to
+/// `attempts`. An HTTP 500 is retried once only: a server that failed on this very request
+/// usually fails on it again, so it is not resent unchanged `attempts` times. 4xx answers other
+/// than 429 are not retried.
 #[derive(Debug, Clone)]
 pub struct Retry {
     /// Attempts in all, the first included.
@@ -91,6 +96,10 @@ impl OpenAi {
             "stream_options": {"include_usage": true},
         });
         if !request.tools.is_empty() {
+            body["tool_choice"] = json!(match request.tool_choice {
+                ToolChoice::Auto => "auto",
+                ToolChoice::Required => "required",
+            });
             body["tools"] = Value::Array(
                 request
                     .tools
@@ -126,14 +135,14 @@ impl OpenAi {
             .min(self.retry.max_delay)
     }
 
-    /// One attempt. `Err((error, retryable, retry_after))`.
+    /// One attempt. `Err((error, retry, retry_after))`.
     async fn attempt(
         &self,
         request: &ChatRequest,
         body: &Value,
         on_text: DeltaSink<'_>,
         sent_text: &mut bool,
-    ) -> Result<ChatResponse, (BackendError, bool, Option<Duration>)> {
+    ) -> Result<ChatResponse, (BackendError, Again, Option<Duration>)> {
         let base = request
             .base_url
             .as_deref()
@@ -159,14 +168,19 @@ impl OpenAi {
         let response = match http.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return Err((BackendError::Timeout(timeout.as_secs_f64()), true, None))
-            }
-            Err(e) => {
                 return Err((
-                    BackendError::Connect(e.without_url().to_string()),
-                    true,
+                    BackendError::Timeout(timeout.as_secs_f64()),
+                    Again::Yes,
                     None,
                 ))
+            }
+            Err(e) => {
+                // The URL is the first thing a user needs to see when nothing answers.
+                return Err((
+                    BackendError::Connect(format!("{base}: {}", error_chain(&e))),
+                    Again::Yes,
+                    None,
+                ));
             }
         };
         let status = response.status();
@@ -178,7 +192,12 @@ impl OpenAi {
                 .and_then(|v| v.trim().parse::<f64>().ok())
                 .map(Duration::from_secs_f64);
             let body = response.text().await.unwrap_or_default();
-            let retryable = status.as_u16() == 429 || status.is_server_error();
+            let retryable = match status.as_u16() {
+                500 => Again::Once,
+                429 | 502 | 503 | 504 | 529 => Again::Yes,
+                s if s >= 500 => Again::Yes,
+                _ => Again::No,
+            };
             let mut end = body.len().min(300);
             while !body.is_char_boundary(end) {
                 end -= 1;
@@ -202,8 +221,8 @@ impl OpenAi {
             let value: Value = response
                 .json()
                 .await
-                .map_err(|e| (BackendError::Protocol(e.to_string()), true, None))?;
-            let answer = parse_completion(&value).map_err(|e| (e, false, None))?;
+                .map_err(|e| (BackendError::Protocol(e.to_string()), Again::Yes, None))?;
+            let answer = parse_completion(&value).map_err(|e| (e, Again::Yes, None))?;
             if let Some(text) = answer.content.as_deref().filter(|t| !t.is_empty()) {
                 *sent_text = true;
                 on_text(text);
@@ -218,7 +237,7 @@ impl OpenAi {
                 Err(_) => {
                     return Err((
                         BackendError::Timeout(timeout.as_secs_f64()),
-                        !*sent_text,
+                        Again::Yes,
                         None,
                     ))
                 }
@@ -229,7 +248,7 @@ impl OpenAi {
                             "the stream broke off: {}",
                             e.without_url()
                         )),
-                        !*sent_text,
+                        Again::Yes,
                         None,
                     ))
                 }
@@ -245,16 +264,16 @@ impl OpenAi {
                 };
                 let data = data.trim();
                 if data == "[DONE]" {
-                    return assembler.finish().map_err(|e| (e, false, None));
+                    return assembler.finish().map_err(|e| (e, Again::Yes, None));
                 }
                 let value: Value = serde_json::from_str(data).map_err(|e| {
                     (
                         BackendError::Protocol(format!("bad stream chunk: {e}")),
-                        !*sent_text,
+                        Again::Yes,
                         None,
                     )
                 })?;
-                if let Some(text) = assembler.add(&value).map_err(|e| (e, false, None))? {
+                if let Some(text) = assembler.add(&value).map_err(|e| (e, Again::Yes, None))? {
                     *sent_text = true;
                     on_text(&text);
                 }
@@ -262,11 +281,11 @@ impl OpenAi {
         }
         // The stream ended without `[DONE]`: complete if the model said it had finished.
         if assembler.finished {
-            return assembler.finish().map_err(|e| (e, false, None));
+            return assembler.finish().map_err(|e| (e, Again::Yes, None));
         }
         Err((
             BackendError::Protocol("the stream ended before the answer was complete".into()),
-            !*sent_text,
+            Again::Yes,
             None,
         ))
     }
@@ -281,14 +300,23 @@ impl Backend for OpenAi {
     ) -> Result<ChatResponse, BackendError> {
         let body = Self::body(request);
         let mut attempt = 0;
+        let mut server_errors = 0;
         loop {
             let mut sent_text = false;
             match self.attempt(request, &body, on_text, &mut sent_text).await {
                 Ok(r) => return Ok(r),
                 // Text already shown to the user cannot be taken back: a retry would repeat it.
-                Err((error, retryable, retry_after)) => {
+                Err((error, again, retry_after)) => {
                     attempt += 1;
-                    if !retryable || sent_text || attempt >= self.retry.attempts {
+                    let again = match again {
+                        Again::No => false,
+                        Again::Yes => true,
+                        Again::Once => {
+                            server_errors += 1;
+                            server_errors < 2
+                        }
+                    };
+                    if !again || sent_text || attempt >= self.retry.attempts {
                         return Err(error);
                     }
                     tokio::time::sleep(self.delay(attempt - 1, retry_after)).await;
@@ -302,6 +330,34 @@ impl Backend for OpenAi {
     }
 }
 
+/// Whether a failed attempt may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Again {
+    No,
+    /// Retried once (an HTTP 500).
+    Once,
+    Yes,
+}
+
+/// An error with its causes (`error sending request: ... Connection refused`), without the URL,
+/// which the caller names once.
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(&format!(" for url ({url})"), "");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// Builds a response from SSE chunks: text deltas and tool-call deltas by index.
 #[derive(Default)]
 struct Assembler {
@@ -309,6 +365,7 @@ struct Assembler {
     calls: Vec<(String, String, String)>,
     usage: TokenUsage,
     finished: bool,
+    truncated: bool,
 }
 
 impl Assembler {
@@ -324,8 +381,12 @@ impl Assembler {
         let Some(choice) = chunk.get("choices").and_then(|c| c.get(0)) else {
             return Ok(None);
         };
-        if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
-            self.finished = true;
+        match choice.get("finish_reason") {
+            None | Some(Value::Null) => {}
+            Some(reason) => {
+                self.finished = true;
+                self.truncated |= reason == "length";
+            }
         }
         let delta = &choice["delta"];
         for call in delta
@@ -359,12 +420,15 @@ impl Assembler {
                 }
             }
         }
-        match delta.get("content").and_then(Value::as_str) {
-            Some(text) if !text.is_empty() => {
+        match delta.get("content") {
+            Some(Value::String(text)) if !text.is_empty() => {
                 self.content.push_str(text);
                 Ok(Some(text.to_string()))
             }
-            _ => Ok(None),
+            None | Some(Value::Null) | Some(Value::String(_)) => Ok(None),
+            Some(other) => Err(BackendError::Protocol(format!(
+                "`content` must be text, got {other}"
+            ))),
         }
     }
 
@@ -390,61 +454,93 @@ impl Assembler {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ChatResponse {
-            content: (!self.content.is_empty()).then_some(self.content),
+        answer(ChatResponse {
+            content: (!self.content.trim().is_empty()).then_some(self.content),
             tool_calls,
             usage: self.usage,
+            truncated: self.truncated,
         })
     }
 }
 
+/// An answer with neither text nor a tool call is no answer: it must not become a silent empty
+/// reply.
+fn answer(response: ChatResponse) -> Result<ChatResponse, BackendError> {
+    if response.content.is_none() && response.tool_calls.is_empty() {
+        return Err(BackendError::Protocol(
+            "the model's answer was empty (no text and no tool call)".into(),
+        ));
+    }
+    Ok(response)
+}
+
 fn usage_of(usage: &Value) -> TokenUsage {
+    let count = |v: &Value, key: &str| v.get(key).and_then(Value::as_u64).unwrap_or(0);
     TokenUsage {
-        prompt_tokens: usage
-            .get("prompt_tokens")
-            .and_then(Value::as_u64)
+        prompt_tokens: count(usage, "prompt_tokens"),
+        completion_tokens: count(usage, "completion_tokens"),
+        cached_prompt_tokens: usage
+            .get("prompt_tokens_details")
+            .map(|d| count(d, "cached_tokens"))
             .unwrap_or(0),
-        completion_tokens: usage
-            .get("completion_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
+        estimated_calls: 0,
     }
 }
 
 fn parse_completion(value: &Value) -> Result<ChatResponse, BackendError> {
-    let message = value
+    if let Some(error) = value.get("error") {
+        return Err(BackendError::Protocol(format!(
+            "the endpoint reported an error: {error}"
+        )));
+    }
+    let choice = value
         .get("choices")
         .and_then(|c| c.get(0))
-        .and_then(|c| c.get("message"))
-        .ok_or_else(|| BackendError::Protocol("no choices[0].message in the answer".into()))?;
+        .ok_or_else(|| BackendError::Protocol("the answer has no choices".into()))?;
+    let message = choice
+        .get("message")
+        .and_then(Value::as_object)
+        .ok_or_else(|| BackendError::Protocol("the answer's message is missing or null".into()))?;
+    let content = match message.get("content") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => (!s.trim().is_empty()).then(|| s.clone()),
+        Some(other) => {
+            return Err(BackendError::Protocol(format!(
+                "`content` must be text, got {other}"
+            )))
+        }
+    };
     let tool_calls = message
         .get("tool_calls")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .enumerate()
-        .map(|(i, c)| ToolCall {
-            id: c
-                .get("id")
-                .and_then(Value::as_str)
-                .map(String::from)
-                .unwrap_or_else(|| format!("call_{i}")),
-            name: c["function"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            arguments: c["function"]["arguments"]
-                .as_str()
-                .unwrap_or("{}")
-                .to_string(),
+        .map(|(i, c)| {
+            let name = c["function"]["name"].as_str().unwrap_or_default();
+            if name.is_empty() {
+                return Err(BackendError::Protocol(
+                    "a tool call without a function name".into(),
+                ));
+            }
+            Ok(ToolCall {
+                id: c
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+                    .unwrap_or_else(|| format!("call_{i}")),
+                name: name.to_string(),
+                arguments: c["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or("{}")
+                    .to_string(),
+            })
         })
-        .collect();
-    Ok(ChatResponse {
-        content: message
-            .get("content")
-            .and_then(Value::as_str)
-            .map(String::from),
+        .collect::<Result<Vec<_>, _>>()?;
+    answer(ChatResponse {
+        content,
         tool_calls,
         usage: value.get("usage").map(usage_of).unwrap_or_default(),
+        truncated: choice.get("finish_reason").is_some_and(|f| f == "length"),
     })
 }

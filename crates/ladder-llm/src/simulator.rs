@@ -151,7 +151,9 @@ impl Backend for Simulator {
             usage: TokenUsage {
                 prompt_tokens,
                 completion_tokens: 12,
+                ..Default::default()
             },
+            truncated: false,
         };
         if tool_results.is_empty() {
             let corrected = user_text.starts_with("(ladder)");
@@ -196,7 +198,9 @@ impl Backend for Simulator {
             usage: TokenUsage {
                 prompt_tokens,
                 completion_tokens: text.len() as u64 / 4 + 1,
+                ..Default::default()
             },
+            truncated: false,
         })
     }
 

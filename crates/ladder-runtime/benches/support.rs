@@ -37,6 +37,7 @@ impl Backend for Scripted {
         let usage = TokenUsage {
             prompt_tokens: 50,
             completion_tokens: 10,
+            ..Default::default()
         };
         let call = |name: &str, args: &str| ChatResponse {
             content: None,
@@ -46,6 +47,7 @@ impl Backend for Scripted {
                 arguments: args.into(),
             }],
             usage,
+            truncated: false,
         };
         Ok(match request.agent.as_str() {
             "root" => call("transfer_to_lead", "{}"),
@@ -56,6 +58,7 @@ impl Backend for Scripted {
                     content: Some("Booked.".into()),
                     tool_calls: Vec::new(),
                     usage,
+                    truncated: false,
                 }
             }
         })

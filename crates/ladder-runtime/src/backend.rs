@@ -89,6 +89,9 @@ pub struct ChatRequest {
     pub tools: Vec<ToolSpec>,
     pub max_tokens: Option<u64>,
     pub temperature: Option<f64>,
+    /// Whether the model must call one of `tools` (`required`) or may also answer in text.
+    #[serde(default)]
+    pub tool_choice: ToolChoice,
     /// Per-model endpoint override from the ladder.
     pub base_url: Option<String>,
     /// Environment variable holding the API key for this model, from the ladder.
@@ -97,10 +100,40 @@ pub struct ChatRequest {
     pub timeout_seconds: Option<f64>,
 }
 
+/// `tool_choice` of a request. Routers send `Required`: the server may then constrain decoding
+/// to a valid call of an offered function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    #[default]
+    Auto,
+    Required,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// The part of `prompt_tokens` the provider served from its prompt cache.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_prompt_tokens: u64,
+    /// Calls whose usage was estimated from the request (a call cut by an SLA or a failure
+    /// reports none); 0 when every figure came from the provider.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub estimated_calls: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl TokenUsage {
+    pub fn add(&mut self, other: TokenUsage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.cached_prompt_tokens += other.cached_prompt_tokens;
+        self.estimated_calls += other.estimated_calls;
+    }
 }
 
 /// The assembled answer of a model: text, tool calls, or both.
@@ -109,6 +142,10 @@ pub struct ChatResponse {
     pub content: Option<String>,
     pub tool_calls: Vec<ToolCall>,
     pub usage: TokenUsage,
+    /// The answer was cut by `max_tokens` (`finish_reason: "length"`): a tool call in it may
+    /// have incomplete arguments.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]

@@ -40,7 +40,7 @@ mod turn;
 
 pub use backend::{
     Backend, BackendError, ChatMessage, ChatRequest, ChatResponse, DeltaSink, Role, TokenUsage,
-    ToolCall, ToolSpec,
+    ToolCall, ToolChoice, ToolSpec,
 };
 pub use event::Event;
 pub use ladder_check::program::Program;
@@ -70,6 +70,39 @@ pub(crate) struct Inner {
     pub allow_exec: bool,
     pub http: reqwest::Client,
     pub model_override: Option<String>,
+    /// Prices of the overriding model (none: its cost counts as 0).
+    pub prices_override: Option<Prices>,
+    pub temperature_override: Option<f64>,
+}
+
+/// Dollars per million tokens of a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Prices {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// Input served from the provider's prompt cache (defaults to the input price).
+    pub cached_input_per_mtok: Option<f64>,
+}
+
+impl Prices {
+    /// A ladder model's declared prices.
+    pub fn of(model: &ladder_check::program::Model) -> Self {
+        Prices {
+            input_per_mtok: model.input_per_mtok.unwrap_or(0.0),
+            output_per_mtok: model.output_per_mtok.unwrap_or(0.0),
+            cached_input_per_mtok: model.cached_input_per_mtok,
+        }
+    }
+
+    /// The cost of `usage` in dollars: cached input at its own price.
+    pub fn cost(&self, usage: TokenUsage) -> f64 {
+        let cached = usage.cached_prompt_tokens.min(usage.prompt_tokens);
+        let fresh = usage.prompt_tokens - cached;
+        (fresh as f64 * self.input_per_mtok
+            + cached as f64 * self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
+            + usage.completion_tokens as f64 * self.output_per_mtok)
+            / 1e6
+    }
 }
 
 /// A compiled ladder with its backend and tools; cheap to clone and share between tasks.
@@ -88,6 +121,8 @@ impl Runtime {
                 allow_exec: false,
                 http: reqwest::Client::new(),
                 model_override: None,
+                prices_override: None,
+                temperature_override: None,
             }),
         }
     }
@@ -104,6 +139,8 @@ impl Runtime {
                     allow_exec: old.allow_exec,
                     http: old.http.clone(),
                     model_override: old.model_override.clone(),
+                    prices_override: old.prices_override,
+                    temperature_override: old.temperature_override,
                 };
                 f(&mut copy);
                 self.inner = Arc::new(copy);
@@ -141,6 +178,17 @@ impl Runtime {
     /// Sends every agent's calls to this model name instead of the ladder's (e.g. a local model).
     pub fn model_override(self, model: Option<String>) -> Self {
         self.with(|i| i.model_override = model)
+    }
+
+    /// The prices of the model named by [`Runtime::model_override`] (without them, its calls
+    /// cost 0: the ladder's prices belong to the ladder's models).
+    pub fn prices_override(self, prices: Option<Prices>) -> Self {
+        self.with(|i| i.prices_override = prices)
+    }
+
+    /// Sends this temperature with every request, whatever the ladder declares.
+    pub fn temperature_override(self, temperature: Option<f64>) -> Self {
+        self.with(|i| i.temperature_override = temperature)
     }
 
     pub fn program(&self) -> &Program {

@@ -57,6 +57,7 @@ fn scripted(case: &TestCase) -> Option<Scripted> {
                     content: Some(text.clone()),
                     tool_calls: Vec::new(),
                     usage: TokenUsage::default(),
+                    truncated: false,
                 },
             ),
             TestStep::Calls {
@@ -76,6 +77,7 @@ fn scripted(case: &TestCase) -> Option<Scripted> {
                         content: None,
                         tool_calls: vec![call],
                         usage: TokenUsage::default(),
+                        truncated: false,
                     },
                 )
             }

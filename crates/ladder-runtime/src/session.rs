@@ -19,6 +19,12 @@ pub struct Counters {
     /// Dollars.
     pub cost: f64,
     pub elapsed_ms: u64,
+    /// Prompt tokens served from the provider's cache (part of `prompt_tokens`).
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
+    /// Model calls whose usage was estimated (cut by an SLA or failed).
+    #[serde(default)]
+    pub estimated_calls: u64,
 }
 
 /// What the current rung received when control reached it.
@@ -31,6 +37,11 @@ pub struct Inbound {
     pub context: ContextPolicy,
     /// Transcript length when control arrived: the policy applies to the history before it.
     pub since: usize,
+    /// How control arrived, as the receiver is told in its system message: who handed over,
+    /// the intent and its payload, or why it escalated or fell back. The sender's
+    /// `transfer_to_*` call is never replayed to the receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Default for Inbound {
@@ -42,6 +53,7 @@ impl Default for Inbound {
             summary: None,
             context: ContextPolicy::Full,
             since: 0,
+            note: None,
         }
     }
 }
@@ -61,6 +73,10 @@ pub struct Entry {
     /// The rung that produced it (`user` for the caller).
     pub by: String,
     pub message: ChatMessage,
+    /// An attempt the runtime refused (a correction and the answer to it): the model sees it for
+    /// the rest of its turn, then it leaves the transcript (the event log keeps it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rejected: bool,
 }
 
 /// The whole state of a session.

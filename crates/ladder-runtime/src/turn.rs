@@ -1,15 +1,17 @@
 //! One turn: run the current rung until it replies, pauses for a human or the session ends,
 //! following handoffs, escalations and fallbacks, and enforcing every ceiling.
 
-use crate::backend::{ChatMessage, ChatRequest, Role, TokenUsage, ToolCall, ToolSpec};
+use crate::backend::{ChatMessage, ChatRequest, Role, TokenUsage, ToolCall, ToolChoice, ToolSpec};
 use crate::event::Event;
 use crate::schema;
 use crate::session::{Awaiting, Entry, Inbound, SessionState};
 use crate::store::{Journal, RecordedCall, StoreError};
 use crate::tools::{self, ToolContext};
 use crate::Inner;
+use crate::Prices;
 use ladder_check::program::{Agent, Condition, ContextPolicy, Program, ScriptStep};
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -32,13 +34,24 @@ enum Outcome {
 /// Consulted agents may consult others, to this depth.
 const MAX_CONSULT_DEPTH: u32 = 3;
 
+/// The temperature of an agent's requests when neither the model nor the command line sets one
+/// (routing requests default to 0).
+const DEFAULT_TEMPERATURE: f64 = 0.2;
+
 pub(crate) struct Turn<'a> {
     rt: &'a Inner,
     state: &'a mut SessionState,
     tx: &'a UnboundedSender<Event>,
+    /// Counters of the whole turn, as `turn_ended` reports them.
     steps: u32,
     tool_calls: u32,
     handoffs: u32,
+    /// Where the current rung's allowance of steps and tool calls started: a fallback rung gets
+    /// a fresh allowance without the turn's counters forgetting what came before.
+    steps_base: u32,
+    tool_calls_base: u32,
+    /// The model call in flight, accounted by estimate if it never reports usage.
+    pending: Option<Pending>,
     llm_calls: u32,
     usage: TokenUsage,
     cost: f64,
@@ -65,6 +78,9 @@ impl<'a> Turn<'a> {
             steps: 0,
             tool_calls: 0,
             handoffs: 0,
+            steps_base: 0,
+            tool_calls_base: 0,
+            pending: None,
             llm_calls: 0,
             usage: TokenUsage::default(),
             cost: 0.0,
@@ -90,6 +106,7 @@ impl<'a> Turn<'a> {
             turn: self.state.turn,
             by: by.to_string(),
             message,
+            rejected: false,
         });
     }
 
@@ -122,6 +139,7 @@ impl<'a> Turn<'a> {
             }
             self.run_rungs(resume).await;
         }
+        self.forget_rejected();
         let latency_ms = started.elapsed().as_millis() as u64;
         self.state.counters.elapsed_ms += latency_ms;
         let event = Event::TurnEnded {
@@ -213,11 +231,14 @@ impl<'a> Turn<'a> {
                         to: to.clone(),
                         reason,
                     });
+                    let note =
+                        format!("`{current}` could not continue; you take over the conversation.");
                     self.transfer(&current, &to, None, Value::Null, None, ContextPolicy::Full);
+                    self.state.inbound.note = Some(note);
                     // A fallback rung gets a fresh allowance of steps and tool calls: the ceiling
                     // that stopped the failed rung is reported, and the fallback can still answer.
-                    self.steps = 0;
-                    self.tool_calls = 0;
+                    self.steps_base = self.steps;
+                    self.tool_calls_base = self.tool_calls;
                 }
             }
         }
@@ -251,6 +272,7 @@ impl<'a> Turn<'a> {
             summary,
             context,
             since: self.state.transcript.len(),
+            note: None,
         };
     }
 
@@ -268,6 +290,10 @@ impl<'a> Turn<'a> {
             {
                 Ok(outcome) => outcome,
                 Err(_) => {
+                    // The call in flight was cut: its usage is estimated, not lost.
+                    if let Some(p) = self.pending.take() {
+                        self.account_estimate(p);
+                    }
                     self.emit(Event::CeilingHit {
                         agent: name.into(),
                         ceiling: "sla".into(),
@@ -303,7 +329,7 @@ impl<'a> Turn<'a> {
         let limits = &prog.limits;
         let mut corrections = 0u32;
         loop {
-            if self.steps >= limits.steps_per_turn {
+            if self.steps - self.steps_base >= limits.steps_per_turn {
                 return self.ceiling(name, "steps_per_turn", limits.steps_per_turn.into());
             }
             if let Some(budget) = prog.budget.cost_per_session {
@@ -315,42 +341,64 @@ impl<'a> Turn<'a> {
             self.steps += 1;
             self.llm_calls += 1;
             self.state.counters.llm_calls += 1;
-            let response = {
-                let Some(backend) = rt.backend.as_ref() else {
-                    return Outcome::Failed {
-                        reason: "no model backend is configured".into(),
-                        sla: false,
-                    };
+            let Some(backend) = rt.backend.as_ref() else {
+                return Outcome::Failed {
+                    reason: "no model backend is configured".into(),
+                    sla: false,
                 };
+            };
+            // Text reaches the caller as it streams, except what the runtime may still refuse:
+            // a router's text (it must hand off) and a text that may turn out to be a function
+            // call written out (held back until it cannot be one).
+            let gate = Arc::new(TextGate::new(agent.router || consult_depth > 0));
+            self.pending = Some(Pending {
+                model: agent.model.clone(),
+                prompt_estimate: estimate_tokens(&request),
+                gate: gate.clone(),
+            });
+            let response = {
                 let tx = self.tx.clone();
                 let agent_name = name.to_string();
-                let quiet = consult_depth > 0;
+                let gate = gate.clone();
                 let sink = move |text: &str| {
-                    if !quiet {
+                    if let Some(shown) = gate.push(text) {
                         let _ = tx.send(Event::TextDelta {
                             agent: agent_name.clone(),
-                            text: text.to_string(),
+                            text: shown,
                         });
                     }
                 };
                 backend.complete(&request, &sink).await
             };
+            let pending = self.pending.take();
             let response = match response {
                 Ok(r) => r,
                 Err(e) => {
-                    return Outcome::Failed {
-                        reason: e.to_string(),
-                        sla: false,
+                    if let Some(p) = pending {
+                        self.account_estimate(p);
                     }
+                    return Outcome::Failed {
+                        reason: format!("`{name}`: {e}"),
+                        sla: false,
+                    };
                 }
             };
             self.account(&agent.model, response.usage);
+            let offered = self.tool_specs(agent, consult_depth > 0);
             if response.tool_calls.is_empty() {
                 let text = response.content.unwrap_or_default();
-                if agent.router && consult_depth == 0 {
+                let written_call = written_call(&text, &offered);
+                let refusal = if let Some(function) = &written_call {
+                    Some(format!(
+                        "you wrote a call of `{function}` as text; call the function through the tool-calling interface instead"
+                    ))
+                } else if agent.router && consult_depth == 0 {
+                    Some("a router must hand off with a transfer_to_* tool, not reply".to_string())
+                } else {
+                    None
+                };
+                if let Some(reason) = refusal {
                     corrections += 1;
-                    let reason =
-                        "a router must hand off with a transfer_to_* tool, not reply".to_string();
                     self.emit(Event::Correction {
                         agent: name.into(),
                         reason: reason.clone(),
@@ -363,9 +411,22 @@ impl<'a> Turn<'a> {
                             limits.corrections_per_step.into(),
                         );
                     }
-                    self.push(name, ChatMessage::assistant(Some(text), Vec::new()));
-                    self.push("ladder", ChatMessage::user(format!("(ladder) {reason}.")));
+                    // A written-out call is not echoed back: the model would copy it again.
+                    let echoed = if written_call.is_some() {
+                        "(a function call written as text)".to_string()
+                    } else {
+                        text
+                    };
+                    self.push_rejected(name, ChatMessage::assistant(Some(echoed), Vec::new()));
+                    self.push_rejected("ladder", ChatMessage::user(format!("(ladder) {reason}.")));
                     continue;
+                }
+                // Whatever the gate still holds is the end of the reply.
+                if let Some(rest) = gate.release() {
+                    let _ = self.tx.send(Event::TextDelta {
+                        agent: name.into(),
+                        text: rest,
+                    });
                 }
                 self.push(name, ChatMessage::assistant(Some(text.clone()), Vec::new()));
                 if consult_depth == 0 {
@@ -376,15 +437,40 @@ impl<'a> Turn<'a> {
                 }
                 return Outcome::Replied;
             }
-            self.push(
-                name,
-                ChatMessage::assistant(response.content.clone(), response.tool_calls.clone()),
-            );
+            // Arguments that do not parse are never sent back verbatim: servers that render the
+            // history into a chat template fail on them, and the model would copy them.
+            let calls: Vec<ToolCall> = response
+                .tool_calls
+                .iter()
+                .map(|c| ToolCall {
+                    arguments: if parses_as_object(&c.arguments) && !response.truncated {
+                        c.arguments.clone()
+                    } else {
+                        "{}".into()
+                    },
+                    ..c.clone()
+                })
+                .collect();
+            let at = self.state.transcript.len();
+            // A router's text is never shown to the caller, so no later rung may read it either.
+            let content = response.content.clone().filter(|_| !agent.router);
+            self.push(name, ChatMessage::assistant(content, calls));
             let mut corrected = false;
-            let calls = response.tool_calls;
-            for (i, call) in calls.iter().enumerate() {
-                match self.act(name, agent, call, consult_depth).await {
-                    Act::Done(result) => self.push(name, ChatMessage::tool(&call.id, result)),
+            let mut carried_out = false;
+            for (i, call) in response.tool_calls.iter().enumerate() {
+                let act = if response.truncated {
+                    Act::Correct(format!(
+                        "your call of `{}` was cut off by the output token limit; call it again with shorter arguments",
+                        call.name
+                    ))
+                } else {
+                    self.act(name, agent, call, consult_depth).await
+                };
+                match act {
+                    Act::Done(result) => {
+                        carried_out = true;
+                        self.push(name, ChatMessage::tool(&call.id, result))
+                    }
                     Act::Correct(reason) => {
                         corrected = true;
                         corrections += 1;
@@ -399,17 +485,20 @@ impl<'a> Turn<'a> {
                         );
                     }
                     Act::Leave(outcome) => {
-                        // Every call gets an answer, so that the transcript stays a valid chat.
-                        for rest in &calls[i..] {
-                            let note = if rest.id == call.id {
-                                "done: control transferred"
-                            } else {
-                                "skipped: control was transferred"
-                            };
-                            self.push(name, ChatMessage::tool(&rest.id, note));
+                        // The calls from this one on are not answered: they leave the message,
+                        // so that the transcript stays a valid chat and no receiver ever sees
+                        // another rung's transfer call.
+                        self.drop_calls_from(at, i);
+                        if matches!(outcome, Outcome::Moved) {
+                            self.state.inbound.since = self.state.transcript.len();
                         }
                         return outcome;
                     }
+                }
+            }
+            if corrected && !carried_out {
+                for entry in &mut self.state.transcript[at..] {
+                    entry.rejected = true;
                 }
             }
             if corrected && corrections > limits.corrections_per_step {
@@ -425,18 +514,73 @@ impl<'a> Turn<'a> {
         }
     }
 
-    fn account(&mut self, model: &str, usage: TokenUsage) {
-        self.usage.prompt_tokens += usage.prompt_tokens;
-        self.usage.completion_tokens += usage.completion_tokens;
-        self.state.counters.prompt_tokens += usage.prompt_tokens;
-        self.state.counters.completion_tokens += usage.completion_tokens;
-        if let Some(m) = program(self.rt).models.get(model) {
-            let cost = (usage.prompt_tokens as f64 * m.input_per_mtok.unwrap_or(0.0)
-                + usage.completion_tokens as f64 * m.output_per_mtok.unwrap_or(0.0))
-                / 1e6;
-            self.cost += cost;
-            self.state.counters.cost += cost;
+    /// Removes the calls from index `from` on of the assistant message at `at` (and the message,
+    /// if nothing is left of it).
+    fn drop_calls_from(&mut self, at: usize, from: usize) {
+        let Some(entry) = self.state.transcript.get_mut(at) else {
+            return;
+        };
+        entry.message.tool_calls.truncate(from);
+        let empty = entry.message.tool_calls.is_empty()
+            && entry
+                .message
+                .content
+                .as_deref()
+                .is_none_or(|c| c.trim().is_empty());
+        if empty {
+            self.state.transcript.remove(at);
         }
+    }
+
+    fn push_rejected(&mut self, by: &str, message: ChatMessage) {
+        self.push(by, message);
+        if let Some(e) = self.state.transcript.last_mut() {
+            e.rejected = true;
+        }
+    }
+
+    /// Drops this turn's refused attempts from the transcript once the turn is over.
+    fn forget_rejected(&mut self) {
+        let since = self.state.inbound.since;
+        let before = self.state.transcript[..since.min(self.state.transcript.len())]
+            .iter()
+            .filter(|e| e.rejected)
+            .count();
+        self.state.transcript.retain(|e| !e.rejected);
+        self.state.inbound.since = since - before;
+    }
+
+    fn account(&mut self, model: &str, usage: TokenUsage) {
+        self.usage.add(usage);
+        let c = &mut self.state.counters;
+        c.prompt_tokens += usage.prompt_tokens;
+        c.completion_tokens += usage.completion_tokens;
+        c.cached_prompt_tokens += usage.cached_prompt_tokens;
+        c.estimated_calls += usage.estimated_calls;
+        let prices = match &self.rt.model_override {
+            // Another model answers: the ladder's prices are not its prices.
+            Some(_) => self.rt.prices_override.clone().unwrap_or_default(),
+            None => program(self.rt)
+                .models
+                .get(model)
+                .map(Prices::of)
+                .unwrap_or_default(),
+        };
+        let cost = prices.cost(usage);
+        self.cost += cost;
+        self.state.counters.cost += cost;
+    }
+
+    /// Accounts a call that reported no usage (failed, or cut by an SLA): the prompt estimated
+    /// from the request, the completion from the text streamed so far.
+    fn account_estimate(&mut self, pending: Pending) {
+        let usage = TokenUsage {
+            prompt_tokens: pending.prompt_estimate,
+            completion_tokens: pending.gate.streamed_chars().div_ceil(4) as u64,
+            cached_prompt_tokens: 0,
+            estimated_calls: 1,
+        };
+        self.account(&pending.model, usage);
     }
 
     async fn act(&mut self, name: &str, agent: &Agent, call: &ToolCall, consult_depth: u32) -> Act {
@@ -494,6 +638,17 @@ impl<'a> Turn<'a> {
                         intent: Some(edge.intent.clone()),
                         payload: payload.clone(),
                     });
+                    let mut note = format!(
+                        "`{name}` handed this conversation over to you for intent `{}`",
+                        edge.intent
+                    );
+                    if payload.as_object().is_some_and(|m| !m.is_empty()) {
+                        note.push_str(&format!(" with {payload}"));
+                    }
+                    if let Some(s) = &summary {
+                        note.push_str(&format!(". Summary: {s}"));
+                    }
+                    note.push_str(". You now answer the caller.");
                     self.transfer(
                         name,
                         target,
@@ -502,6 +657,7 @@ impl<'a> Turn<'a> {
                         summary,
                         edge.context.clone(),
                     );
+                    self.state.inbound.note = Some(note);
                     return Act::Leave(Outcome::Moved);
                 }
             }
@@ -538,7 +694,12 @@ impl<'a> Turn<'a> {
                     if !prog.humans.contains_key(target) {
                         self.state.escalation_stack.push(name.to_string());
                     }
+                    let note = match &reason {
+                        Some(r) => format!("`{name}` escalated this conversation to you: {r}. You now answer the caller."),
+                        None => format!("`{name}` escalated this conversation to you. You now answer the caller."),
+                    };
                     self.transfer(name, target, None, arguments, reason, ContextPolicy::Full);
+                    self.state.inbound.note = Some(note);
                     return Act::Leave(Outcome::Moved);
                 }
             }
@@ -569,7 +730,7 @@ impl<'a> Turn<'a> {
             if let Err(e) = schema::validate(&arguments, &tool.parameters) {
                 return Act::Correct(e);
             }
-            if self.tool_calls >= prog.limits.tool_calls_per_turn {
+            if self.tool_calls - self.tool_calls_base >= prog.limits.tool_calls_per_turn {
                 return Act::Leave(self.ceiling(
                     name,
                     "tool_calls_per_turn",
@@ -858,15 +1019,25 @@ impl<'a> Turn<'a> {
             history
                 .iter()
                 .filter_map(|m| {
-                    m.content
-                        .as_ref()
-                        .map(|c| format!("{:?}: {c}", m.role).to_lowercase())
+                    let role = match m.role {
+                        Role::System => "system",
+                        Role::User => "user",
+                        Role::Assistant => "assistant",
+                        Role::Tool => "tool",
+                    };
+                    m.content.as_ref().map(|c| format!("{role}: {c}"))
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        let system = self.fill(&agent.prompt, name, &transcript_text);
+        let mut system = self.fill(&agent.prompt, name, &transcript_text);
+        if let Some(note) = self.state.inbound.note.as_ref().filter(|_| !consulted) {
+            system.push_str("\n\n(ladder) ");
+            system.push_str(note);
+        }
         let model = prog.models.get(&agent.model);
+        let tools = self.tool_specs(agent, consulted);
+        let routing = agent.router && !consulted && !tools.is_empty();
         let mut messages = Vec::with_capacity(history.len() + 1);
         messages.push(ChatMessage::system(system));
         messages.extend(history.iter().cloned());
@@ -879,9 +1050,19 @@ impl<'a> Turn<'a> {
                 .unwrap_or_default(),
             agent: name.to_string(),
             messages,
-            tools: self.tool_specs(agent, consulted),
+            tool_choice: if routing {
+                ToolChoice::Required
+            } else {
+                ToolChoice::Auto
+            },
+            tools,
             max_tokens: model.and_then(|m| m.max_output_tokens),
-            temperature: model.and_then(|m| m.temperature),
+            temperature: Some(
+                self.rt
+                    .temperature_override
+                    .or(model.and_then(|m| m.temperature))
+                    .unwrap_or(if routing { 0.0 } else { DEFAULT_TEMPERATURE }),
+            ),
             base_url: model.and_then(|m| m.base_url.clone()),
             api_key_env: model.and_then(|m| m.api_key_env.clone()),
             timeout_seconds: model.and_then(|m| m.timeout_seconds),
@@ -957,6 +1138,15 @@ impl<'a> Turn<'a> {
                 parameters,
             });
         }
+        let strict = prog
+            .models
+            .get(&agent.model)
+            .is_some_and(|m| m.strict_tool_schemas);
+        if !strict {
+            for spec in &mut specs {
+                lean_schema(&mut spec.parameters);
+            }
+        }
         specs
     }
 }
@@ -1025,5 +1215,216 @@ pub(crate) fn compare(left: &Value, op: &str, right: &Value) -> bool {
         "==" => left == right,
         "!=" => left != right,
         _ => false,
+    }
+}
+
+/// Keeps only what constrains a model's answer: no `additionalProperties: false` and no empty
+/// `required` (small models copy such keywords into their arguments). The runtime still
+/// validates arguments against the full schema. A model declared with `tool_schemas: strict`
+/// gets the full schema.
+fn lean_schema(schema: &mut Value) {
+    let Some(o) = schema.as_object_mut() else {
+        return;
+    };
+    if o.get("additionalProperties") == Some(&Value::Bool(false)) {
+        o.remove("additionalProperties");
+    }
+    if o.get("required")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty)
+    {
+        o.remove("required");
+    }
+    if let Some(props) = o.get_mut("properties").and_then(Value::as_object_mut) {
+        props.values_mut().for_each(lean_schema);
+    }
+    if let Some(items) = o.get_mut("items") {
+        lean_schema(items);
+    }
+}
+
+fn parses_as_object(arguments: &str) -> bool {
+    serde_json::from_str::<Value>(arguments).is_ok_and(|v| v.is_object())
+}
+
+/// A rough token count of a request (four characters a token), for calls that report none.
+fn estimate_tokens(request: &ChatRequest) -> u64 {
+    let messages: usize = request
+        .messages
+        .iter()
+        .map(|m| {
+            m.content.as_deref().map_or(0, str::len)
+                + m.tool_calls
+                    .iter()
+                    .map(|c| c.name.len() + c.arguments.len())
+                    .sum::<usize>()
+                + 4
+        })
+        .sum();
+    let tools: usize = request
+        .tools
+        .iter()
+        .map(|t| t.name.len() + t.description.len() + t.parameters.to_string().len())
+        .sum();
+    (messages + tools).div_ceil(4) as u64
+}
+
+/// When a text answer is a call of one of the `offered` functions written out (a bare
+/// `{"name": .., "arguments": ..}`, in a code fence or in `<tool_call>` tags, as models do
+/// when a server does not parse their calls), the function's name.
+fn written_call(text: &str, offered: &[ToolSpec]) -> Option<String> {
+    let mut t = text.trim();
+    for (open, close) in [
+        ("<tool_call>", "</tool_call>"),
+        ("```json", "```"),
+        ("```", "```"),
+    ] {
+        if let Some(inner) = t.strip_prefix(open) {
+            t = inner.strip_suffix(close).unwrap_or(inner).trim();
+        }
+    }
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return None;
+    }
+    let value: Value = serde_json::from_str(t).ok()?;
+    let first = match &value {
+        Value::Array(items) => items.first()?,
+        v => v,
+    };
+    let name = first
+        .get("name")
+        .or_else(|| first.get("function").and_then(|f| f.get("name")))
+        .and_then(Value::as_str)?;
+    offered
+        .iter()
+        .any(|spec| spec.name == name)
+        .then(|| name.to_string())
+}
+
+/// The model call in flight.
+struct Pending {
+    model: String,
+    prompt_estimate: u64,
+    gate: Arc<TextGate>,
+}
+
+/// Decides which streamed text reaches the caller. A quiet gate (a router, whose text is always
+/// refused, or a consulted agent, whose answer goes to its caller) shows nothing. Otherwise text
+/// streams as it comes, unless it begins like a function call written out (`{`, `[`, `<`, a
+/// code fence): then it is held until the answer is complete, and shown only if it is a reply.
+struct TextGate {
+    quiet: bool,
+    state: Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    held: String,
+    open: bool,
+    streamed: usize,
+}
+
+impl TextGate {
+    fn new(quiet: bool) -> Self {
+        TextGate {
+            quiet,
+            state: Mutex::new(GateState::default()),
+        }
+    }
+
+    /// Takes a streamed piece; returns what may be shown now.
+    fn push(&self, text: &str) -> Option<String> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.streamed += text.chars().count();
+        if self.quiet {
+            return None;
+        }
+        if s.open {
+            return Some(text.to_string());
+        }
+        s.held.push_str(text);
+        let start = s.held.trim_start();
+        match start.chars().next() {
+            None => None,
+            Some('{' | '[' | '<' | '`') => None,
+            Some(_) => {
+                s.open = true;
+                Some(std::mem::take(&mut s.held))
+            }
+        }
+    }
+
+    /// The answer is a reply: what is still held may be shown.
+    fn release(&self) -> Option<String> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.quiet || s.held.is_empty() {
+            return None;
+        }
+        s.open = true;
+        Some(std::mem::take(&mut s.held))
+    }
+
+    fn streamed_chars(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .streamed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> ToolSpec {
+        ToolSpec {
+            name: name.into(),
+            description: String::new(),
+            parameters: json!({"type": "object"}),
+        }
+    }
+
+    #[test]
+    fn a_call_written_as_text_is_recognised() {
+        let offered = [spec("transfer_to_scheduler")];
+        for text in [
+            r#"{"name": "transfer_to_scheduler", "arguments": {}}"#,
+            "```json\n{\"name\": \"transfer_to_scheduler\", \"arguments\": {}}\n```",
+            "<tool_call>\n{\"name\": \"transfer_to_scheduler\"}\n</tool_call>",
+            r#"[{"name": "transfer_to_scheduler", "arguments": {}}]"#,
+        ] {
+            assert_eq!(
+                written_call(text, &offered).as_deref(),
+                Some("transfer_to_scheduler"),
+                "{text}"
+            );
+        }
+        assert_eq!(written_call(r#"{"name": "other"}"#, &offered), None);
+        assert_eq!(written_call("Booked for Monday.", &offered), None);
+    }
+
+    #[test]
+    fn lean_schemas_keep_what_constrains() {
+        let mut s = json!({"type": "object", "properties": {"a": {"type": "object", "properties": {}, "required": [], "additionalProperties": false}}, "required": ["a"], "additionalProperties": false});
+        lean_schema(&mut s);
+        assert_eq!(
+            s,
+            json!({"type": "object", "properties": {"a": {"type": "object", "properties": {}}}, "required": ["a"]})
+        );
+    }
+
+    #[test]
+    fn the_gate_holds_what_may_be_a_call() {
+        let gate = TextGate::new(false);
+        assert_eq!(gate.push("  "), None);
+        assert_eq!(gate.push("Hello"), Some("  Hello".into()));
+        assert_eq!(gate.push(" there"), Some(" there".into()));
+        let gate = TextGate::new(false);
+        assert_eq!(gate.push("{\"name\""), None);
+        assert_eq!(gate.release(), Some("{\"name\"".into()));
+        let quiet = TextGate::new(true);
+        assert_eq!(quiet.push("text"), None);
+        assert_eq!(quiet.release(), None);
+        assert_eq!(quiet.streamed_chars(), 4);
     }
 }

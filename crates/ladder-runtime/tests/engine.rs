@@ -170,10 +170,16 @@ async fn nested_handoffs_then_the_specialist_owns_the_next_turn() {
             .get("token")
             .is_none()
     );
+    // The receiver is told who handed over and why, in its system message; the sender's
+    // transfer call is not replayed to it.
     assert_eq!(
         requests[2]["messages"][0]["content"],
-        "Book for 2026-12-01."
+        "Book for 2026-12-01.\n\n(ladder) `lead` handed this conversation over to you for intent `booking` with {\"day\":\"2026-12-01\"}. You now answer the caller."
     );
+    assert!(!requests[2]
+        .to_string()
+        .contains("transfer_to_specialist\"}"));
+    fake.assert_no_rejections();
     assert_eq!(
         requests[0]["messages"][0]["content"],
         "Route callers of Test Clinic."
@@ -396,9 +402,10 @@ async fn rate_limits_and_server_errors_are_retried() {
     });
     let s = session(&fake, LIMITS, "http://127.0.0.1:9");
     let r = route(&s.send("book").collect().await);
-    // Three attempts for root succeed; three failures for lead exhaust the retries: fallback.
+    // Three attempts for root succeed; a 500 is retried once only (a server that failed on this
+    // very request usually fails again), so lead falls back after two.
     assert_eq!(r[..2], ["handoff root->lead", "fallback lead->sorry"]);
-    assert_eq!(fake.requests().len(), 6);
+    assert_eq!(fake.requests().len(), 5);
     // A 400 is not retried.
     let fake = FakeOpenAi::start().await;
     fake.push(Reply::Status {
