@@ -9,11 +9,12 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Retry policy. Retried, while no text has reached the caller: connect errors and timeouts,
-/// 429, 502, 503, 504 and 529 answers, streams dropped or failing with an in-stream `error`
-/// object, and malformed answers (empty, `content` that is not text, no message), up to
+/// 429, 502, 503, 504 and 529 answers, streams dropped, and malformed answers (empty, `content` that is not text, no message), up to
 /// `attempts`. An HTTP 500 is retried once only: a server that failed on this very request
-/// usually fails on it again, so it is not resent unchanged `attempts` times. 4xx answers other
-/// than 429 are not retried.
+/// usually fails on it again, so it is retried once, at a temperature raised by 0.4 (at most 1):
+/// never resent unchanged. An `error` object inside the stream is retried the same way, then
+/// reported as [`BackendError::Generation`], which the runtime answers with a correction.
+/// 4xx answers other than 429 are not retried.
 #[derive(Debug, Clone)]
 pub struct Retry {
     /// Attempts in all, the first included.
@@ -224,8 +225,7 @@ impl OpenAi {
                 .map_err(|e| (BackendError::Protocol(e.to_string()), Again::Yes, None))?;
             let answer = parse_completion(&value).map_err(|e| (e, Again::Yes, None))?;
             if let Some(text) = answer.content.as_deref().filter(|t| !t.is_empty()) {
-                *sent_text = true;
-                on_text(text);
+                *sent_text |= on_text.text(text);
             }
             return Ok(answer);
         }
@@ -273,9 +273,14 @@ impl OpenAi {
                         None,
                     )
                 })?;
-                if let Some(text) = assembler.add(&value).map_err(|e| (e, Again::Yes, None))? {
-                    *sent_text = true;
-                    on_text(&text);
+                if let Some(text) = assembler.add(&value).map_err(|e| {
+                    let again = match e {
+                        BackendError::Generation(_) => Again::Once,
+                        _ => Again::Yes,
+                    };
+                    (e, again, None)
+                })? {
+                    *sent_text |= on_text.text(&text);
                 }
             }
         }
@@ -298,7 +303,7 @@ impl Backend for OpenAi {
         request: &ChatRequest,
         on_text: DeltaSink<'_>,
     ) -> Result<ChatResponse, BackendError> {
-        let body = Self::body(request);
+        let mut body = Self::body(request);
         let mut attempt = 0;
         let mut server_errors = 0;
         loop {
@@ -308,6 +313,7 @@ impl Backend for OpenAi {
                 // Text already shown to the user cannot be taken back: a retry would repeat it.
                 Err((error, again, retry_after)) => {
                     attempt += 1;
+                    let resample = again == Again::Once;
                     let again = match again {
                         Again::No => false,
                         Again::Yes => true,
@@ -319,6 +325,13 @@ impl Backend for OpenAi {
                     if !again || sent_text || attempt >= self.retry.attempts {
                         return Err(error);
                     }
+                    // The server failed on what the model generated: the same request at the
+                    // same temperature would likely generate it again.
+                    if resample {
+                        let t = body["temperature"].as_f64().unwrap_or(0.0);
+                        body["temperature"] = json!((t + RESAMPLE_STEP).min(1.0));
+                    }
+                    on_text.restart();
                     tokio::time::sleep(self.delay(attempt - 1, retry_after)).await;
                 }
             }
@@ -330,11 +343,16 @@ impl Backend for OpenAi {
     }
 }
 
+/// How much a retry after a server-side failure raises the temperature.
+const RESAMPLE_STEP: f64 = 0.4;
+
 /// Whether a failed attempt may be retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Again {
     No,
-    /// Retried once (an HTTP 500).
+    /// Retried once, at a raised temperature: an HTTP 500, or an `error` inside the stream
+    /// (the server failed on what the model generated, e.g. llama.cpp on a call of a function
+    /// it was not offered).
     Once,
     Yes,
 }
@@ -371,9 +389,12 @@ struct Assembler {
 impl Assembler {
     fn add(&mut self, chunk: &Value) -> Result<Option<String>, BackendError> {
         if let Some(error) = chunk.get("error") {
-            return Err(BackendError::Protocol(format!(
-                "the endpoint reported an error: {error}"
-            )));
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .map(String::from)
+                .unwrap_or_else(|| error.to_string());
+            return Err(BackendError::Generation(message));
         }
         if let Some(usage) = chunk.get("usage").filter(|u| !u.is_null()) {
             self.usage = usage_of(usage);

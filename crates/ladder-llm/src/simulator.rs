@@ -190,7 +190,7 @@ impl Backend for Simulator {
             None => text.push_str(&format!("I can help with that: \"{user_text}\".")),
         }
         for piece in text.split_inclusive(' ') {
-            on_text(piece);
+            on_text.text(piece);
         }
         Ok(ChatResponse {
             content: Some(text.clone()),

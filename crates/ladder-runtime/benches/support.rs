@@ -53,7 +53,7 @@ impl Backend for Scripted {
             "root" => call("transfer_to_lead", "{}"),
             "lead" => call("transfer_to_specialist", r#"{"day":"2026-12-01"}"#),
             _ => {
-                on_text("Booked.");
+                on_text.text("Booked.");
                 ChatResponse {
                     content: Some("Booked.".into()),
                     tool_calls: Vec::new(),

@@ -161,10 +161,32 @@ pub enum BackendError {
     Protocol(String),
     #[error("the model did not answer within {0:.1}s")]
     Timeout(f64),
+    /// The endpoint failed on what the model generated (an `error` inside the stream, such as
+    /// llama.cpp's answer to a call of a function it was not offered), after one retry. The
+    /// runtime treats it as a correction: the model is told and asked again.
+    #[error("the endpoint could not use the model's answer: {0}")]
+    Generation(String),
 }
 
 /// Receives streamed text as it arrives.
-pub type DeltaSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
+pub type DeltaSink<'a> = &'a dyn TextSink;
+
+/// Where a backend sends streamed text. Any `Fn(&str)` closure is one (it shows everything).
+pub trait TextSink: Send + Sync {
+    /// Takes a piece of text; returns whether it reached the caller. Text that did not (the
+    /// runtime holds back what it may still refuse) does not prevent a retry.
+    fn text(&self, piece: &str) -> bool;
+
+    /// The attempt that streamed the text so far failed and is retried: forget what was held.
+    fn restart(&self) {}
+}
+
+impl<F: Fn(&str) + Send + Sync> TextSink for F {
+    fn text(&self, piece: &str) -> bool {
+        self(piece);
+        true
+    }
+}
 
 /// A language model endpoint.
 #[async_trait]

@@ -10,7 +10,7 @@
 //! # #[async_trait::async_trait]
 //! # impl Backend for Echo {
 //! #     async fn complete(&self, r: &ChatRequest, on_text: DeltaSink<'_>) -> Result<ChatResponse, BackendError> {
-//! #         on_text("hello");
+//! #         on_text.text("hello");
 //! #         Ok(ChatResponse { content: Some("hello".into()), ..Default::default() })
 //! #     }
 //! #     fn name(&self) -> &str { "echo" }
@@ -39,8 +39,8 @@ mod tools;
 mod turn;
 
 pub use backend::{
-    Backend, BackendError, ChatMessage, ChatRequest, ChatResponse, DeltaSink, Role, TokenUsage,
-    ToolCall, ToolChoice, ToolSpec,
+    Backend, BackendError, ChatMessage, ChatRequest, ChatResponse, DeltaSink, Role, TextSink,
+    TokenUsage, ToolCall, ToolChoice, ToolSpec,
 };
 pub use event::Event;
 pub use ladder_check::program::Program;

@@ -36,7 +36,7 @@ impl Backend for Scripted {
             ))
         })?;
         if let Some(text) = &answer.content {
-            on_text(text);
+            on_text.text(text);
         }
         Ok(answer)
     }

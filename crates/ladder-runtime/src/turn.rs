@@ -1,7 +1,9 @@
 //! One turn: run the current rung until it replies, pauses for a human or the session ends,
 //! following handoffs, escalations and fallbacks, and enforcing every ceiling.
 
-use crate::backend::{ChatMessage, ChatRequest, Role, TokenUsage, ToolCall, ToolChoice, ToolSpec};
+use crate::backend::{
+    BackendError, ChatMessage, ChatRequest, Role, TokenUsage, ToolCall, ToolChoice, ToolSpec,
+};
 use crate::event::Event;
 use crate::schema;
 use crate::session::{Awaiting, Entry, Inbound, SessionState};
@@ -52,6 +54,8 @@ pub(crate) struct Turn<'a> {
     tool_calls_base: u32,
     /// The model call in flight, accounted by estimate if it never reports usage.
     pending: Option<Pending>,
+    /// The model repeated a call it has the result of: its next request offers no function.
+    answer_now: bool,
     llm_calls: u32,
     usage: TokenUsage,
     cost: f64,
@@ -81,6 +85,7 @@ impl<'a> Turn<'a> {
             steps_base: 0,
             tool_calls_base: 0,
             pending: None,
+            answer_now: false,
             llm_calls: 0,
             usage: TokenUsage::default(),
             cost: 0.0,
@@ -338,6 +343,7 @@ impl<'a> Turn<'a> {
                 }
             }
             let request = self.request(name, agent, consult_depth > 0);
+            self.answer_now = false;
             self.steps += 1;
             self.llm_calls += 1;
             self.state.counters.llm_calls += 1;
@@ -356,23 +362,51 @@ impl<'a> Turn<'a> {
                 prompt_estimate: estimate_tokens(&request),
                 gate: gate.clone(),
             });
-            let response = {
-                let tx = self.tx.clone();
-                let agent_name = name.to_string();
-                let gate = gate.clone();
-                let sink = move |text: &str| {
-                    if let Some(shown) = gate.push(text) {
-                        let _ = tx.send(Event::TextDelta {
-                            agent: agent_name.clone(),
-                            text: shown,
-                        });
-                    }
-                };
-                backend.complete(&request, &sink).await
+            let sink = Stream {
+                gate: gate.clone(),
+                tx: self.tx.clone(),
+                agent: name.to_string(),
             };
+            let response = backend.complete(&request, &sink).await;
             let pending = self.pending.take();
             let response = match response {
                 Ok(r) => r,
+                // The server could not use what the model generated: tell the model, ask again.
+                Err(BackendError::Generation(message)) => {
+                    if let Some(p) = pending {
+                        self.account_estimate(p);
+                    }
+                    corrections += 1;
+                    let reason =
+                        format!("the endpoint could not use the model's answer ({message})");
+                    self.emit(Event::Correction {
+                        agent: name.into(),
+                        reason,
+                        attempt: corrections,
+                    });
+                    if corrections > limits.corrections_per_step {
+                        return self.ceiling(
+                            name,
+                            "corrections_per_step",
+                            limits.corrections_per_step.into(),
+                        );
+                    }
+                    let mut allowed: Vec<String> = self
+                        .tool_specs(agent, consult_depth > 0)
+                        .into_iter()
+                        .map(|t| t.name)
+                        .collect();
+                    allowed.sort();
+                    let note = if allowed.is_empty() {
+                        "(ladder) Your last answer could not be read. Answer the caller in plain text.".to_string()
+                    } else if agent.router {
+                        format!("(ladder) Your last answer could not be read. Call exactly one of these functions: {}.", allowed.join(", "))
+                    } else {
+                        format!("(ladder) Your last answer could not be read. Call only these functions: {}; or answer the caller in plain text.", allowed.join(", "))
+                    };
+                    self.push_rejected("ladder", ChatMessage::user(note));
+                    continue;
+                }
                 Err(e) => {
                     if let Some(p) = pending {
                         self.account_estimate(p);
@@ -388,20 +422,28 @@ impl<'a> Turn<'a> {
             if response.tool_calls.is_empty() {
                 let text = response.content.unwrap_or_default();
                 let written_call = written_call(&text, &offered);
-                let refusal = if let Some(function) = &written_call {
-                    Some(format!(
-                        "you wrote a call of `{function}` as text; call the function through the tool-calling interface instead"
-                    ))
-                } else if agent.router && consult_depth == 0 {
-                    Some("a router must hand off with a transfer_to_* tool, not reply".to_string())
-                } else {
-                    None
+                let no_functions = request.tools.is_empty();
+                let refusal = match &written_call {
+                    // It had no functions: it already has the result it needs.
+                    Some(function) if no_functions => Some((
+                        format!("wrote a call of `{function}` as text instead of answering"),
+                        "(ladder) You already have the result you need. Answer the caller now in plain text; do not write function calls.".to_string(),
+                    )),
+                    Some(function) => Some((
+                        format!("wrote a call of `{function}` as text"),
+                        "(ladder) Do not write function calls as text: call functions through the tool-calling interface, or answer the caller in plain text.".to_string(),
+                    )),
+                    None if agent.router && consult_depth == 0 => Some((
+                        "a router must hand off with a transfer_to_* tool, not reply".to_string(),
+                        "(ladder) You must hand off: call one of your transfer_to_* functions.".to_string(),
+                    )),
+                    None => None,
                 };
-                if let Some(reason) = refusal {
+                if let Some((reason, note)) = refusal {
                     corrections += 1;
                     self.emit(Event::Correction {
                         agent: name.into(),
-                        reason: reason.clone(),
+                        reason,
                         attempt: corrections,
                     });
                     if corrections > limits.corrections_per_step {
@@ -411,14 +453,10 @@ impl<'a> Turn<'a> {
                             limits.corrections_per_step.into(),
                         );
                     }
-                    // A written-out call is not echoed back: the model would copy it again.
-                    let echoed = if written_call.is_some() {
-                        "(a function call written as text)".to_string()
-                    } else {
-                        text
-                    };
-                    self.push_rejected(name, ChatMessage::assistant(Some(echoed), Vec::new()));
-                    self.push_rejected("ladder", ChatMessage::user(format!("(ladder) {reason}.")));
+                    // The refused text is not echoed back: the model would copy it. The note
+                    // says what to do instead; it leaves the history when the turn ends.
+                    self.answer_now = written_call.is_some() && no_functions;
+                    self.push_rejected("ladder", ChatMessage::user(note));
                     continue;
                 }
                 // Whatever the gate still holds is the end of the reply.
@@ -730,6 +768,12 @@ impl<'a> Turn<'a> {
             if let Err(e) = schema::validate(&arguments, &tool.parameters) {
                 return Act::Correct(e);
             }
+            // Small models often repeat a call once they have its result: the same call in the
+            // same turn is not run again (nor counted); the model is told to use the result.
+            if let Some(result) = self.earlier_result(name, &call.name, &arguments) {
+                self.answer_now = true;
+                return Act::Done(result.to_string());
+            }
             if self.tool_calls - self.tool_calls_base >= prog.limits.tool_calls_per_turn {
                 return Act::Leave(self.ceiling(
                     name,
@@ -871,6 +915,29 @@ impl<'a> Turn<'a> {
             };
         }
         result
+    }
+
+    /// The result of the same successful call by `agent` earlier in this turn.
+    fn earlier_result(&self, agent: &str, tool: &str, arguments: &Value) -> Option<Value> {
+        let mut call_id = None;
+        for event in self.turn_events() {
+            match event {
+                Event::ToolCall {
+                    agent: a,
+                    tool: t,
+                    arguments: args,
+                    call_id: id,
+                } if a == agent && t == tool && args == arguments => call_id = Some(id),
+                Event::ToolResult {
+                    call_id: id,
+                    result,
+                    ok: true,
+                    ..
+                } if Some(id) == call_id => return Some(result.clone()),
+                _ => {}
+            }
+        }
+        None
     }
 
     fn tool_errors_in_turn(&self) -> u32 {
@@ -1036,11 +1103,20 @@ impl<'a> Turn<'a> {
             system.push_str(note);
         }
         let model = prog.models.get(&agent.model);
-        let tools = self.tool_specs(agent, consulted);
+        // After a repeated call the model gets no functions: it has what it needs to answer.
+        let tools = if self.answer_now {
+            Vec::new()
+        } else {
+            self.tool_specs(agent, consulted)
+        };
         let routing = agent.router && !consulted && !tools.is_empty();
         let mut messages = Vec::with_capacity(history.len() + 1);
         messages.push(ChatMessage::system(system));
-        messages.extend(history.iter().cloned());
+        if self.answer_now {
+            messages.extend(calls_as_notes(history));
+        } else {
+            messages.extend(history);
+        }
         ChatRequest {
             model: self
                 .rt
@@ -1243,6 +1319,41 @@ fn lean_schema(schema: &mut Value) {
     }
 }
 
+/// The history with function calls and their results turned into plain notes, for a request
+/// that offers no functions: a small model shown call syntax writes more calls instead of
+/// answering.
+fn calls_as_notes(history: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let mut names: Vec<(String, String)> = Vec::new();
+    let mut out = Vec::with_capacity(history.len());
+    for m in history {
+        match m.role {
+            Role::Assistant if !m.tool_calls.is_empty() => {
+                names.extend(
+                    m.tool_calls
+                        .iter()
+                        .map(|c| (c.id.clone(), format!("{}({})", c.name, c.arguments))),
+                );
+                if m.content.as_deref().is_some_and(|c| !c.trim().is_empty()) {
+                    out.push(ChatMessage::assistant(m.content, Vec::new()));
+                }
+            }
+            Role::Tool => {
+                let call = m
+                    .tool_call_id
+                    .as_ref()
+                    .and_then(|id| names.iter().find(|(i, _)| i == id))
+                    .map_or("a function", |(_, c)| c.as_str());
+                let result = m.content.unwrap_or_default();
+                out.push(ChatMessage::user(format!(
+                    "(ladder) {call} returned: {result}"
+                )));
+            }
+            _ => out.push(m),
+        }
+    }
+    out
+}
+
 fn parses_as_object(arguments: &str) -> bool {
     serde_json::from_str::<Value>(arguments).is_ok_and(|v| v.is_object())
 }
@@ -1299,6 +1410,32 @@ fn written_call(text: &str, offered: &[ToolSpec]) -> Option<String> {
         .iter()
         .any(|spec| spec.name == name)
         .then(|| name.to_string())
+}
+
+/// The text sink of one model call: what the gate lets through goes out as `text_delta`.
+struct Stream {
+    gate: Arc<TextGate>,
+    tx: UnboundedSender<Event>,
+    agent: String,
+}
+
+impl crate::backend::TextSink for Stream {
+    fn text(&self, piece: &str) -> bool {
+        match self.gate.push(piece) {
+            Some(shown) => {
+                let _ = self.tx.send(Event::TextDelta {
+                    agent: self.agent.clone(),
+                    text: shown,
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn restart(&self) {
+        self.gate.restart();
+    }
 }
 
 /// The model call in flight.
@@ -1362,6 +1499,12 @@ impl TextGate {
         }
         s.open = true;
         Some(std::mem::take(&mut s.held))
+    }
+
+    /// A retry begins: what was held belonged to the failed attempt.
+    fn restart(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.held.clear();
     }
 
     fn streamed_chars(&self) -> usize {

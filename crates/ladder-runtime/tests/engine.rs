@@ -283,11 +283,12 @@ async fn every_ceiling_fires_with_its_fallback() {
     // tool_calls_per_turn
     let fake = FakeOpenAi::start().await;
     to_specialist(&fake);
-    for _ in 0..3 {
-        fake.push(Reply::tool("echo", json!({"text": "x"})));
+    for text in ["x", "y", "z"] {
+        fake.push(Reply::tool("echo", json!({ "text": text })));
     }
     let s = session(&fake, LIMITS, "http://127.0.0.1:9");
-    let r = route(&s.send("book").collect().await);
+    let events = s.send("book").collect().await;
+    let r = route(&events);
     assert!(
         r.contains(&"ceiling tool_calls_per_turn".to_string())
             && r.contains(&"fallback specialist->sorry".to_string()),
