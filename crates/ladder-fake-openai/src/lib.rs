@@ -48,6 +48,8 @@ pub enum Reply {
     EmptyChoices,
     /// `message: null` (`delta: null` when streamed).
     NullMessage,
+    /// One tool call whose arguments are this exact text (which need not be JSON).
+    RawToolCall { name: String, arguments: String },
     /// A tool call cut by `max_tokens`: partial arguments, `finish_reason: "length"`.
     Truncated {
         name: String,
@@ -385,6 +387,17 @@ async fn complete(
             delta(Value::Null, Some("stop")),
         ]),
         Reply::NullMessage => completion(Value::Null, "stop"),
+        Reply::RawToolCall { name, arguments } if stream => finish_stream(vec![
+            delta(
+                json!({"role": "assistant", "content": null, "tool_calls": [with(call_json(0, &name, &arguments), "index", json!(0))]}),
+                None,
+            ),
+            delta(json!({}), Some("tool_calls")),
+        ]),
+        Reply::RawToolCall { name, arguments } => completion(
+            json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [call_json(0, &name, &arguments)]}),
+            "tool_calls",
+        ),
         Reply::Truncated {
             name,
             partial_arguments,
