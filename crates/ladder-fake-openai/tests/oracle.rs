@@ -1,0 +1,74 @@
+//! The oracle test: the official `openai` Python SDK (installed by `.ci/run` into a venv, named
+//! by `LADDER_ORACLE_PYTHON`) talks to the fake and checks that every kind of answer it produces
+//! is real-shaped, and that its rejections look like OpenAI's. Without the variable the test is
+//! skipped with a notice, unless `LADDER_REQUIRE_ORACLE` is set (as in CI), where it fails.
+
+use ladder_fake_openai::{FakeOpenAi, Reply};
+use serde_json::json;
+use std::path::Path;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_sdk_accepts_every_answer_of_the_fake() {
+    let Some(python) = std::env::var_os("LADDER_ORACLE_PYTHON") else {
+        assert!(
+            std::env::var_os("LADDER_REQUIRE_ORACLE").is_none(),
+            "LADDER_REQUIRE_ORACLE is set but LADDER_ORACLE_PYTHON is not"
+        );
+        eprintln!("skipped: set LADDER_ORACLE_PYTHON to a python with `openai` installed");
+        return;
+    };
+    let fake = FakeOpenAi::start().await;
+    let text = || Reply::text("Hello there, caller.");
+    let calls = || {
+        Reply::ToolCalls(vec![
+            ("lookup".into(), json!({"id": "a-1"})),
+            ("transfer_to_billing".into(), json!({})),
+        ])
+    };
+    let status = |status| Reply::Status {
+        status,
+        retry_after: None,
+    };
+    let truncated = || Reply::Truncated {
+        name: "lookup".into(),
+        partial_arguments: r#"{"id": "a-"#.into(),
+    };
+    // In the order the cases of oracle.py consume them.
+    for reply in [
+        text(),
+        text(),
+        text(),
+        calls(),
+        calls(),
+        calls(),
+        Reply::text("ok"),
+        status(429),
+        status(500),
+        status(503),
+        Reply::StreamError {
+            message: "The model produced output that does not match the expected format".into(),
+        },
+        truncated(),
+        truncated(),
+        Reply::NumberContent,
+        Reply::NullMessage,
+        Reply::EmptyChoices,
+        Reply::DoneFirst,
+    ] {
+        fake.push(reply);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle.py");
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(fake.base_url())
+        .output()
+        .await
+        .expect("start python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(fake.remaining(), 0, "every scripted answer was checked");
+    // The rejections the oracle provoked, and no other.
+    assert_eq!(fake.rejections().len(), 4, "{:#?}", fake.rejections());
+}
