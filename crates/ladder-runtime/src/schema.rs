@@ -66,6 +66,41 @@ fn check(value: &Value, schema: &Value, path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Removes the object keys `schema` does not declare (at every level that lists its
+/// properties). Models often add a parameter of another function to a call; the call is still
+/// good, and the tool only ever receives what it declared. Returns the removed paths.
+pub(crate) fn drop_unknown(value: &mut Value, schema: &Value) -> Vec<String> {
+    let mut dropped = Vec::new();
+    drop_at(value, schema, "arguments", &mut dropped);
+    dropped
+}
+
+fn drop_at(value: &mut Value, schema: &Value, path: &str, dropped: &mut Vec<String>) {
+    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
+        if let (Some(items), Some(list)) = (schema.get("items"), value.as_array_mut()) {
+            for (i, item) in list.iter_mut().enumerate() {
+                drop_at(item, items, &format!("{path}[{i}]"), dropped);
+            }
+        }
+        return;
+    };
+    let Some(object) = value.as_object_mut() else {
+        return;
+    };
+    object.retain(|key, _| {
+        let known = properties.contains_key(key);
+        if !known {
+            dropped.push(format!("{path}.{key}"));
+        }
+        known
+    });
+    for (key, v) in object.iter_mut() {
+        if let Some(s) = properties.get(key) {
+            drop_at(v, s, &format!("{path}.{key}"), dropped);
+        }
+    }
+}
+
 fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -79,7 +114,7 @@ fn kind(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::validate;
+    use super::{drop_unknown, validate};
     use serde_json::json;
 
     #[test]
@@ -99,5 +134,16 @@ mod tests {
             validate(&json!({"day": "x", "z": 1}), &schema).unwrap_err(),
             "arguments.z is not a known parameter"
         );
+    }
+
+    #[test]
+    fn unknown_keys_are_dropped_at_every_level() {
+        let schema = json!({"type": "object", "properties": {"a": {"type": "object", "properties": {"b": {"type": "string"}}}}});
+        let mut v = json!({"a": {"b": "x", "c": 1}, "sentiment": -1});
+        assert_eq!(
+            drop_unknown(&mut v, &schema),
+            ["arguments.sentiment", "arguments.a.c"]
+        );
+        assert_eq!(v, json!({"a": {"b": "x"}}));
     }
 }

@@ -56,6 +56,8 @@ pub(crate) struct Turn<'a> {
     pending: Option<Pending>,
     /// The model repeated a call it has the result of: its next request offers no function.
     answer_now: bool,
+    /// Guarded functions refused in this turn, no longer offered.
+    refused: Vec<String>,
     llm_calls: u32,
     usage: TokenUsage,
     cost: f64,
@@ -86,6 +88,7 @@ impl<'a> Turn<'a> {
             tool_calls_base: 0,
             pending: None,
             answer_now: false,
+            refused: Vec::new(),
             llm_calls: 0,
             usage: TokenUsage::default(),
             cost: 0.0,
@@ -116,6 +119,24 @@ impl<'a> Turn<'a> {
     }
 
     pub(crate) async fn run(mut self, text: String) {
+        // An empty message is not a turn: nothing is sent to a model and nothing changes.
+        if text.trim().is_empty() {
+            self.emit(Event::Error {
+                agent: self.state.current.clone(),
+                message: "the message is empty; nothing was sent".into(),
+            });
+            let turn = self.state.turn;
+            self.emit(Event::TurnEnded {
+                turn,
+                usage: TokenUsage::default(),
+                llm_calls: 0,
+                tool_calls: 0,
+                handoffs: 0,
+                cost: 0.0,
+                latency_ms: 0,
+            });
+            return;
+        }
         let started = Instant::now();
         self.state.turn += 1;
         self.state.counters.turns += 1;
@@ -495,6 +516,7 @@ impl<'a> Turn<'a> {
             self.push(name, ChatMessage::assistant(content, calls));
             let mut corrected = false;
             let mut carried_out = false;
+            let mut reasons: Vec<String> = Vec::new();
             for (i, call) in response.tool_calls.iter().enumerate() {
                 let act = if response.truncated {
                     Act::Correct(format!(
@@ -521,6 +543,7 @@ impl<'a> Turn<'a> {
                             name,
                             ChatMessage::tool(&call.id, format!("error: {reason}")),
                         );
+                        reasons.push(reason);
                     }
                     Act::Leave(outcome) => {
                         // The calls from this one on are not answered: they leave the message,
@@ -534,10 +557,15 @@ impl<'a> Turn<'a> {
                     }
                 }
             }
+            // Nothing was carried out: the refused calls leave the history at once and a note
+            // says why (a small model shown its refused call repeats it).
             if corrected && !carried_out {
-                for entry in &mut self.state.transcript[at..] {
-                    entry.rejected = true;
-                }
+                self.state.transcript.truncate(at);
+                let note = format!(
+                    "(ladder) Your function call was not carried out: {}. Call again correctly, or answer the caller in plain text.",
+                    reasons.join("; ")
+                );
+                self.push_rejected("ladder", ChatMessage::user(note));
             }
             if corrected && corrections > limits.corrections_per_step {
                 return self.ceiling(
@@ -653,8 +681,10 @@ impl<'a> Turn<'a> {
                     if edge.context == ContextPolicy::Summary {
                         add_param(&mut schema, "summary", json!({"type": "string"}), true);
                     }
+                    let mut arguments = arguments.clone();
+                    schema::drop_unknown(&mut arguments, &schema);
                     if let Err(e) = schema::validate(&arguments, &schema) {
-                        return Act::Correct(e);
+                        return Act::Correct(with_example(e, &call.name, &schema));
                     }
                     if self.handoffs >= prog.limits.handoffs_per_turn {
                         return Act::Leave(self.ceiling(
@@ -705,6 +735,7 @@ impl<'a> Turn<'a> {
                 if let Some(edge) = agent.escalations.iter().find(|e| e.target == target) {
                     if let Some(condition) = &edge.condition {
                         if !self.holds(condition, &arguments) {
+                            self.refused.push(call.name.clone());
                             return Act::Correct(format!(
                                 "escalating to `{target}` is only allowed when {}",
                                 condition_text(condition)
@@ -765,8 +796,10 @@ impl<'a> Turn<'a> {
             .then(|| prog.tools.get(&call.name))
             .flatten()
         {
+            let mut arguments = arguments;
+            schema::drop_unknown(&mut arguments, &tool.parameters);
             if let Err(e) = schema::validate(&arguments, &tool.parameters) {
-                return Act::Correct(e);
+                return Act::Correct(with_example(e, &call.name, &tool.parameters));
             }
             // Small models often repeat a call once they have its result: the same call in the
             // same turn is not run again (nor counted); the model is told to use the result.
@@ -1113,7 +1146,19 @@ impl<'a> Turn<'a> {
         let mut messages = Vec::with_capacity(history.len() + 1);
         messages.push(ChatMessage::system(system));
         if self.answer_now {
-            messages.extend(calls_as_notes(history));
+            let (rest, results) = without_calls(history);
+            if let Some(ChatMessage {
+                content: Some(system),
+                ..
+            }) = messages.first_mut()
+            {
+                system.push_str("\n\n(ladder) You already called functions in this conversation; their results:\n");
+                system.push_str(&results);
+                system.push_str(
+                    "Answer the caller's last message now, in plain text, using these results.",
+                );
+            }
+            messages.extend(rest);
         } else {
             messages.extend(history);
         }
@@ -1198,6 +1243,19 @@ impl<'a> Turn<'a> {
             });
         }
         for edge in &agent.escalations {
+            let name = format!("escalate_to_{}", edge.target);
+            // An escalation whose guard cannot hold now is not offered: a small model calls
+            // whatever it is shown. Guards on the model's own `confidence`/`sentiment` are
+            // offered until refused once in the turn.
+            if let Some(c) = &edge.condition {
+                let self_reported = ["confidence", "sentiment"]
+                    .iter()
+                    .any(|s| condition_uses(c, s));
+                if self.refused.contains(&name) || (!self_reported && !self.holds(c, &Value::Null))
+                {
+                    continue;
+                }
+            }
             let mut parameters = json!({"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"], "additionalProperties": false});
             let mut description = format!("Escalate the conversation to `{}`", edge.target);
             if let Some(c) = &edge.condition {
@@ -1209,7 +1267,7 @@ impl<'a> Turn<'a> {
                 }
             }
             specs.push(ToolSpec {
-                name: format!("escalate_to_{}", edge.target),
+                name,
                 description,
                 parameters,
             });
@@ -1319,12 +1377,13 @@ fn lean_schema(schema: &mut Value) {
     }
 }
 
-/// The history with function calls and their results turned into plain notes, for a request
-/// that offers no functions: a small model shown call syntax writes more calls instead of
-/// answering.
-fn calls_as_notes(history: Vec<ChatMessage>) -> Vec<ChatMessage> {
+/// The history without function calls and their results, and the results as lines of text, for
+/// a request that offers no functions: a small model shown call syntax writes more calls
+/// instead of answering.
+fn without_calls(history: Vec<ChatMessage>) -> (Vec<ChatMessage>, String) {
     let mut names: Vec<(String, String)> = Vec::new();
-    let mut out = Vec::with_capacity(history.len());
+    let mut rest = Vec::with_capacity(history.len());
+    let mut results = String::new();
     for m in history {
         match m.role {
             Role::Assistant if !m.tool_calls.is_empty() => {
@@ -1334,7 +1393,7 @@ fn calls_as_notes(history: Vec<ChatMessage>) -> Vec<ChatMessage> {
                         .map(|c| (c.id.clone(), format!("{}({})", c.name, c.arguments))),
                 );
                 if m.content.as_deref().is_some_and(|c| !c.trim().is_empty()) {
-                    out.push(ChatMessage::assistant(m.content, Vec::new()));
+                    rest.push(ChatMessage::assistant(m.content, Vec::new()));
                 }
             }
             Role::Tool => {
@@ -1343,15 +1402,58 @@ fn calls_as_notes(history: Vec<ChatMessage>) -> Vec<ChatMessage> {
                     .as_ref()
                     .and_then(|id| names.iter().find(|(i, _)| i == id))
                     .map_or("a function", |(_, c)| c.as_str());
-                let result = m.content.unwrap_or_default();
-                out.push(ChatMessage::user(format!(
-                    "(ladder) {call} returned: {result}"
-                )));
+                results.push_str(&format!(
+                    "- {call} returned: {}\n",
+                    m.content.unwrap_or_default()
+                ));
             }
-            _ => out.push(m),
+            _ => rest.push(m),
         }
     }
-    out
+    (rest, results)
+}
+
+/// A schema error with the shape of a good call: `arguments.day is required (expected
+/// arguments like {"day": "<date>"})`.
+fn with_example(error: String, _function: &str, schema: &Value) -> String {
+    format!("{error} (expected arguments like {})", example(schema))
+}
+
+fn example(schema: &Value) -> Value {
+    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
+        return options.first().cloned().unwrap_or(Value::Null);
+    }
+    match schema.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let required: Vec<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let mut out = serde_json::Map::new();
+            for (k, v) in schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                if required.contains(&k.as_str()) {
+                    out.insert(k.clone(), example(v));
+                }
+            }
+            Value::Object(out)
+        }
+        Some("array") => json!([example(schema.get("items").unwrap_or(&Value::Null))]),
+        Some("integer") => json!(1),
+        Some("number") => json!(1.5),
+        Some("boolean") => json!(true),
+        _ => match schema.get("format").and_then(Value::as_str) {
+            Some(f) => json!(format!("<{f}>")),
+            None => json!("<text>"),
+        },
+    }
 }
 
 fn parses_as_object(arguments: &str) -> bool {

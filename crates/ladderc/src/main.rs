@@ -289,6 +289,10 @@ fn main() -> ExitCode {
             session,
             store,
         } => {
+            if messages.iter().any(|m| m.trim().is_empty()) {
+                eprintln!("error: a --message is empty; say something (nothing was sent)");
+                return ExitCode::from(2);
+            }
             let program = match compile_file(&file) {
                 Ok(p) => p,
                 Err(code) => return code,

@@ -28,6 +28,14 @@ pub(crate) struct ModelArgs {
     /// Use this model name for every agent (e.g. a local model).
     #[arg(long, value_name = "NAME")]
     pub model: Option<String>,
+    /// Prices of the `--model` model, dollars per million tokens: input/output[/cached input],
+    /// e.g. `0/0` for a local model or `0.15/0.60/0.075`. Without it, its calls cost 0.
+    #[arg(long, value_name = "IN/OUT[/CACHED]", requires = "model", value_parser = parse_prices)]
+    pub prices: Option<ladder_runtime::Prices>,
+    /// Send this temperature with every request (default: the model's `temperature`, else 0
+    /// for routers and 0.2 for other agents).
+    #[arg(long, value_name = "T", value_parser = parse_temperature)]
+    pub temperature: Option<f64>,
     /// Allow `exec` tools to start local programs.
     #[arg(long)]
     pub allow_exec: bool,
@@ -45,7 +53,41 @@ impl ModelArgs {
             .backend_arc(backend)
             .allow_exec(self.allow_exec)
             .model_override(self.model.clone())
+            .prices_override(self.prices)
+            .temperature_override(self.temperature)
     }
+}
+
+fn parse_prices(text: &str) -> Result<ladder_runtime::Prices, String> {
+    let parts: Vec<&str> = text.split('/').collect();
+    let number = |s: &str| -> Result<f64, String> {
+        s.trim()
+            .trim_start_matches('$')
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .ok_or_else(|| format!("`{s}` is not a price (dollars per million tokens, >= 0)"))
+    };
+    match parts.as_slice() {
+        [input, output] => Ok(ladder_runtime::Prices {
+            input_per_mtok: number(input)?,
+            output_per_mtok: number(output)?,
+            cached_input_per_mtok: None,
+        }),
+        [input, output, cached] => Ok(ladder_runtime::Prices {
+            input_per_mtok: number(input)?,
+            output_per_mtok: number(output)?,
+            cached_input_per_mtok: Some(number(cached)?),
+        }),
+        _ => Err("expected IN/OUT or IN/OUT/CACHED, e.g. 0.15/0.60".into()),
+    }
+}
+
+fn parse_temperature(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|t| (0.0..=2.0).contains(t))
+        .ok_or_else(|| format!("`{text}` is not a temperature between 0 and 2"))
 }
 
 pub(crate) struct RunOptions {
