@@ -101,6 +101,10 @@ impl OpenAi {
                 ToolChoice::Auto => "auto",
                 ToolChoice::Required => "required",
             });
+            // A call that must be made is one call: a router hands off once.
+            if request.tool_choice == ToolChoice::Required {
+                body["parallel_tool_calls"] = json!(false);
+            }
             body["tools"] = Value::Array(
                 request
                     .tools

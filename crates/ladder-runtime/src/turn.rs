@@ -502,7 +502,7 @@ impl<'a> Turn<'a> {
                 .tool_calls
                 .iter()
                 .map(|c| ToolCall {
-                    arguments: if parses_as_object(&c.arguments) && !response.truncated {
+                    arguments: if parses_as_object(&c.arguments) {
                         c.arguments.clone()
                     } else {
                         "{}".into()
@@ -518,7 +518,9 @@ impl<'a> Turn<'a> {
             let mut carried_out = false;
             let mut reasons: Vec<String> = Vec::new();
             for (i, call) in response.tool_calls.iter().enumerate() {
-                let act = if response.truncated {
+                // In an answer cut by the token limit, the call whose arguments do not parse is
+                // the one that was cut; the calls before it are complete.
+                let act = if response.truncated && !parses_as_object(&call.arguments) {
                     Act::Correct(format!(
                         "your call of `{}` was cut off by the output token limit; call it again with shorter arguments",
                         call.name
