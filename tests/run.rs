@@ -239,3 +239,142 @@ async fn a_real_endpoint_with_json_trace_and_model_override() {
     assert_eq!(auth, format!("Bearer {SECRET}"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn temp_ladder(name: &str, source: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("ladder-run-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, source).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_turn_that_ends_in_an_error_exits_1_and_names_the_endpoint() {
+    let out = ladderc(
+        &[
+            "run",
+            "--backend",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "-m",
+            "hi",
+            "examples/triage.ladder",
+        ],
+        &[],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("http://127.0.0.1:9/v1"), "{stdout}");
+    assert!(stderr.contains("ended in an error"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2_before_anything_runs() {
+    for args in [
+        &["run", "-m", "", "examples/triage.ladder"][..],
+        &[
+            "run",
+            "--prices",
+            "0/0",
+            "-m",
+            "hi",
+            "examples/triage.ladder",
+        ][..],
+        &[
+            "run",
+            "--model",
+            "x",
+            "--prices",
+            "cheap",
+            "-m",
+            "hi",
+            "examples/triage.ladder",
+        ][..],
+        &[
+            "run",
+            "--temperature",
+            "3",
+            "-m",
+            "hi",
+            "examples/triage.ladder",
+        ][..],
+    ] {
+        let out = ladderc(args, &[], None);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_collect_question_is_shown_to_the_caller() {
+    let path = temp_ladder(
+        "ask.ladder",
+        r#"ladder 1
+ladder ask { entry intake }
+script intake {
+  collect phone: phone "Which number should we call?"
+  say "Thanks, we will call {{phone}}."
+  end
+}
+"#,
+    );
+    let out = ladderc(&["run", "--backend", "sim", "-m", "hi", &path], &[], None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("[intake] Which number should we call?"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_stored_session_continues_only_with_its_own_ladder() {
+    let db = std::env::temp_dir().join(format!("ladder-run-{:016x}.db", fastrand::u64(..)));
+    let store = format!("sqlite:{}", db.display());
+    let run = |ladder: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--backend",
+            "sim",
+            "--store",
+            &store,
+            "--session",
+            "call-1",
+        ];
+        args.extend_from_slice(extra);
+        args.extend(["-m", "I need an appointment", ladder]);
+        ladderc(&args, &[], None)
+    };
+    assert_eq!(
+        run("examples/after_hours.ladder", &[]).status.code(),
+        Some(0)
+    );
+    let other = run("examples/triage.ladder", &[]);
+    let stderr = String::from_utf8_lossy(&other.stderr);
+    assert_eq!(other.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("belongs to ladder `after_hours"),
+        "{stderr}"
+    );
+    // Asked for explicitly, it continues (and takes the new ladder's stamp).
+    let migrated = run("examples/triage.ladder", &["--migrate"]);
+    assert_ne!(
+        migrated.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    assert_eq!(
+        run("examples/triage.ladder", &[])
+            .status
+            .code()
+            .map(|c| c != 2),
+        Some(true)
+    );
+}

@@ -697,8 +697,77 @@ async fn the_chat_completions_facade_talks_to_a_ladder() {
         chunks.last().unwrap()["choices"][0]["finish_reason"],
         "stop"
     );
+    assert!(
+        chunks
+            .iter()
+            .filter(|c| c["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()))
+            .count()
+            >= 2,
+        "the reply streams word by word: {chunks:?}"
+    );
     let s = session(&server, "caller-7").await;
     assert_eq!(user_messages(&s), ["hi", "refund inv-2"]);
+
+    // The usage chunk when asked for, and the served ladder as the endpoint's model.
+    fake.push(Reply::text("Usage follows."));
+    let r = client()
+        .post(&url)
+        .json(
+            &json!({"stream": true, "stream_options": {"include_usage": true},
+                      "messages": [{"role": "user", "content": "and?"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    let last: Value = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .rfind(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert!(last["usage"]["total_tokens"].as_u64().unwrap() > 0);
+    let models: Value = client()
+        .get(format!("{}/v1/models", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "shop");
+}
+
+/// The official `openai` SDK (with `LADDER_ORACLE_PYTHON`, as in CI) lists the models, chats,
+/// and streams token by token with usage, through `ladderc serve`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_official_openai_sdk_talks_to_serve() {
+    let Some(python) = std::env::var_os("LADDER_ORACLE_PYTHON") else {
+        assert!(std::env::var_os("LADDER_REQUIRE_ORACLE").is_none());
+        eprintln!("skipped: set LADDER_ORACLE_PYTHON to a python with `openai` installed");
+        return;
+    };
+    let world = world().await;
+    world.fake.push(Reply::text("Hello from the clerk."));
+    world.fake.push(Reply::text("Refund noted and on its way."));
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let server = world.serve(&store, &[]);
+    let script = common::repo_root().join("tests/serve_sdk.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(format!("{}/v1", server.url))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

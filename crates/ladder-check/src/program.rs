@@ -37,6 +37,14 @@ pub struct Limits {
     /// Corrective retries after an undeclared tool or target, or arguments that fail the schema.
     pub corrections_per_step: u32,
     pub turns_per_session: Option<u32>,
+    /// The whole turn's deadline in seconds (default 120): past it the turn ends with
+    /// `ceiling_hit` `turn_deadline` and an error, whatever was streaming.
+    #[serde(default = "default_turn_deadline")]
+    pub turn_deadline_seconds: f64,
+}
+
+fn default_turn_deadline() -> f64 {
+    120.0
 }
 
 impl Default for Limits {
@@ -48,6 +56,7 @@ impl Default for Limits {
             escalation_depth: 4,
             corrections_per_step: 2,
             turns_per_session: None,
+            turn_deadline_seconds: default_turn_deadline(),
         }
     }
 }

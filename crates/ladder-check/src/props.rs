@@ -280,6 +280,7 @@ const LIMITS: &[(&str, Expect)] = &[
             max: 20.0,
         },
     ),
+    ("turn_deadline", Expect::Duration { max: 3600.0 }),
     (
         "turns_per_session",
         Expect::Count {
@@ -378,6 +379,10 @@ pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
                         .get("turns_per_session")
                         .and_then(|(c, _)| c.number())
                         .map(|n| n as u32),
+                    turn_deadline_seconds: v
+                        .get("turn_deadline")
+                        .and_then(|(c, _)| c.number())
+                        .unwrap_or(limits.turn_deadline_seconds),
                 };
             }
             "budget" => {

@@ -48,6 +48,8 @@ pub enum Reply {
     EmptyChoices,
     /// `message: null` (`delta: null` when streamed).
     NullMessage,
+    /// A text answer streamed one word every `gap` (a slow model).
+    SlowText { text: String, gap: Duration },
     /// One tool call whose arguments are this exact text (which need not be JSON).
     RawToolCall { name: String, arguments: String },
     /// A tool call cut by `max_tokens`: partial arguments, `finish_reason: "length"`.
@@ -387,6 +389,31 @@ async fn complete(
             delta(Value::Null, Some("stop")),
         ]),
         Reply::NullMessage => completion(Value::Null, "stop"),
+        Reply::SlowText { text, gap } => {
+            let mut chunks = vec![delta(
+                json!({"role": "assistant", "content": "", "refusal": null}),
+                None,
+            )];
+            for word in text.split_inclusive(' ') {
+                chunks.push(delta(json!({"content": word}), None));
+            }
+            chunks.push(delta(json!({}), Some("stop")));
+            if include_usage {
+                chunks.push(usage_chunk());
+            }
+            let mut lines: Vec<String> = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+            lines.push("data: [DONE]\n\n".into());
+            let body =
+                futures_util::stream::unfold(lines.into_iter(), move |mut rest| async move {
+                    let line = rest.next()?;
+                    tokio::time::sleep(gap).await;
+                    Some((Ok::<_, std::io::Error>(line), rest))
+                });
+            Response::builder()
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(body))
+                .expect("response")
+        }
         Reply::RawToolCall { name, arguments } if stream => finish_stream(vec![
             delta(
                 json!({"role": "assistant", "content": null, "tool_calls": [with(call_json(0, &name, &arguments), "index", json!(0))]}),

@@ -110,7 +110,7 @@ pub fn request(body: &Value) -> Result<(), Violation> {
     number_in(body, "top_p", 0.0, 1.0)?;
     for key in ["max_tokens", "max_completion_tokens"] {
         if let Some(v) = body.get(key).filter(|v| !v.is_null()) {
-            if !v.as_u64().is_some_and(|n| n >= 1) {
+            if v.as_u64().is_none_or(|n| n < 1) {
                 return Err(Violation::new(
                     key,
                     format!("'{key}' must be an integer >= 1"),
@@ -278,7 +278,7 @@ fn schema(s: &Value, at: &str, top: bool) -> Result<(), Violation> {
         schema(items, &format!("{at}.items"), false)?;
     }
     if let Some(e) = o.get("enum") {
-        if !e.as_array().is_some_and(|a| !a.is_empty()) {
+        if e.as_array().is_none_or(|a| a.is_empty()) {
             return Err(Violation::new(
                 at,
                 "Invalid schema: 'enum' must be a non-empty array",

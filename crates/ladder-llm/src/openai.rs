@@ -336,6 +336,7 @@ impl Backend for OpenAi {
                         body["temperature"] = json!((t + RESAMPLE_STEP).min(1.0));
                     }
                     on_text.restart();
+                    on_text.retrying(&error);
                     tokio::time::sleep(self.delay(attempt - 1, retry_after)).await;
                 }
             }

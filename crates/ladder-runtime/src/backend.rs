@@ -179,6 +179,10 @@ pub trait TextSink: Send + Sync {
 
     /// The attempt that streamed the text so far failed and is retried: forget what was held.
     fn restart(&self) {}
+
+    /// An attempt failed with `error` and will be retried: if a deadline cuts the call before it
+    /// succeeds, this is the cause to name.
+    fn retrying(&self, _error: &BackendError) {}
 }
 
 impl<F: Fn(&str) + Send + Sync> TextSink for F {

@@ -60,6 +60,10 @@ pub enum Event {
         agent: String,
         reason: String,
         attempt: u32,
+        /// What was refused: `{"function", "arguments"}` (the arguments as the model wrote them)
+        /// or `{"text"}`; absent when the endpoint could not say.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rejected: Option<serde_json::Value>,
     },
     /// A hard ceiling was reached: which one, and its value.
     CeilingHit {

@@ -45,7 +45,7 @@ pub use backend::{
 pub use event::Event;
 pub use ladder_check::program::Program;
 pub use schema::validate;
-pub use session::{Awaiting, Counters, Entry, Inbound, SessionState};
+pub use session::{Awaiting, Counters, Entry, Inbound, LadderStamp, SessionState};
 pub use store::{
     Claim, Durable, OpenTurn, RecordedCall, SessionSummary, Store, StoreError, Stored,
 };
@@ -73,6 +73,10 @@ pub(crate) struct Inner {
     /// Prices of the overriding model (none: its cost counts as 0).
     pub prices_override: Option<Prices>,
     pub temperature_override: Option<f64>,
+    /// Which ladder this is, stamped on every session it runs.
+    pub stamp: LadderStamp,
+    /// Continue stored sessions of another ladder (or another version of this one).
+    pub migrate: bool,
 }
 
 /// Dollars per million tokens of a model.
@@ -113,8 +117,11 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(program: Program) -> Self {
+        let stamp = LadderStamp::of(&program);
         Runtime {
             inner: Arc::new(Inner {
+                stamp,
+                migrate: false,
                 program,
                 backend: None,
                 host_tools: HashMap::new(),
@@ -141,6 +148,8 @@ impl Runtime {
                     model_override: old.model_override.clone(),
                     prices_override: old.prices_override,
                     temperature_override: old.temperature_override,
+                    stamp: old.stamp.clone(),
+                    migrate: old.migrate,
                 };
                 f(&mut copy);
                 self.inner = Arc::new(copy);
@@ -186,6 +195,12 @@ impl Runtime {
         self.with(|i| i.prices_override = prices)
     }
 
+    /// Lets stored sessions of another ladder, or of another version of this one, continue with
+    /// this one (off by default: such a session is refused with [`StoreError::OtherLadder`]).
+    pub fn migrate(self, migrate: bool) -> Self {
+        self.with(|i| i.migrate = migrate)
+    }
+
     /// Sends this temperature with every request, whatever the ladder declares.
     pub fn temperature_override(self, temperature: Option<f64>) -> Self {
         self.with(|i| i.temperature_override = temperature)
@@ -209,7 +224,8 @@ impl Runtime {
             .iter()
             .filter_map(|(k, v)| v.default.clone().map(|d| (k.clone(), d)))
             .collect();
-        let state = SessionState::new(id.into(), self.inner.program.entry.clone(), vars);
+        let mut state = SessionState::new(id.into(), self.inner.program.entry.clone(), vars);
+        state.ladder = Some(self.inner.stamp.clone());
         self.resume(state)
     }
 

@@ -100,6 +100,35 @@ pub struct SessionState {
     pub ended: bool,
     /// The append-only event log of every turn.
     pub events: Vec<Event>,
+    /// The ladder this session runs (absent in sessions stored before stamps existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ladder: Option<LadderStamp>,
+}
+
+/// Which ladder a session belongs to: its name and a hash of the checked program (its scenario
+/// tests excluded). A stored session is continued only by the same program.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LadderStamp {
+    pub name: String,
+    pub hash: String,
+}
+
+impl LadderStamp {
+    pub fn of(program: &ladder_check::program::Program) -> Self {
+        let mut p = program.clone();
+        p.tests.clear();
+        let bytes = serde_json::to_vec(&p).unwrap_or_default();
+        // FNV-1a, 64 bits: stable across builds and platforms, unlike std's hasher.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        LadderStamp {
+            name: program.name.clone(),
+            hash: format!("{hash:016x}"),
+        }
+    }
 }
 
 impl SessionState {
@@ -122,6 +151,7 @@ impl SessionState {
             paused_for: None,
             ended: false,
             events: Vec::new(),
+            ladder: None,
         }
     }
 }

@@ -27,6 +27,14 @@ pub enum StoreError {
     Busy { id: String, owner: String },
     #[error("the lease on session `{0}` expired and another worker took the session over")]
     LeaseLost(String),
+    #[error("session `{id}` belongs to ladder `{stored}`, not to this {current}; continue it with the ladder it was started with, or migrate it explicitly (`--migrate`)")]
+    OtherLadder {
+        id: String,
+        /// `name` (hash) of the stored session's ladder.
+        stored: String,
+        /// `ladder `name` (hash)` of this runtime.
+        current: String,
+    },
     #[error("{0}")]
     Backend(String),
 }
@@ -222,6 +230,7 @@ impl Durable {
     /// Everything runs on a task of its own: a caller that stops waiting (a client that hangs
     /// up) neither stops the turn nor strands the lease.
     pub async fn send(&self, id: &str, text: impl Into<String>) -> Result<EventStream, StoreError> {
+        self.check_ladder(id).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (claimed, on_claim) = oneshot::channel();
         let this = self.clone();
@@ -277,6 +286,28 @@ impl Durable {
             Err(_) => Err(StoreError::Backend(
                 "the turn stopped before it began".into(),
             )),
+        }
+    }
+
+    /// Refuses a session stamped with another ladder (or another version of this one), unless
+    /// the runtime migrates. Sessions stored before stamps existed are accepted.
+    async fn check_ladder(&self, id: &str) -> Result<(), StoreError> {
+        if self.runtime.inner.migrate {
+            return Ok(());
+        }
+        let Some(stored) = self.store.load(id).await? else {
+            return Err(StoreError::NotFound(id.to_string()));
+        };
+        match stored.state.ladder {
+            Some(stamp) if stamp != self.runtime.inner.stamp => Err(StoreError::OtherLadder {
+                id: id.to_string(),
+                stored: format!("{} ({})", stamp.name, stamp.hash),
+                current: format!(
+                    "ladder `{}` ({})",
+                    self.runtime.inner.stamp.name, self.runtime.inner.stamp.hash
+                ),
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::Inner;
 use crate::Prices;
 use ladder_check::program::{Agent, Condition, ContextPolicy, Program, ScriptStep};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
@@ -58,6 +59,8 @@ pub(crate) struct Turn<'a> {
     answer_now: bool,
     /// Guarded functions refused in this turn, no longer offered.
     refused: Vec<String>,
+    /// Set when the current rung's reply starts reaching the caller (its SLA is then met).
+    committed: Arc<AtomicBool>,
     llm_calls: u32,
     usage: TokenUsage,
     cost: f64,
@@ -89,6 +92,7 @@ impl<'a> Turn<'a> {
             pending: None,
             answer_now: false,
             refused: Vec::new(),
+            committed: Arc::new(AtomicBool::new(false)),
             llm_calls: 0,
             usage: TokenUsage::default(),
             cost: 0.0,
@@ -138,6 +142,8 @@ impl<'a> Turn<'a> {
             return;
         }
         let started = Instant::now();
+        // The ladder that ran the turn (a migrated session takes the new stamp).
+        self.state.ladder = Some(self.rt.stamp.clone());
         self.state.turn += 1;
         self.state.counters.turns += 1;
         let turn = self.state.turn;
@@ -155,6 +161,22 @@ impl<'a> Turn<'a> {
         } else if let Some(human) = self.state.paused_for.clone() {
             let from = self.state.current.clone();
             self.emit(Event::HumanNeeded { human, from });
+        } else if let Some(limit) = program(self.rt)
+            .limits
+            .turns_per_session
+            .filter(|n| self.state.counters.turns > *n)
+        {
+            // The declared ceiling on a session's turns: the session ends, nothing is sent.
+            let agent = self.state.current.clone();
+            self.emit(Event::CeilingHit {
+                agent,
+                ceiling: "turns_per_session".into(),
+                limit: limit.into(),
+            });
+            self.state.ended = true;
+            self.emit(Event::SessionEnded {
+                by: "turns_per_session".into(),
+            });
         } else {
             self.state.rung_turns += 1;
             let resume = self.state.awaiting.take();
@@ -163,7 +185,25 @@ impl<'a> Turn<'a> {
                     .vars
                     .insert(a.var.clone(), Value::String(text.clone()));
             }
-            self.run_rungs(resume).await;
+            let deadline = program(self.rt).limits.turn_deadline_seconds;
+            let within =
+                tokio::time::timeout(Duration::from_secs_f64(deadline), self.run_rungs(resume))
+                    .await;
+            if within.is_err() {
+                let cause = self.cut_pending();
+                let agent = self.state.current.clone();
+                self.emit(Event::CeilingHit {
+                    agent: agent.clone(),
+                    ceiling: "turn_deadline".into(),
+                    limit: deadline,
+                });
+                self.emit(Event::Error {
+                    agent,
+                    message: format!(
+                        "the turn did not finish within its deadline of {deadline}s{cause}"
+                    ),
+                });
+            }
         }
         self.forget_rejected();
         let latency_ms = started.elapsed().as_millis() as u64;
@@ -302,36 +342,71 @@ impl<'a> Turn<'a> {
         };
     }
 
+    /// Runs an agent under its SLA. The SLA bounds the time until the rung commits: its reply
+    /// starts streaming to the caller, or control leaves it. A reply already streaming is never
+    /// cut by the SLA (the turn deadline bounds it).
     async fn run_agent_with_sla(&mut self, name: &str) -> Outcome {
         let sla = program(self.rt).agents[name]
             .sla
             .as_ref()
             .map(|s| s.seconds);
-        match sla {
-            Some(seconds) => match tokio::time::timeout(
-                Duration::from_secs_f64(seconds),
-                self.run_agent(name, 0),
-            )
-            .await
-            {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    // The call in flight was cut: its usage is estimated, not lost.
-                    if let Some(p) = self.pending.take() {
-                        self.account_estimate(p);
-                    }
-                    self.emit(Event::CeilingHit {
-                        agent: name.into(),
-                        ceiling: "sla".into(),
-                        limit: seconds,
-                    });
-                    Outcome::Failed {
-                        reason: format!("`{name}` missed its SLA of {seconds}s"),
-                        sla: true,
+        let Some(seconds) = sla else {
+            return self.run_agent(name, 0).await;
+        };
+        let committed = Arc::new(AtomicBool::new(false));
+        self.committed = committed.clone();
+        let finished = {
+            let work = self.run_agent(name, 0);
+            tokio::pin!(work);
+            let deadline = tokio::time::sleep(Duration::from_secs_f64(seconds));
+            tokio::pin!(deadline);
+            let mut passed = false;
+            loop {
+                tokio::select! {
+                    outcome = &mut work => break Some(outcome),
+                    _ = &mut deadline, if !passed => {
+                        if committed.load(Ordering::SeqCst) {
+                            passed = true;
+                        } else {
+                            break None;
+                        }
                     }
                 }
-            },
-            None => self.run_agent(name, 0).await,
+            }
+        };
+        self.committed = Arc::new(AtomicBool::new(false));
+        if let Some(outcome) = finished {
+            return outcome;
+        }
+        let cause = self.cut_pending();
+        self.emit(Event::CeilingHit {
+            agent: name.into(),
+            ceiling: "sla".into(),
+            limit: seconds,
+        });
+        Outcome::Failed {
+            reason: format!("`{name}` missed its SLA of {seconds}s{cause}"),
+            sla: true,
+        }
+    }
+
+    /// The model call in flight was cut by a deadline: its usage is estimated, not lost, and the
+    /// error it was retrying after, if any, is returned as the cause to name.
+    fn cut_pending(&mut self) -> String {
+        let Some(p) = self.pending.take() else {
+            return String::new();
+        };
+        let last = p
+            .gate
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error
+            .take();
+        self.account_estimate(p);
+        match last {
+            Some(e) => format!(" (the model endpoint was failing: {e})"),
+            None => String::new(),
         }
     }
 
@@ -387,6 +462,7 @@ impl<'a> Turn<'a> {
                 gate: gate.clone(),
                 tx: self.tx.clone(),
                 agent: name.to_string(),
+                committed: self.committed.clone(),
             };
             let response = backend.complete(&request, &sink).await;
             let pending = self.pending.take();
@@ -404,6 +480,7 @@ impl<'a> Turn<'a> {
                         agent: name.into(),
                         reason,
                         attempt: corrections,
+                        rejected: None,
                     });
                     if corrections > limits.corrections_per_step {
                         return self.ceiling(
@@ -466,6 +543,7 @@ impl<'a> Turn<'a> {
                         agent: name.into(),
                         reason,
                         attempt: corrections,
+                        rejected: Some(json!({ "text": text })),
                     });
                     if corrections > limits.corrections_per_step {
                         return self.ceiling(
@@ -540,6 +618,9 @@ impl<'a> Turn<'a> {
                             agent: name.into(),
                             reason: reason.clone(),
                             attempt: corrections,
+                            rejected: Some(
+                                json!({"function": call.name, "arguments": call.arguments}),
+                            ),
                         });
                         self.push(
                             name,
@@ -627,7 +708,7 @@ impl<'a> Turn<'a> {
         c.estimated_calls += usage.estimated_calls;
         let prices = match &self.rt.model_override {
             // Another model answers: the ladder's prices are not its prices.
-            Some(_) => self.rt.prices_override.clone().unwrap_or_default(),
+            Some(_) => self.rt.prices_override.unwrap_or_default(),
             None => program(self.rt)
                 .models
                 .get(model)
@@ -1521,12 +1602,14 @@ struct Stream {
     gate: Arc<TextGate>,
     tx: UnboundedSender<Event>,
     agent: String,
+    committed: Arc<AtomicBool>,
 }
 
 impl crate::backend::TextSink for Stream {
     fn text(&self, piece: &str) -> bool {
         match self.gate.push(piece) {
             Some(shown) => {
+                self.committed.store(true, Ordering::SeqCst);
                 let _ = self.tx.send(Event::TextDelta {
                     agent: self.agent.clone(),
                     text: shown,
@@ -1539,6 +1622,14 @@ impl crate::backend::TextSink for Stream {
 
     fn restart(&self) {
         self.gate.restart();
+    }
+
+    fn retrying(&self, error: &BackendError) {
+        self.gate
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error = Some(error.to_string());
     }
 }
 
@@ -1563,6 +1654,8 @@ struct GateState {
     held: String,
     open: bool,
     streamed: usize,
+    /// The error of the last failed attempt, while the backend retries.
+    last_error: Option<String>,
 }
 
 impl TextGate {

@@ -305,7 +305,11 @@ fn main() -> ExitCode {
                 session,
                 store,
             };
-            block_on(run::run(program, options), finish)
+            block_on(run::run(program, options), |result| match result {
+                Ok(false) => ExitCode::SUCCESS,
+                Ok(true) => ExitCode::from(1),
+                Err(e) => finish(Err(e)),
+            })
         }
         Command::Serve {
             file,

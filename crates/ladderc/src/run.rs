@@ -39,6 +39,9 @@ pub(crate) struct ModelArgs {
     /// Allow `exec` tools to start local programs.
     #[arg(long)]
     pub allow_exec: bool,
+    /// Continue stored sessions that another ladder (or another version of this one) started.
+    #[arg(long)]
+    pub migrate: bool,
 }
 
 impl ModelArgs {
@@ -52,6 +55,7 @@ impl ModelArgs {
         Runtime::new(program)
             .backend_arc(backend)
             .allow_exec(self.allow_exec)
+            .migrate(self.migrate)
             .model_override(self.model.clone())
             .prices_override(self.prices)
             .temperature_override(self.temperature)
@@ -253,6 +257,17 @@ fn print_event(event: &Event, speaking: &mut Option<String>, out: &mut impl Writ
             end_line(speaking, out);
             let _ = writeln!(out, "  * waiting for a person: {human} (from {from})");
         }
+        Event::Collect {
+            script,
+            var,
+            question,
+        } => {
+            end_line(speaking, out);
+            let q = question
+                .clone()
+                .unwrap_or_else(|| format!("Please give your {}.", var.replace('_', " ")));
+            let _ = writeln!(out, "[{script}] {q}");
+        }
         Event::SessionEnded { by } => {
             end_line(speaking, out);
             let _ = writeln!(out, "  * session ended by {by}");
@@ -275,7 +290,8 @@ struct TurnSummary {
     latency_ms: u64,
 }
 
-pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), String> {
+/// Holds the conversation; `Ok(true)` when a turn ended in an `error` event.
+pub(crate) async fn run(program: Program, options: RunOptions) -> Result<bool, String> {
     let runtime = options.model.runtime(program, options.model.backend());
     let conversation = Conversation::open(runtime, &options).await?;
     let mut trace = match &options.trace {
@@ -291,6 +307,7 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), Str
     let mut scripted = options.messages.clone().into_iter();
     let mut visited: BTreeSet<String> = BTreeSet::new();
     let mut turns: Vec<TurnSummary> = Vec::new();
+    let mut failed_turns = 0u32;
     loop {
         let text = if interactive {
             if std::io::stdin().is_terminal() {
@@ -334,6 +351,9 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), Str
             }
             if let Event::AgentActive { agent, .. } = &event {
                 visited.insert(agent.clone());
+            }
+            if matches!(event, Event::Error { .. }) {
+                failed_turns += 1;
             }
             if let Event::TurnEnded {
                 turn,
@@ -382,5 +402,8 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<(), Str
             t.turn, t.latency_ms, t.llm_calls, t.tool_calls, t.tokens, t.cost
         );
     }
-    Ok(())
+    if failed_turns > 0 {
+        eprintln!("error: {failed_turns} turn(s) ended in an error (exit 1)");
+    }
+    Ok(failed_turns > 0)
 }

@@ -90,6 +90,9 @@ impl From<StoreError> for ApiError {
                 format!("{e}; send the message again when that turn has ended"),
             ),
             StoreError::LeaseLost(_) => error(StatusCode::CONFLICT, "lease_lost", e.to_string()),
+            StoreError::OtherLadder { .. } => {
+                error(StatusCode::CONFLICT, "other_ladder", e.to_string())
+            }
             StoreError::Backend(m) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "store_unavailable",
@@ -247,6 +250,7 @@ fn router(app: App, max_body: usize) -> Router {
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/sessions/{id}/messages", post(send_message))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app.clone(), auth))
         .route("/healthz", get(healthz))
@@ -474,7 +478,97 @@ struct ChatCompletionRequest {
     #[serde(default)]
     stream: bool,
     #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
     user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// What the caller of the chat endpoint reads, from a turn's events: model text token by token
+/// as it streams, script lines, `collect` questions and the hand-over to a person as text, and
+/// an error only when nothing else was said.
+#[derive(Default)]
+struct ChatText {
+    /// The agent whose text is streaming, and what it streamed so far.
+    streaming: Option<(String, String)>,
+    wrote: bool,
+    told_human: bool,
+    usage: Option<Value>,
+}
+
+impl ChatText {
+    /// The text an event adds to the answer, if any.
+    fn piece(&mut self, event: &Event) -> Option<String> {
+        let text = match event {
+            Event::TextDelta { agent, text } => {
+                let sep = match &mut self.streaming {
+                    Some((a, so_far)) if a == agent => {
+                        so_far.push_str(text);
+                        ""
+                    }
+                    _ => {
+                        self.streaming = Some((agent.clone(), text.clone()));
+                        if self.wrote {
+                            "\n\n"
+                        } else {
+                            ""
+                        }
+                    }
+                };
+                format!("{sep}{text}")
+            }
+            Event::Reply { agent, text } => match self.streaming.take() {
+                // Already streamed: only what the stream did not carry.
+                Some((a, so_far)) if &a == agent && text.starts_with(&so_far) => {
+                    text[so_far.len()..].to_string()
+                }
+                _ => self.separated(text),
+            },
+            Event::Collect { question, var, .. } => {
+                let q = question
+                    .clone()
+                    .unwrap_or_else(|| format!("Please give your {}.", var.replace('_', " ")));
+                self.separated(&q)
+            }
+            Event::HumanNeeded { human, .. } if !self.told_human => {
+                self.told_human = true;
+                self.separated(&format!(
+                    "A person ({}) will take over this conversation.",
+                    human.replace('_', " ")
+                ))
+            }
+            Event::Error { message, .. } if !self.wrote => format!("[error: {message}]"),
+            Event::TurnEnded { usage, .. } => {
+                self.usage = Some(json!({
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+                    "prompt_tokens_details": {"cached_tokens": usage.cached_prompt_tokens},
+                }));
+                return None;
+            }
+            _ => return None,
+        };
+        if text.is_empty() {
+            return None;
+        }
+        self.wrote = true;
+        Some(text)
+    }
+
+    fn separated(&mut self, text: &str) -> String {
+        self.streaming = None;
+        if self.wrote {
+            format!("\n\n{text}")
+        } else {
+            text.to_string()
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -496,6 +590,15 @@ fn content_text(content: &Value) -> String {
             .join("\n"),
         _ => String::new(),
     }
+}
+
+/// `GET /v1/models`: the served ladder, as the one model of this endpoint (chat front ends ask
+/// for the list before anything else).
+async fn models(State(app): State<App>) -> Json<Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{"id": &*app.ladder, "object": "model", "created": 0, "owned_by": "ladderc"}],
+    }))
 }
 
 fn unix_now() -> u64 {
@@ -544,71 +647,74 @@ async fn chat_completions(
     let completion_id = format!("chatcmpl-{id}-{:08x}", fastrand::u32(..));
     let created = unix_now();
     let session_header = HeaderValue::from_str(&id).ok();
+    let include_usage = request.stream_options.is_some_and(|o| o.include_usage);
     let mut response = if request.stream {
         let chunk = {
             let (completion_id, model) = (completion_id.clone(), model.clone());
-            move |delta: Value, finish: Option<&str>| {
-                let body = json!({
+            move |choices: Value, usage: Option<Value>| {
+                let mut body = json!({
                     "id": completion_id, "object": "chat.completion.chunk", "created": created,
-                    "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                    "model": model, "system_fingerprint": null, "choices": choices,
                 });
+                if let Some(u) = usage {
+                    body["usage"] = u;
+                }
                 Ok::<_, Infallible>(SseEvent::default().data(body.to_string()))
             }
         };
-        let first = chunk.clone()(json!({"role": "assistant", "content": ""}), None);
-        let mut replied = false;
-        let body = events_stream(rx).filter_map(move |event| {
-            let out = match event {
-                Event::Reply { text, .. } => {
-                    let sep = if replied { "\n\n" } else { "" };
-                    replied = true;
-                    Some(chunk(json!({"content": format!("{sep}{text}")}), None))
+        let delta = |d: Value, finish: Option<&str>| json!([{"index": 0, "delta": d, "logprobs": null, "finish_reason": finish}]);
+        let first = chunk.clone()(
+            delta(json!({"role": "assistant", "content": ""}), None),
+            None,
+        );
+        let mut text = ChatText::default();
+        let body = events_stream(rx).flat_map(move |event| {
+            let mut out = Vec::new();
+            if let Some(piece) = text.piece(&event) {
+                out.push(chunk(delta(json!({ "content": piece }), None), None));
+            }
+            if let Event::TurnEnded { .. } = event {
+                out.push(chunk(delta(json!({}), Some("stop")), None));
+                if include_usage {
+                    out.push(chunk(json!([]), text.usage.clone()));
                 }
-                Event::Error { message, .. } if !replied => {
-                    replied = true;
-                    Some(chunk(
-                        json!({"content": format!("[error: {message}]")}),
-                        None,
-                    ))
-                }
-                Event::TurnEnded { .. } => Some(chunk(json!({}), Some("stop"))),
-                _ => None,
-            };
-            std::future::ready(out)
+            }
+            stream::iter(out)
         });
         let done = stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
         Sse::new(stream::once(async { first }).chain(body).chain(done)).into_response()
     } else {
         let events: Vec<Event> = events_stream(rx).collect().await;
-        let mut replies = Vec::new();
+        let mut text = ChatText::default();
+        let mut content = String::new();
         let mut errors = Vec::new();
-        let mut usage = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
         let mut agent = None;
         for event in &events {
+            if let Some(piece) = text.piece(event) {
+                content.push_str(&piece);
+            }
             match event {
-                Event::Reply { agent: a, text } => {
-                    replies.push(text.clone());
-                    agent = Some(a.clone());
-                }
+                Event::Reply { agent: a, .. } => agent = Some(a.clone()),
                 Event::Error { message, .. } => errors.push(message.clone()),
-                Event::TurnEnded { usage: u, .. } => {
-                    usage = json!({
-                        "prompt_tokens": u.prompt_tokens,
-                        "completion_tokens": u.completion_tokens,
-                        "total_tokens": u.prompt_tokens + u.completion_tokens,
-                    });
-                }
                 _ => {}
             }
         }
-        if replies.is_empty() && !errors.is_empty() {
+        let answered = events.iter().any(|e| {
+            matches!(
+                e,
+                Event::Reply { .. } | Event::Collect { .. } | Event::HumanNeeded { .. }
+            )
+        });
+        if !answered && !errors.is_empty() {
             return Err(error(
                 StatusCode::BAD_GATEWAY,
                 "ladder_error",
                 errors.join("; "),
             ));
         }
+        let usage = text.usage.unwrap_or_else(
+            || json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}),
+        );
         Json(json!({
             "id": completion_id,
             "object": "chat.completion",
@@ -616,7 +722,8 @@ async fn chat_completions(
             "model": model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": replies.join("\n\n")},
+                "message": {"role": "assistant", "content": content, "refusal": null},
+                "logprobs": null,
                 "finish_reason": "stop",
             }],
             "usage": usage,

@@ -188,5 +188,33 @@ fn show(state: &SessionState, open_turn: Option<u32>) -> String {
     if !moves.is_empty() {
         let _ = writeln!(out, "transfers: {}", moves.join(", "));
     }
+    // What went wrong, turn by turn: errors, ceilings and corrections.
+    let mut turn = 0;
+    let mut problems = Vec::new();
+    for e in &state.events {
+        match e {
+            Event::TurnStarted { turn: t, .. } => turn = *t,
+            Event::Error { agent, message } => {
+                problems.push(format!("  [{turn}] error in {agent}: {message}"))
+            }
+            Event::CeilingHit {
+                agent,
+                ceiling,
+                limit,
+            } => problems.push(format!(
+                "  [{turn}] ceiling {ceiling} = {limit} hit in {agent}"
+            )),
+            Event::Correction { agent, reason, .. } => {
+                problems.push(format!("  [{turn}] {agent} corrected: {reason}"))
+            }
+            _ => {}
+        }
+    }
+    if !problems.is_empty() {
+        let _ = writeln!(out, "problems:");
+        for p in problems {
+            let _ = writeln!(out, "{p}");
+        }
+    }
     out
 }
