@@ -136,3 +136,142 @@ fn colours_only_when_asked() {
     ]);
     assert!(String::from_utf8_lossy(&coloured.stdout).contains('\u{1b}'));
 }
+
+/// A 110,000-agent handoff chain, and the same closed into a cycle: `check` answers (exit 0,
+/// exit 1 with L0010) instead of overflowing its stack in a recursive graph routine.
+#[test]
+fn huge_chains_and_cycles_check_without_a_crash() {
+    let n = 110_000;
+    let mut chain = String::from(
+        "ladder 1\nladder big { entry a0 }\nmodel m { provider: openai, name: \"x\" }\nintent go \"go\"\n",
+    );
+    for i in 0..n - 1 {
+        chain.push_str(&format!(
+            "agent a{i} {{ router model m prompt \"p\" handoff go -> a{} }}\n",
+            i + 1
+        ));
+    }
+    let mut cycle = chain.clone();
+    chain.push_str(&format!("agent a{} {{ model m prompt \"p\" }}\n", n - 1));
+    cycle.push_str(&format!(
+        "agent a{} {{ router model m prompt \"p\" handoff go -> a0 }}\n",
+        n - 1
+    ));
+    let dir = std::env::temp_dir().join(format!("ladder-big-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, text, code) in [("chain.ladder", &chain, 0), ("cycle.ladder", &cycle, 1)] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = common::ladderc(&[
+            "check",
+            "--max-file-size",
+            "100000000",
+            "--format",
+            "json",
+            path.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{name}: {stderr}");
+        assert!(!stderr.contains("overflow"), "{name}: {stderr}");
+        if code == 1 {
+            assert!(String::from_utf8_lossy(&out.stdout).contains("L0010"));
+        }
+    }
+}
+
+fn project(files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ladder-proj-{:016x}", fastrand::u64(..)));
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+fn ladderc_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ladderc"))
+        .args(args)
+        .current_dir(dir)
+        .env("LADDER_SECRET_FOR_TEST", "sekrit-4f1e")
+        .output()
+        .unwrap()
+}
+
+const HEAD: &str = "ladder p { entry a }\nmodel m { provider: openai, name: \"x\" }\nagent a { model m prompt \"p\" }\n";
+
+/// `use` reads only `.ladder` files, only inside the project, only regular files: it used to read
+/// `/dev/zero` until memory ran out, block on a FIFO, and print `/proc/self/environ` (secrets
+/// included) in a diagnostic.
+#[test]
+fn use_reads_only_ladders_inside_the_project() {
+    let outside = project(&[("secret.ladder", "sekrit-4f1e is not a ladder\n")]);
+    let secret = outside.join("secret.ladder");
+    let dir = project(&[("ladder.toml", "")]);
+    for (target, why) in [
+        ("/dev/zero", "does not name a `.ladder` file"),
+        ("/proc/self/environ", "does not name a `.ladder` file"),
+        (secret.to_str().unwrap(), "outside the project root"),
+    ] {
+        std::fs::write(
+            dir.join("root.ladder"),
+            format!("ladder 1\nuse \"{target}\"\n{HEAD}"),
+        )
+        .unwrap();
+        let out = ladderc_in(&dir, &["check", "root.ladder"]);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{target}: {all}");
+        assert!(all.contains(why), "{target}: {all}");
+        assert!(!all.contains("sekrit-4f1e"), "{target} leaked: {all}");
+    }
+    #[cfg(unix)]
+    {
+        let fifo = dir.join("pipe.ladder");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::write(
+            dir.join("root.ladder"),
+            format!("ladder 1\nuse \"pipe.ladder\"\n{HEAD}"),
+        )
+        .unwrap();
+        let out = ladderc_in(&dir, &["check", "root.ladder"]);
+        let all = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(all.contains("not a regular file"), "{all}");
+    }
+    // The size cap, with its flag.
+    std::fs::write(dir.join("root.ladder"), format!("ladder 1\n{HEAD}")).unwrap();
+    let out = ladderc_in(&dir, &["check", "--max-file-size", "10", "root.ladder"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("over the limit"));
+}
+
+/// `use "../../shared.ladder"` from a root file given as a relative path used to load
+/// `./shared.ladder` (each `..` pair cancelled out).
+#[test]
+fn parent_paths_in_use_resolve_from_the_including_file() {
+    let dir = project(&[
+        ("ladder.toml", ""),
+        ("shared.ladder", "ladder 1\nintent go \"go\"\n"),
+        ("a/b/shared.ladder", "ladder 1\n"),
+        (
+            "a/b/root.ladder",
+            "ladder 1\nuse \"../../shared.ladder\"\nladder p { entry a }\nmodel m { provider: openai, name: \"x\" }\nagent a { router model m prompt \"p\" handoff go -> b }\nagent b { model m accepts go prompt \"p\" }\n",
+        ),
+    ]);
+    let out = ladderc_in(&dir.join("a/b"), &["check", "root.ladder"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

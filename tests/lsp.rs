@@ -267,3 +267,30 @@ fn the_language_server_answers_over_stdio() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// After `shutdown` and `exit` the server ends, even while the client keeps its stdin open (a
+/// Neovim session left it running for 40 minutes).
+#[test]
+fn the_server_exits_on_exit_with_stdin_still_open() {
+    let mut lsp = Lsp::start();
+    lsp.request(
+        "initialize",
+        json!({"processId": null, "rootUri": null, "capabilities": {}}),
+    );
+    lsp.notify("initialized", json!({}));
+    lsp.request("shutdown", Value::Null);
+    lsp.send(json!({"jsonrpc": "2.0", "method": "exit"}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = lsp.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server is still running after `exit`"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(lsp.stdin);
+}

@@ -233,6 +233,21 @@ fn a_real_model_runs_the_ladders() {
                 "other"
             };
             println!("{case}: {outcome}, {latency_ms} ms, {llm_calls} LLM calls, {deltas} deltas");
+            if outcome == "fallback" {
+                // Why, in short: what was refused and which ceiling or failure ended the rung.
+                for e in &events {
+                    match kind(e).as_str() {
+                        "correction" => println!("    correction {}: {}", e["agent"], e["reason"]),
+                        "fallback" => {
+                            println!("    fallback {} -> {}: {}", e["from"], e["to"], e["reason"])
+                        }
+                        "handoff" | "escalation" => {
+                            println!("    {} {} -> {}", kind(e), e["from"], e["to"])
+                        }
+                        _ => {}
+                    }
+                }
+            }
             runs.push(Run {
                 ladder,
                 message: name,

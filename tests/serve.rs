@@ -561,7 +561,10 @@ async fn malformed_and_oversized_requests_get_json_errors() {
     let messages = format!("{}/v1/sessions/m1/messages", server.url);
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (
-            client().post(&messages).body("{not json"),
+            client()
+                .post(&messages)
+                .header("content-type", "application/json")
+                .body("{not json"),
             400,
             "invalid_request",
         ),
@@ -581,7 +584,10 @@ async fn malformed_and_oversized_requests_get_json_errors() {
             "invalid_request",
         ),
         (
-            client().post(&messages).body("x".repeat(10_000)),
+            client()
+                .post(&messages)
+                .header("content-type", "application/json")
+                .body("x".repeat(10_000)),
             413,
             "invalid_request",
         ),
@@ -1034,4 +1040,135 @@ async fn serve_refuses_to_start_with_a_clear_error() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.starts_with(message), "{args:?}: {stderr}");
     }
+}
+
+/// `serve 2>&1 | head`: once the reader of its stderr is gone, SIGTERM must still stop it (it
+/// used to panic printing the shutdown line and keep serving).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_serve_even_when_its_stderr_is_closed() {
+    use std::io::BufRead;
+    let world = world().await;
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ladderc"))
+        .arg("serve")
+        .arg(&world.ladder)
+        .args(["--addr", "127.0.0.1:0", "--store", &store])
+        .args(["--backend", "openai", "--base-url", &world.fake.base_url()])
+        .env_remove("LADDER_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("listening on"));
+    assert!(listening.is_some(), "serve did not start");
+    drop(lines); // the reading end of the pipe closes: writes to stderr now fail
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "serve exited with {status}");
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve ignored SIGTERM with its stderr closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A hostile web page can post `text/plain` or a form to 127.0.0.1 without a preflight, and a
+/// DNS-rebinding page reaches it under its own name: neither runs anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_cross_site_requests() {
+    let world = world().await;
+    world.fake.set_default(Reply::text("ok"), Duration::ZERO);
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let server = world.serve(&store, &[]);
+    create(&server, "x1").await;
+    let messages = format!("{}/v1/sessions/x1/messages", server.url);
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = client()
+            .post(&messages)
+            .header("content-type", content_type)
+            .body(r#"{"text": "refund everything"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 415, "{content_type}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["type"], "unsupported_media_type");
+    }
+    let chat = format!("{}/v1/chat/completions", server.url);
+    let r = client()
+        .post(&chat)
+        .header("content-type", "text/plain")
+        .body(r#"{"messages": [{"role": "user", "content": "hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(world.fake.requests().is_empty(), "no turn ran");
+
+    // DNS rebinding: the page's own name in `Host`.
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let r = client()
+        .get(format!("{}/v1/sessions/x1", server.url))
+        .header("host", format!("evil.example:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421);
+    let r = client()
+        .get(format!("{}/v1/sessions/x1", server.url))
+        .header("host", format!("localhost:{port}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // No CORS headers unless an origin is allowed.
+    let r = client()
+        .get(format!("{}/v1/sessions/x1", server.url))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    drop(server);
+
+    let server = world.serve(
+        &store,
+        &[
+            "--allowed-host",
+            "ladder.internal",
+            "--cors-origin",
+            "https://console.example",
+        ],
+    );
+    let port = server.url.rsplit(':').next().unwrap().to_string();
+    let r = client()
+        .get(format!("{}/v1/sessions/x1", server.url))
+        .header("host", format!("ladder.internal:{port}"))
+        .header("origin", "https://console.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://console.example"
+    );
 }

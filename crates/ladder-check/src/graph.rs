@@ -317,7 +317,17 @@ fn entry(index: &Index, g: &AgentGraph, out: &mut Diagnostics) -> Option<NodeInd
 pub(crate) fn cycles(g: &AgentGraph, out: &mut Diagnostics) -> bool {
     let down = petgraph::visit::EdgeFiltered::from_fn(&g.graph, |e| e.weight().kind.is_downward());
     let mut found = false;
-    for scc in petgraph::algo::tarjan_scc(&down) {
+    // Kosaraju's algorithm: iterative in petgraph (Tarjan's recurses once per node on a chain,
+    // and a 100,000-agent chain overflowed the stack). Components are reported in the order of
+    // their smallest name, so that the report does not depend on the algorithm.
+    let mut components = petgraph::algo::kosaraju_scc(&down);
+    components.sort_by_cached_key(|scc| {
+        scc.iter()
+            .map(|n| g.graph[*n].0.clone())
+            .min()
+            .unwrap_or_default()
+    });
+    for scc in components {
         let self_loop = scc.len() == 1
             && g.graph
                 .edges_connecting(scc[0], scc[0])

@@ -13,6 +13,7 @@
 //! assert_eq!(checked.program.unwrap().entry, "greeter");
 //! ```
 
+pub mod access;
 mod bounds;
 pub mod diagnostics;
 #[doc(hidden)]
@@ -31,6 +32,7 @@ mod syntax;
 mod templates;
 mod types;
 
+pub use access::{FilePolicy, DEFAULT_MAX_FILE_BYTES};
 pub use bounds::WorstCase;
 pub use diagnostics::{Code, Diagnostic, Label, LintOptions, Severity};
 pub use graph::{EdgeKind, GraphEdge, GraphNode, GraphView, RungKind};

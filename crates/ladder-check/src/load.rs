@@ -38,17 +38,22 @@ impl Loader for MemoryLoader {
     }
 }
 
-/// Removes `.` and resolves `..` lexically, so that one file is not loaded under two names.
+/// Removes `.` and resolves `..` lexically, so that one file is not loaded under two names. A
+/// `..` cancels only a name before it: `../../x` stays `../../x` (it used to become `x`, so that
+/// `use "../../x.ladder"` loaded the wrong file when the root file was given as a relative path),
+/// and `/..` is `/`.
 pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {
             Component::CurDir => {}
-            Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
+            Component::ParentDir => match out.components().next_back() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
                 }
-            }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(".."),
+            },
             other => out.push(other.as_os_str()),
         }
     }
@@ -110,6 +115,19 @@ fn visit(
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     for (target, span) in uses {
         let target_path = normalize(&dir.join(&target));
+        // Only ladders are used: a diagnostic about any other file would print its content.
+        if target_path.extension().and_then(|e| e.to_str()) != Some("ladder") {
+            out.push(
+                Diagnostic::new(
+                    Code::MissingFile,
+                    span,
+                    format!("`use \"{target}\"` does not name a `.ladder` file"),
+                )
+                .label("only `.ladder` files can be used")
+                .help("rename the file to end in `.ladder`, or use the ladder that defines these items"),
+            );
+            continue;
+        }
         if let Some(existing) = loaded.sources.find(&target_path) {
             let on_stack = stack.iter().position(|(f, _)| *f == existing);
             if existing == id || on_stack.is_some() {
@@ -144,5 +162,22 @@ fn visit(
                 .help("paths in `use` are relative to the file that contains the `use`"),
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+    use std::path::Path;
+
+    #[test]
+    fn parent_components_cancel_only_names() {
+        assert_eq!(
+            normalize(Path::new("../../x.ladder")),
+            Path::new("../../x.ladder")
+        );
+        assert_eq!(normalize(Path::new("a/../../x")), Path::new("../x"));
+        assert_eq!(normalize(Path::new("a/./b/../c")), Path::new("a/c"));
+        assert_eq!(normalize(Path::new("/../etc")), Path::new("/etc"));
     }
 }

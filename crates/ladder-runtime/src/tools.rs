@@ -135,13 +135,38 @@ fn as_text(v: &Value) -> String {
     }
 }
 
+/// Replaces each `{param}` of `template` in one pass, left to right. What a value brings in is
+/// never scanned again: a model's argument `"{token}"` stays that text and cannot pull in the
+/// bound secret `token`; a bound value appears only where the ladder wrote its placeholder.
+fn fill_once(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let filled = after
+            .find('}')
+            .and_then(|close| value(&after[..close]).map(|v| (v, close)));
+        match filled {
+            Some((v, close)) => {
+                out.push_str(&v);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Replaces `{param}` in a URL with the URL-encoded argument.
 fn fill_url(url: &str, arguments: &Map<String, Value>) -> String {
-    let mut out = url.to_string();
-    for (k, v) in arguments {
-        out = out.replace(&format!("{{{k}}}"), &percent_encode(&as_text(v)));
-    }
-    out
+    fill_once(url, |k| {
+        arguments.get(k).map(|v| percent_encode(&as_text(v)))
+    })
 }
 
 /// In a body template, a string that is exactly `"{param}"` becomes the argument (any type);
@@ -154,11 +179,7 @@ fn fill_body(body: &Value, arguments: &Map<String, Value>) -> Value {
                     return v.clone();
                 }
             }
-            let mut out = s.clone();
-            for (k, v) in arguments {
-                out = out.replace(&format!("{{{k}}}"), &as_text(v));
-            }
-            Value::String(out)
+            Value::String(fill_once(s, |k| arguments.get(k).map(as_text)))
         }
         Value::Array(items) => {
             Value::Array(items.iter().map(|i| fill_body(i, arguments)).collect())
@@ -328,5 +349,53 @@ mod tests {
             fill_body(&json!({"a": "{n}", "b": "tel {phone}"}), &args),
             json!({"a": 3, "b": "tel +44 20"})
         );
+    }
+
+    /// The exfiltration the hostile-input review found: a model argument `"{token}"` used to
+    /// receive the bound `env(..)` secret, because placeholders were substituted argument by
+    /// argument.
+    #[test]
+    fn a_model_argument_cannot_pull_in_a_bound_secret() {
+        let args: Map<String, Value> = json!({"text": "{token}", "token": "s3cret"})
+            .as_object()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            fill_body(&json!({"msg": "{text} (via ladder)"}), &args),
+            json!({"msg": "{token} (via ladder)"})
+        );
+        assert_eq!(
+            fill_url("https://x/n?q={text}", &args),
+            "https://x/n?q=%7Btoken%7D"
+        );
+        // Where the ladder put the placeholder, the secret goes.
+        assert_eq!(
+            fill_body(&json!({"auth": "Bearer {token}"}), &args),
+            json!({"auth": "Bearer s3cret"})
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// No argument value can make a bound value appear in a request, unless the template
+        /// names the bound parameter itself.
+        #[test]
+        fn no_argument_value_brings_in_a_bound_value(
+            text in "[{}a-z_ ]{0,24}",
+            extra in "[{}a-z_]{0,12}",
+            template in "[a-z {}]{0,10}\\{text\\}[a-z {}]{0,10}",
+        ) {
+            let args: Map<String, Value> = json!({"text": text, "other": extra, "token": "SECRET-XYZ"})
+                .as_object()
+                .unwrap()
+                .clone();
+            let names_token = template.contains("{token}");
+            let body = fill_body(&json!({"m": template.clone(), "n": ["{other}"]}), &args).to_string();
+            let url = fill_url(&format!("https://x/?q={template}"), &args);
+            if !names_token {
+                proptest::prop_assert!(!body.contains("SECRET-XYZ"), "{}", body);
+                proptest::prop_assert!(!url.contains("SECRET-XYZ"), "{}", url);
+            }
+        }
     }
 }

@@ -489,18 +489,20 @@ impl<'a> Turn<'a> {
                             limits.corrections_per_step.into(),
                         );
                     }
-                    let mut allowed: Vec<String> = self
-                        .tool_specs(agent, consult_depth > 0)
-                        .into_iter()
-                        .map(|t| t.name)
-                        .collect();
-                    allowed.sort();
-                    let note = if allowed.is_empty() {
-                        "(ladder) Your last answer could not be read. Answer the caller in plain text.".to_string()
-                    } else if agent.router {
+                    // The server refused what the model wrote as a call (a function it was
+                    // not offered, in practice): a router is constrained to its functions and
+                    // tries again; any other agent answers in plain text this time.
+                    let note = if agent.router && consult_depth == 0 {
+                        let mut allowed: Vec<String> = self
+                            .tool_specs(agent, false)
+                            .into_iter()
+                            .map(|t| t.name)
+                            .collect();
+                        allowed.sort();
                         format!("(ladder) Your last answer could not be read. Call exactly one of these functions: {}.", allowed.join(", "))
                     } else {
-                        format!("(ladder) Your last answer could not be read. Call only these functions: {}; or answer the caller in plain text.", allowed.join(", "))
+                        self.answer_now = true;
+                        "(ladder) Your last answer could not be read. Answer the caller in plain text.".to_string()
                     };
                     self.push_rejected("ladder", ChatMessage::user(note));
                     continue;
@@ -1235,11 +1237,17 @@ impl<'a> Turn<'a> {
                 ..
             }) = messages.first_mut()
             {
-                system.push_str("\n\n(ladder) You already called functions in this conversation; their results:\n");
-                system.push_str(&results);
-                system.push_str(
-                    "Answer the caller's last message now, in plain text, using these results.",
-                );
+                if results.is_empty() {
+                    system.push_str(
+                        "\n\n(ladder) Answer the caller's last message now, in plain text.",
+                    );
+                } else {
+                    system.push_str("\n\n(ladder) You already called functions in this conversation; their results:\n");
+                    system.push_str(&results);
+                    system.push_str(
+                        "Answer the caller's last message now, in plain text, using these results.",
+                    );
+                }
             }
             messages.extend(rest);
         } else {

@@ -272,6 +272,10 @@ async fn an_error_inside_the_stream_is_retried_at_a_raised_temperature_then_corr
         note.starts_with("(ladder) Your last answer could not be read"),
         "{note}"
     );
+    assert!(
+        last.get("tools").is_none(),
+        "a specialist answers in plain text after the server refused its call"
+    );
 }
 
 #[tokio::test]

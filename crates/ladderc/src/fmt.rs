@@ -30,7 +30,7 @@ pub(crate) fn run(mut files: Vec<PathBuf>, check: bool) -> ExitCode {
     let mut unformatted = Vec::new();
     let mut broken = false;
     for path in &files {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::policy_for(path).and_then(|p| p.read(path)) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: cannot read `{}`: {e}", path.display());

@@ -15,15 +15,23 @@ use tower_lsp::{Client, LanguageServer, LspService, Server};
 /// Open documents by path.
 type Documents = Arc<Mutex<HashMap<PathBuf, String>>>;
 
-/// Reads open documents first, then the disk.
-struct Overlay(Documents);
+/// Reads open documents first, then the disk under the file-access policy of the analysed
+/// document's project (regular files inside it, up to the size cap): a `use` or a URI naming
+/// `/dev/zero` or `/proc/self/environ` is refused, not read.
+struct Overlay(Documents, Option<ladder_check::FilePolicy>);
 
 impl Loader for Overlay {
     fn load(&self, path: &Path) -> std::io::Result<String> {
         if let Some(text) = self.0.lock().expect("documents lock").get(path) {
             return Ok(text.clone());
         }
-        std::fs::read_to_string(path)
+        match &self.1 {
+            Some(policy) => policy.read(path),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "outside the workspace",
+            )),
+        }
     }
 }
 
@@ -92,9 +100,10 @@ fn kind(k: LadderKind) -> SymbolKind {
 
 impl Backend {
     fn analyse(&self, path: &Path) -> Option<Arc<Analysis>> {
+        let policy = crate::policy_for(path).ok();
         let checked = check_path(
             path,
-            &Overlay(self.documents.clone()),
+            &Overlay(self.documents.clone(), policy),
             &CheckOptions::default(),
         )
         .ok()?;
@@ -466,7 +475,56 @@ pub(crate) async fn serve() {
         documents: Arc::default(),
         analyses: Mutex::default(),
     });
-    Server::new(tokio::io::stdin(), tokio::io::stdout(), socket)
-        .serve(service)
-        .await;
+    // tower-lsp only notices `exit` when the next message arrives or stdin closes; a client that
+    // keeps stdin open (Neovim did, for 40 minutes) would keep the server alive. So the `exit`
+    // notification itself ends the server.
+    let exited = Arc::new(tokio::sync::Notify::new());
+    let service = ExitWatch {
+        inner: service,
+        exited: exited.clone(),
+    };
+    tokio::select! {
+        () = Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).serve(service) => {}
+        () = exited.notified() => {}
+    }
+}
+
+/// Passes every message to the language service, and signals when `exit` has been handled.
+struct ExitWatch<S> {
+    inner: S,
+    exited: Arc<tokio::sync::Notify>,
+}
+
+impl<S> tower_service::Service<tower_lsp::jsonrpc::Request> for ExitWatch<S>
+where
+    S: tower_service::Service<tower_lsp::jsonrpc::Request>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::result::Result<S::Response, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: tower_lsp::jsonrpc::Request) -> Self::Future {
+        let exit = request.method() == "exit";
+        let future = self.inner.call(request);
+        let exited = self.exited.clone();
+        Box::pin(async move {
+            let response = future.await;
+            if exit {
+                exited.notify_one();
+            }
+            response
+        })
+    }
 }

@@ -25,6 +25,37 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The project root: ladder files are read only inside it (default: the nearest directory
+    /// above the ladder that holds `.git` or `ladder.toml`, else the ladder's own directory).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// The largest ladder file read, in bytes.
+    #[arg(long = "max-file-size", global = true, value_name = "BYTES", default_value_t = ladder_check::DEFAULT_MAX_FILE_BYTES)]
+    max_file_size: u64,
+}
+
+/// `--root` and `--max-file-size`, set once in `main`.
+static ACCESS: std::sync::OnceLock<(Option<PathBuf>, u64)> = std::sync::OnceLock::new();
+
+/// The file-access policy for the project of `file` (docs/language.md, "Files").
+pub(crate) fn policy_for(file: &Path) -> std::io::Result<ladder_check::FilePolicy> {
+    let (root, max) = ACCESS
+        .get()
+        .cloned()
+        .unwrap_or((None, ladder_check::DEFAULT_MAX_FILE_BYTES));
+    let policy = match root {
+        Some(root) => ladder_check::FilePolicy::new(&root)?,
+        None => ladder_check::FilePolicy::for_file(file)?,
+    };
+    Ok(policy.with_max_bytes(max))
+}
+
+/// Checks the ladder at `file` with `use`s read under the file-access policy.
+pub(crate) fn check_file(
+    file: &Path,
+    options: &CheckOptions,
+) -> std::io::Result<ladder_check::Checked> {
+    check_path(file, &policy_for(file)?, options)
 }
 
 #[derive(Subcommand)]
@@ -94,6 +125,14 @@ enum Command {
         /// Largest request body accepted, in bytes.
         #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
         max_body: usize,
+        /// A host name clients use to reach this server (`Host` header), besides the bound
+        /// address (and `localhost` on loopback); repeat for several.
+        #[arg(long = "allowed-host", value_name = "HOST[:PORT]")]
+        allowed_hosts: Vec<String>,
+        /// A web origin allowed to call this server from a browser (CORS), e.g.
+        /// `https://console.example.com`; repeat for several. None by default.
+        #[arg(long = "cors-origin", value_name = "ORIGIN")]
+        cors_origins: Vec<String>,
         #[command(flatten)]
         model: run::ModelArgs,
     },
@@ -168,15 +207,6 @@ pub(crate) enum GraphFormat {
     Json,
 }
 
-/// Reads files from disk for the checker.
-struct FsLoader;
-
-impl ladder_check::Loader for FsLoader {
-    fn load(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
-    }
-}
-
 fn lint_options(deny: &[String], allow: &[String]) -> Result<LintOptions, String> {
     let mut options = LintOptions::default();
     for name in deny {
@@ -198,7 +228,7 @@ fn lint_options(deny: &[String], allow: &[String]) -> Result<LintOptions, String
 
 /// Checks a ladder for `run` and `serve`: its program, or the exit code after reporting why not.
 fn compile_file(file: &Path) -> Result<ladder_runtime::Program, ExitCode> {
-    let checked = match check_path(file, &FsLoader, &CheckOptions::default()) {
+    let checked = match check_file(file, &CheckOptions::default()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: cannot read `{}`: {e}", file.display());
@@ -240,6 +270,7 @@ fn block_on<F: std::future::Future>(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = ACCESS.set((cli.root.clone(), cli.max_file_size));
     match cli.command {
         Command::Check {
             files,
@@ -265,7 +296,7 @@ fn main() -> ExitCode {
             };
             let mut results = Vec::new();
             for file in &files {
-                match check_path(file, &FsLoader, &options) {
+                match check_file(file, &options) {
                     Ok(checked) => results.push(checked),
                     Err(e) => {
                         eprintln!("error: cannot read `{}`: {e}", file.display());
@@ -319,6 +350,8 @@ fn main() -> ExitCode {
             lease,
             grace,
             max_body,
+            allowed_hosts,
+            cors_origins,
             model,
         } => {
             let program = match compile_file(&file) {
@@ -341,6 +374,8 @@ fn main() -> ExitCode {
                 lease,
                 grace,
                 max_body,
+                allowed_hosts,
+                cors_origins,
                 model,
             };
             block_on(serve::serve(program, options), finish)
@@ -383,23 +418,21 @@ fn main() -> ExitCode {
         }
         Command::Fmt { files, check } => fmt::run(files, check),
         Command::Lsp => block_on(lsp::serve(), |()| ExitCode::SUCCESS),
-        Command::Graph { file, format } => {
-            match check_path(&file, &FsLoader, &CheckOptions::default()) {
-                Err(e) => {
-                    eprintln!("error: cannot read `{}`: {e}", file.display());
-                    ExitCode::from(2)
-                }
-                Ok(checked) => match &checked.graph {
-                    None => {
-                        eprint!("{}", report::human(std::slice::from_ref(&checked), false));
-                        ExitCode::from(1)
-                    }
-                    Some(graph) => {
-                        print!("{}", graph_render::render(graph, format));
-                        ExitCode::from(if checked.error_count() > 0 { 1 } else { 0 })
-                    }
-                },
+        Command::Graph { file, format } => match check_file(&file, &CheckOptions::default()) {
+            Err(e) => {
+                eprintln!("error: cannot read `{}`: {e}", file.display());
+                ExitCode::from(2)
             }
-        }
+            Ok(checked) => match &checked.graph {
+                None => {
+                    eprint!("{}", report::human(std::slice::from_ref(&checked), false));
+                    ExitCode::from(1)
+                }
+                Some(graph) => {
+                    print!("{}", graph_render::render(graph, format));
+                    ExitCode::from(if checked.error_count() > 0 { 1 } else { 0 })
+                }
+            },
+        },
     }
 }

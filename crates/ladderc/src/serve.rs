@@ -33,6 +33,8 @@ pub(crate) struct ServeOptions {
     pub lease: Duration,
     pub grace: Duration,
     pub max_body: usize,
+    pub allowed_hosts: Vec<String>,
+    pub cors_origins: Vec<String>,
     pub model: ModelArgs,
 }
 
@@ -44,6 +46,8 @@ struct App {
     ladder: Arc<str>,
     /// Every running turn holds a clone; shutdown waits until all are dropped.
     turns: mpsc::Sender<()>,
+    /// `Host` header values served (lower case); `None`: any (a token guards the server).
+    hosts: Option<Arc<Vec<String>>>,
 }
 
 /// A failed request: answered with its status and `{"error": {"message", "type"}}` (the OpenAI
@@ -156,26 +160,35 @@ pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(),
         .durable(store, worker)
         .lease(options.lease);
     let (turns, mut all_done) = mpsc::channel::<()>(1);
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let hosts = served_hosts(local, &options.allowed_hosts, options.token.is_some());
     let app = App {
         durable,
         token: options.token.map(Into::into),
         metrics,
         ladder,
         turns,
+        hosts: hosts.map(Arc::new),
     };
-    let router = router(app.clone(), options.max_body);
-    let listener = tokio::net::TcpListener::bind(options.addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let cors = cors_layer(&options.cors_origins)?;
+    let mut router = router(app.clone(), options.max_body);
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
     // Tests and scripts wait for this line.
-    eprintln!("listening on http://{local}");
+    // The handlers are installed before the line that says the server is ready: a SIGTERM sent
+    // right after it must drain, not kill.
+    let signals = Signals::install();
+    note(format_args!("listening on http://{local}"));
     // On SIGTERM: stop accepting, let running turns finish for up to `grace`, then exit. A turn
     // still running then stays open in the store (its begun turn and recorded tool calls); the
     // next worker to get the session finishes it once the lease runs out.
     let (stopping, stop) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signals.recv().await;
         let _ = stopping.send(Some(tokio::time::Instant::now()));
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<Option<tokio::time::Instant>>| async move {
@@ -212,36 +225,166 @@ pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(),
             .await
             .is_ok();
     if finished {
-        eprintln!("stopped: every turn finished");
+        note(format_args!("stopped: every turn finished"));
     } else {
-        eprintln!(
+        note(format_args!(
             "stopped after {:?} with turns still running: they stay open in the store, and the next worker to get their session finishes them",
             options.grace
-        );
+        ));
     }
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A line on stderr for the operator. Never fails: with stderr closed (`serve 2>&1 | head`),
+/// `eprintln!` would panic, and a panic in the signal task would leave SIGTERM unanswered.
+fn note(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// SIGINT and SIGTERM, listened for from the moment they are installed.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        Signals {
+            #[cfg(unix)]
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
-    eprintln!("shutting down: no new requests; waiting for running turns");
+
+    async fn recv(mut self) {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async {
+            match self.term.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term => {},
+        }
+        note(format_args!(
+            "shutting down: no new requests; waiting for running turns"
+        ));
+    }
+}
+
+/// The `Host` values this server answers (DNS rebinding: a hostile page whose name resolves to
+/// 127.0.0.1 sends its own name): the bound address, `localhost` and the loopback addresses on
+/// loopback, and the `--allowed-host` names. Bound to every interface with a token and no
+/// `--allowed-host`, any host (the token is the guard).
+fn served_hosts(local: SocketAddr, allowed: &[String], token: bool) -> Option<Vec<String>> {
+    let port = local.port();
+    let mut hosts: Vec<String> = Vec::new();
+    for a in allowed {
+        let a = a.trim().to_ascii_lowercase();
+        if a.rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            && !a.ends_with(']')
+        {
+            hosts.push(a);
+        } else {
+            hosts.push(format!("{a}:{port}"));
+            hosts.push(a);
+        }
+    }
+    if local.ip().is_unspecified() {
+        if token && allowed.is_empty() {
+            return None;
+        }
+    } else {
+        hosts.push(local.to_string());
+    }
+    if local.ip().is_loopback() || local.ip().is_unspecified() {
+        for h in ["localhost", "127.0.0.1", "[::1]"] {
+            hosts.push(format!("{h}:{port}"));
+        }
+    }
+    Some(hosts)
+}
+
+fn cors_layer(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>, String> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let list = origins
+        .iter()
+        .map(|o| {
+            HeaderValue::from_str(o.trim_end_matches('/'))
+                .map_err(|_| format!("--cors-origin `{o}` is not a valid origin"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(list))
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                axum::http::HeaderName::from_static("x-ladder-session"),
+            ])
+            .expose_headers([axum::http::HeaderName::from_static("x-ladder-session")]),
+    ))
+}
+
+/// Refuses cross-site use before anything else runs: a `Host` this server does not serve (421),
+/// and a POST body that is not declared JSON (415): a web page can send `text/plain` or a form
+/// to any address without a preflight, but not `application/json`.
+async fn guard(State(app): State<App>, request: Request, next: Next) -> Response {
+    if let Some(hosts) = &app.hosts {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        if !host.as_ref().is_some_and(|h| hosts.contains(h)) {
+            return error(
+                StatusCode::MISDIRECTED_REQUEST,
+                "misdirected_request",
+                format!(
+                    "this server does not answer for host `{}`; start it with --allowed-host to add a name",
+                    host.unwrap_or_default()
+                ),
+            )
+            .into_response();
+        }
+    }
+    if request.method() == axum::http::Method::POST {
+        let json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+        let headers = request.headers();
+        let empty = match headers.get(header::CONTENT_LENGTH) {
+            Some(v) => v.to_str().is_ok_and(|v| v.trim() == "0"),
+            None => headers.get(header::TRANSFER_ENCODING).is_none(),
+        };
+        if !json && !empty {
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "request bodies must be JSON, sent with `Content-Type: application/json`",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 fn router(app: App, max_body: usize) -> Router {
@@ -263,6 +406,7 @@ fn router(app: App, max_body: usize) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app)
 }
 

@@ -1,8 +1,8 @@
 //! `ladderc test`: runs the scenario tests of ladders, reports them, and gates on budgets.
 
 use crate::run::ModelArgs;
-use crate::{report, FsLoader};
-use ladder_check::{check_path, CheckOptions, Program};
+use crate::{check_file, report};
+use ladder_check::{CheckOptions, Program};
 use ladder_runtime::scenario::{run_test, TestRun};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -73,7 +73,7 @@ pub(crate) async fn run(options: TestOptions) -> Result<bool, String> {
     let mut ok = true;
     let mut programs: Vec<(PathBuf, Program)> = Vec::new();
     for file in &files {
-        let checked = check_path(file, &FsLoader, &CheckOptions::default())
+        let checked = check_file(file, &CheckOptions::default())
             .map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
         match report::program_or_report(&checked) {
             Some(p) => programs.push((file.clone(), p)),
