@@ -325,10 +325,34 @@ script intake {
 }
 "#,
     );
-    let out = ladderc(&["run", "--backend", "sim", "-m", "hi", &path], &[], None);
+    let out = ladderc(
+        &[
+            "run",
+            "--backend",
+            "sim",
+            "-m",
+            "hi",
+            "-m",
+            "call me later",
+            "-m",
+            "sure, it's +1 555 0100, thanks",
+            &path,
+        ],
+        &[],
+        None,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("[intake] Which number should we call?"),
+        "{stdout}"
+    );
+    // A sentence is not a phone number: asked again, nothing stored.
+    assert!(
+        stdout.contains("[intake] Sorry, I need a phone number. Which number should we call?"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Thanks, we will call +1 555 0100."),
         "{stdout}"
     );
 }

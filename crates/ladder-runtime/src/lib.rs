@@ -29,6 +29,7 @@
 //! ```
 
 mod backend;
+mod collect;
 mod event;
 pub mod scenario;
 mod schema;

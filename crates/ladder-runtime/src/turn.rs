@@ -181,9 +181,28 @@ impl<'a> Turn<'a> {
             self.state.rung_turns += 1;
             let resume = self.state.awaiting.take();
             if let Some(a) = &resume {
-                self.state
-                    .vars
-                    .insert(a.var.clone(), Value::String(text.clone()));
+                match self.collected(a, &text) {
+                    Ok(value) => {
+                        self.state.vars.insert(a.var.clone(), value);
+                    }
+                    Err(question) => {
+                        // Not what was asked for: ask again, keep waiting, store nothing.
+                        self.state.awaiting = resume.clone();
+                        let script = a.script.clone();
+                        let var = a.var.clone();
+                        self.push(
+                            &script,
+                            ChatMessage::assistant(Some(question.clone()), Vec::new()),
+                        );
+                        self.emit(Event::Collect {
+                            script,
+                            var,
+                            question: Some(question),
+                        });
+                        self.end_turn(turn, started);
+                        return;
+                    }
+                }
             }
             let deadline = program(self.rt).limits.turn_deadline_seconds;
             let within =
@@ -205,6 +224,10 @@ impl<'a> Turn<'a> {
                 });
             }
         }
+        self.end_turn(turn, started);
+    }
+
+    fn end_turn(&mut self, turn: u32, started: Instant) {
         self.forget_rejected();
         let latency_ms = started.elapsed().as_millis() as u64;
         self.state.counters.elapsed_ms += latency_ms;
@@ -218,6 +241,26 @@ impl<'a> Turn<'a> {
             latency_ms,
         };
         self.emit(event);
+    }
+
+    /// The value a script's `collect` keeps of the caller's answer, or the question to ask again.
+    fn collected(&self, awaiting: &Awaiting, text: &str) -> Result<Value, String> {
+        let step = program(self.rt)
+            .scripts
+            .get(&awaiting.script)
+            .and_then(|s| s.steps.get(awaiting.step));
+        let Some(ScriptStep::Collect {
+            schema, question, ..
+        }) = step
+        else {
+            return Ok(Value::String(text.to_string()));
+        };
+        crate::collect::extract(text, schema).map_err(|expected| {
+            let again = question
+                .clone()
+                .unwrap_or_else(|| format!("Please give your {}.", awaiting.var.replace('_', " ")));
+            format!("Sorry, I need {expected}. {again}")
+        })
     }
 
     /// Runs rungs until one replies, pauses or ends the session, or no fallback is left.
