@@ -402,3 +402,35 @@ fn a_stored_session_continues_only_with_its_own_ladder() {
         Some(true)
     );
 }
+
+/// Interactive `run` on a real terminal (a pseudo-terminal): a banner naming the ladder and its
+/// entry, `/help`, line editing (a line recalled with the Up key and edited), `/quit`.
+#[cfg(unix)]
+#[test]
+fn interactive_run_on_a_terminal_has_a_banner_help_history_and_quit() {
+    let command = format!(
+        "{} run --backend sim examples/triage.ladder",
+        env!("CARGO_BIN_EXE_ladderc")
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c").arg(&command).current_dir(repo_root());
+    let mut p = rexpect::session::spawn_command(cmd, Some(30_000)).expect("spawn in a pty");
+    p.exp_string("ladder `help_desk`, entry `triage`").unwrap();
+    p.exp_string("> ").unwrap();
+    p.send_line("/help").unwrap();
+    p.exp_string("/quit").unwrap();
+    p.exp_string("> ").unwrap();
+    p.send_line("my app crashes").unwrap();
+    p.exp_string("[support]").unwrap();
+    p.exp_string("> ").unwrap();
+    // Ctrl-P (previous line, like Up) recalls "my app crashes"; edit it and send it: the
+    // simulated agent quotes what it got.
+    p.send("\x10").unwrap();
+    p.flush().unwrap();
+    p.send(" again\r").unwrap();
+    p.flush().unwrap();
+    p.exp_string("\"my app crashes again\"").unwrap();
+    p.exp_string("> ").unwrap();
+    p.send_line("/quit").unwrap();
+    p.exp_eof().unwrap();
+}

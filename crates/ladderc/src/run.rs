@@ -281,6 +281,51 @@ fn print_event(event: &Event, speaking: &mut Option<String>, out: &mut impl Writ
     }
 }
 
+const HELP: &str = "commands:
+  /help   this list
+  /quit   leave (also /exit, Ctrl-D)
+anything else is a message to the ladder; Up and Down recall earlier lines, Ctrl-R searches them";
+
+/// Where interactive lines come from: a line editor with history on a terminal, plain lines
+/// otherwise (a pipe, a file).
+enum Input {
+    Editor(Box<rustyline::DefaultEditor>),
+    Lines(std::io::Lines<std::io::StdinLock<'static>>),
+}
+
+impl Input {
+    fn open() -> Self {
+        if std::io::stdin().is_terminal() {
+            if let Ok(editor) = rustyline::DefaultEditor::new() {
+                return Input::Editor(Box::new(editor));
+            }
+        }
+        Input::Lines(std::io::stdin().lock().lines())
+    }
+
+    /// The next line; `None` at the end of input.
+    fn line(&mut self) -> Option<String> {
+        match self {
+            Input::Editor(editor) => loop {
+                // The editor blocks; the runtime's other threads keep running.
+                let read = tokio::task::block_in_place(|| editor.readline("> "));
+                match read {
+                    Ok(line) => {
+                        if !line.trim().is_empty() {
+                            let _ = editor.add_history_entry(line.as_str());
+                        }
+                        return Some(line);
+                    }
+                    // Ctrl-C clears the line, as in a shell.
+                    Err(rustyline::error::ReadlineError::Interrupted) => continue,
+                    Err(_) => return None,
+                }
+            },
+            Input::Lines(lines) => lines.next().and_then(Result::ok),
+        }
+    }
+}
+
 struct TurnSummary {
     turn: u32,
     llm_calls: u32,
@@ -292,7 +337,13 @@ struct TurnSummary {
 
 /// Holds the conversation; `Ok(true)` when a turn ended in an `error` event.
 pub(crate) async fn run(program: Program, options: RunOptions) -> Result<bool, String> {
-    let runtime = options.model.runtime(program, options.model.backend());
+    let banner = format!(
+        "ladder `{}`, entry `{}`; type a message, /help for commands, /quit (or Ctrl-D) to leave",
+        program.name, program.entry
+    );
+    let backend = options.model.backend();
+    let backend_name = backend.name().to_string();
+    let runtime = options.model.runtime(program, backend);
     let conversation = Conversation::open(runtime, &options).await?;
     let mut trace = match &options.trace {
         Some(path) => Some(std::io::BufWriter::new(
@@ -302,29 +353,44 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<bool, S
         None => None,
     };
     let interactive = options.messages.is_empty();
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
+    let mut input = if interactive {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{banner} (model backend: {backend_name})"
+        );
+        Some(Input::open())
+    } else {
+        None
+    };
     let mut scripted = options.messages.clone().into_iter();
     let mut visited: BTreeSet<String> = BTreeSet::new();
     let mut turns: Vec<TurnSummary> = Vec::new();
     let mut failed_turns = 0u32;
     loop {
-        let text = if interactive {
-            if std::io::stdin().is_terminal() {
-                eprint!("> ");
-                let _ = std::io::stderr().flush();
-            }
-            match lines.next() {
-                Some(Ok(line)) if line.trim() == "/quit" => break,
-                Some(Ok(line)) if line.trim().is_empty() => continue,
-                Some(Ok(line)) => line,
-                _ => break,
-            }
-        } else {
-            match scripted.next() {
+        let text = match input.as_mut() {
+            Some(input) => match input.line() {
+                None => break,
+                Some(line) => match line.trim() {
+                    "" => continue,
+                    "/quit" | "/exit" => break,
+                    "/help" => {
+                        let _ = writeln!(std::io::stderr(), "{HELP}");
+                        continue;
+                    }
+                    command if command.starts_with('/') && !command.contains(' ') => {
+                        let _ = writeln!(
+                            std::io::stderr(),
+                            "unknown command `{command}`; /help lists them"
+                        );
+                        continue;
+                    }
+                    _ => line,
+                },
+            },
+            None => match scripted.next() {
                 Some(t) => t,
                 None => break,
-            }
+            },
         };
         let mut stream = conversation.send(text).await?;
         let mut speaking = None;
