@@ -1172,3 +1172,42 @@ async fn serve_refuses_cross_site_requests() {
         "https://console.example"
     );
 }
+
+/// LangChain's `ChatOpenAI` and the OpenAI Agents SDK (with `LADDER_ORACLE_PYTHON`, as in CI)
+/// chat through `ladderc serve`, streamed and not, each pinned to a session by header.
+#[tokio::test(flavor = "multi_thread")]
+async fn langchain_and_the_openai_agents_sdk_talk_to_serve() {
+    let Some(python) = std::env::var_os("LADDER_ORACLE_PYTHON") else {
+        assert!(std::env::var_os("LADDER_REQUIRE_ORACLE").is_none());
+        eprintln!("skipped: set LADDER_ORACLE_PYTHON to a python with tests/requirements.txt");
+        return;
+    };
+    let world = world().await;
+    for text in [
+        "LangChain one.",
+        "LangChain streams word by word.",
+        "Agents one.",
+        "Agents stream word by word.",
+    ] {
+        world.fake.push(Reply::text(text));
+    }
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let server = world.serve(&store, &[]);
+    let script = common::repo_root().join("tests/serve_frameworks.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(format!("{}/v1", server.url))
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = session(&server, "langchain-1").await;
+    assert_eq!(user_messages(&s), ["hi", "and now?"]);
+    let s = session(&server, "agents-1").await;
+    assert_eq!(user_messages(&s), ["hi", "and now?"]);
+}
