@@ -113,3 +113,29 @@ fn an_unreachable_store_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `sessions show` lists what went wrong in each turn (it used to hide turn errors).
+#[test]
+fn sessions_show_lists_the_errors_of_each_turn() {
+    let store = fresh_sqlite_path().display().to_string();
+    let out = ladderc(
+        &[
+            "run",
+            "examples/triage.ladder",
+            "--backend",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--session",
+            "failing-1",
+            "-m",
+            "hi",
+        ],
+        &store,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let shown = stdout(&ladderc(&["sessions", "show", "failing-1"], &store));
+    assert!(shown.contains("problems:"), "{shown}");
+    assert!(shown.contains("[1] error in triage"), "{shown}");
+    assert!(shown.contains("http://127.0.0.1:9/v1"), "{shown}");
+}

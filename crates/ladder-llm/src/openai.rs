@@ -208,9 +208,10 @@ impl OpenAi {
                 end -= 1;
             }
             return Err((
+                // The URL names which endpoint refused (a 401 key, a 404 model).
                 BackendError::Status {
                     status: status.as_u16(),
-                    body: body[..end].to_string(),
+                    body: format!("{base}/chat/completions: {}", &body[..end]),
                 },
                 retryable,
                 retry_after,
