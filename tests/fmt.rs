@@ -148,3 +148,33 @@ proptest! {
         prop_assert_eq!(meaning("g.ladder", &text), meaning("g.ladder", &formatted));
     }
 }
+
+/// Inputs on which `fmt` used to grow a `//` line on every run, or write a file that no longer
+/// parsed: the formatter read comments where the grammar reads raw text.
+#[test]
+fn raw_text_that_looks_like_a_comment_is_kept_and_formatting_is_a_fixed_point() {
+    let dir = std::env::temp_dir().join(format!("ladder-fmt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, source) in [
+        "ladder o{e//}",
+        "meta{/*}",
+        "ladder 1\nmeta { a: \"//\" /* }",
+        "ladder 1\nagent a { model m prompt \"p\" weird // thing }\n",
+        "ladder 1\nscript s { sayy /* x }\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let path = dir.join(format!("case{i}.ladder"));
+        std::fs::write(&path, source).unwrap();
+        let p = path.to_str().unwrap();
+        common::ladderc(&["fmt", p]);
+        let once = std::fs::read_to_string(&path).unwrap();
+        common::ladderc(&["fmt", p]);
+        let twice = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(once, twice, "not a fixed point for {source:?}");
+        let parses_before = ladder_syntax::parse(ladder_syntax::FileId(0), source).is_ok();
+        let parses_after = ladder_syntax::parse(ladder_syntax::FileId(0), &once).is_ok();
+        assert_eq!(parses_before, parses_after, "{source:?} became {once:?}");
+    }
+}

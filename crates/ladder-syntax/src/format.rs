@@ -15,16 +15,55 @@ const WIDTH: usize = 100;
 
 /// Formats a parsed file; `text` is the source it was parsed from.
 pub fn format(file: &File, text: &str) -> String {
+    let out = format_once(file, text);
+    // The formatter must never break a file or keep changing it: its output parses, and
+    // formatting it again changes nothing. Where that does not hold (a bug), the text is left
+    // as it is rather than damaged.
+    match crate::parse(crate::FileId(0), &out) {
+        Ok(again) if format_once(&again, &out) == out => out,
+        _ => text.to_string(),
+    }
+}
+
+fn format_once(file: &File, text: &str) -> String {
     let mut p = Printer {
         text,
         out: String::new(),
         indent: 0,
-        comments: comments(text),
+        comments: comments(text, &verbatim(file)),
         next_comment: 0,
         last_end: 0,
     };
     p.file(file);
     p.out
+}
+
+/// Spans the grammar reads as raw text (`meta { .. }` bodies, statements it does not know):
+/// a `//` or `/*` inside them is part of that text, not a comment.
+fn verbatim(file: &File) -> Vec<(usize, usize)> {
+    use crate::ast::{AgentStmtKind, ItemKind, ScriptStmtKind};
+    let mut spans = Vec::new();
+    for item in &file.items {
+        match &item.kind {
+            ItemKind::Meta(m) => spans.push((m.span.start, m.span.end)),
+            ItemKind::Ladder(l) => {
+                spans.extend(l.meta.iter().map(|m| (m.span.start, m.span.end)));
+                spans.extend(l.unknown.iter().map(|u| (u.span.start, u.span.end)));
+            }
+            ItemKind::Tool(t) => spans.extend(t.unknown.iter().map(|u| (u.span.start, u.span.end))),
+            ItemKind::Agent(a) => spans.extend(a.stmts.iter().filter_map(|s| match &s.kind {
+                AgentStmtKind::Unknown(u) => Some((u.span.start, u.span.end)),
+                _ => None,
+            })),
+            ItemKind::Script(sc) => spans.extend(sc.stmts.iter().filter_map(|s| match &s.kind {
+                ScriptStmtKind::Unknown(u) => Some((u.span.start, u.span.end)),
+                _ => None,
+            })),
+            _ => {}
+        }
+    }
+    spans.sort_unstable();
+    spans
 }
 
 /// A comment in the source: byte range.
@@ -34,12 +73,23 @@ struct Comment {
     end: usize,
 }
 
-/// `//` and `/* */` comments outside strings; `///` doc comments are in the AST and excluded.
-fn comments(text: &str) -> Vec<Comment> {
+/// `//` and `/* */` comments outside strings and `verbatim` spans; `///` doc comments are in
+/// the AST and excluded.
+fn comments(text: &str, verbatim: &[(usize, usize)]) -> Vec<Comment> {
     let bytes = text.as_bytes();
     let mut found = Vec::new();
     let mut i = 0;
+    let mut regions = verbatim.iter().peekable();
     while i < bytes.len() {
+        while regions.peek().is_some_and(|(_, end)| *end <= i) {
+            regions.next();
+        }
+        if let Some((start, end)) = regions.peek() {
+            if *start <= i {
+                i = (*end).max(i + 1);
+                continue;
+            }
+        }
         match bytes[i] {
             b'"' if bytes[i..].starts_with(b"\"\"\"") => {
                 i = text[i + 3..]
