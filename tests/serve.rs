@@ -1211,3 +1211,41 @@ async fn langchain_and_the_openai_agents_sdk_talk_to_serve() {
     let s = session(&server, "agents-1").await;
     assert_eq!(user_messages(&s), ["hi", "and now?"]);
 }
+
+/// A stored session remembers its ladder: `serve` with another ladder on the same store refuses
+/// to continue it (409 `other_ladder`) instead of failing the turn and committing it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_is_continued_only_by_its_own_ladder() {
+    let world = world().await;
+    world.fake.set_default(Reply::text("ok"), Duration::ZERO);
+    let store = format!("sqlite:{}", fresh_sqlite_path().display());
+    let server = world.serve(&store, &[]);
+    create(&server, "mine").await;
+    let (status, _) = send(&server, "mine", "hi").await;
+    assert_eq!(status, 200);
+    drop(server);
+    // The same shop, one prompt changed: another version of the ladder.
+    let other = world.ladder.with_file_name("shop2.ladder");
+    let text = std::fs::read_to_string(&world.ladder)
+        .unwrap()
+        .replace("Help with refunds.", "Help with refunds, politely.");
+    std::fs::write(&other, text).unwrap();
+    let server = Server::start(&other, &world.fake, &store, &[]);
+    let r = client()
+        .post(format!("{}/v1/sessions/mine/messages", server.url))
+        .json(&json!({"text": "hi again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "other_ladder");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--migrate"));
+    drop(server);
+    let server = Server::start(&other, &world.fake, &store, &["--migrate"]);
+    let (status, _) = send(&server, "mine", "hi again").await;
+    assert_eq!(status, 200);
+}
