@@ -34,6 +34,9 @@ enum Outcome {
     },
 }
 
+/// After the turn deadline, the time a model-free fallback (a script, a person) gets.
+const DEADLINE_GRACE_SECONDS: u64 = 5;
+
 /// Consulted agents may consult others, to this depth.
 const MAX_CONSULT_DEPTH: u32 = 3;
 
@@ -216,12 +219,38 @@ impl<'a> Turn<'a> {
                     ceiling: "turn_deadline".into(),
                     limit: deadline,
                 });
-                self.emit(Event::Error {
-                    agent,
-                    message: format!(
-                        "the turn did not finish within its deadline of {deadline}s{cause}"
-                    ),
-                });
+                let reason =
+                    format!("the turn did not finish within its deadline of {deadline}s{cause}");
+                // Like every ceiling, it fails the rung; its fallback takes over if that needs no
+                // model (a script or a person), within a short grace, else the turn ends in an
+                // error.
+                let fallback = self
+                    .fallback_of(&agent, false)
+                    .filter(|to| !program(self.rt).agents.contains_key(to));
+                match fallback {
+                    Some(to) => {
+                        self.emit(Event::Fallback {
+                            from: agent.clone(),
+                            to: to.clone(),
+                            reason,
+                        });
+                        self.transfer(&agent, &to, None, Value::Null, None, ContextPolicy::Full);
+                        let grace = Duration::from_secs(DEADLINE_GRACE_SECONDS);
+                        if tokio::time::timeout(grace, self.run_rungs(None))
+                            .await
+                            .is_err()
+                        {
+                            self.emit(Event::Error {
+                                agent: to,
+                                message: format!("the fallback did not finish within {DEADLINE_GRACE_SECONDS}s after the turn deadline"),
+                            });
+                        }
+                    }
+                    None => self.emit(Event::Error {
+                        agent,
+                        message: reason,
+                    }),
+                }
             }
         }
         self.end_turn(turn, started);

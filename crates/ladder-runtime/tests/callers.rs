@@ -110,6 +110,23 @@ async fn a_turn_has_a_deadline_even_without_an_sla() {
         events.last(),
         Some(Event::TurnEnded { usage, .. }) if usage.estimated_calls == 1
     ));
+    // With a fallback that needs no model, the caller still gets an answer.
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::SlowText {
+        text: "a b c d e f g h i j k l m n o p".into(),
+        gap: Duration::from_millis(200),
+    });
+    let s = session(&fake, &ladder("turn_deadline: 1s", "fallback -> sorry"));
+    let events = s.send("hi").collect().await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "ceiling turn_deadline",
+            "fallback clerk->sorry",
+            "reply sorry: Sorry, we will call you back.",
+            "ended by sorry"
+        ]
+    );
     // The default deadline is there when a ladder sets none.
     let program = compile(&ladder("steps_per_turn: 4", "")).unwrap();
     assert_eq!(program.limits.turn_deadline_seconds, 120.0);
