@@ -184,23 +184,34 @@ fn a_real_model_runs_the_ladders() {
                     "{case}: the turn ended without a reply or a pause: {events:?}"
                 ));
             }
-            // Replies of models stream incrementally: their deltas add up to the reply.
+            // Replies of models stream incrementally: the deltas of the call that answered add
+            // up to the reply (text of an earlier call is answered by `withdrawn`, a correction
+            // or a tool call of the same agent).
             let mut deltas = 0;
-            for r in &replies {
-                let agent = r["agent"].as_str().unwrap_or_default();
-                let pieces: Vec<&str> = events
-                    .iter()
-                    .filter(|e| kind(e) == "text_delta" && e["agent"] == agent)
-                    .filter_map(|e| e["text"].as_str())
-                    .collect();
-                if pieces.is_empty() {
-                    continue; // a script's line is not streamed
-                }
-                deltas = deltas.max(pieces.len());
-                if pieces.concat() != r["text"].as_str().unwrap_or_default() {
-                    failures.push(format!(
-                        "{case}: streamed text differs from the reply of {agent}"
-                    ));
+            let mut current: std::collections::HashMap<String, Vec<String>> = Default::default();
+            for e in &events {
+                let agent = e["agent"].as_str().unwrap_or_default().to_string();
+                match kind(e).as_str() {
+                    "text_delta" => current
+                        .entry(agent)
+                        .or_default()
+                        .push(e["text"].as_str().unwrap_or_default().to_string()),
+                    "withdrawn" | "correction" | "tool_call" => {
+                        current.remove(&agent);
+                    }
+                    "reply" => {
+                        let pieces = current.remove(&agent).unwrap_or_default();
+                        if pieces.is_empty() {
+                            continue; // a script's line is not streamed
+                        }
+                        deltas = deltas.max(pieces.len());
+                        if pieces.concat() != e["text"].as_str().unwrap_or_default() {
+                            failures.push(format!(
+                                "{case}: streamed text differs from the reply of {agent}"
+                            ));
+                        }
+                    }
+                    _ => {}
                 }
             }
             // Usage is reported for every turn that called the model.

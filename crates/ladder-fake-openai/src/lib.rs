@@ -40,6 +40,9 @@ pub enum Reply {
     /// An `error` object inside a 200 stream (or body) before any text, as OpenAI and llama.cpp
     /// send when generation fails after the headers went out.
     StreamError { message: String },
+    /// Text, then an `error` object in the same stream (llama.cpp's answer when the model's
+    /// output turns into a call it cannot parse after some text).
+    TextThenError { text: String, message: String },
     /// `[DONE]` before any chunk.
     DoneFirst,
     /// `content` that is not a string (`5`).
@@ -359,6 +362,17 @@ async fn complete(
             } else {
                 Json(error).into_response()
             }
+        }
+        Reply::TextThenError { text, message } => {
+            let mut body = sse(
+                vec![delta(json!({"role": "assistant", "content": text}), None)],
+                false,
+            );
+            body.push_str(&format!(
+                "data: {}\n\n",
+                json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}})
+            ));
+            event_stream(body)
         }
         Reply::DoneFirst if stream => event_stream(sse(Vec::new(), true)),
         Reply::DoneFirst => completion(

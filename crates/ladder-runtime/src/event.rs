@@ -21,6 +21,12 @@ pub enum Event {
         agent: String,
         text: String,
     },
+    /// Text that streamed to the caller is not the answer after all (the model call failed
+    /// after it began): surfaces take it back where they can.
+    Withdrawn {
+        agent: String,
+        text: String,
+    },
     ToolCall {
         agent: String,
         call_id: String,

@@ -542,6 +542,7 @@ impl<'a> Turn<'a> {
                 Ok(r) => r,
                 // The server could not use what the model generated: tell the model, ask again.
                 Err(BackendError::Generation(message)) => {
+                    self.withdraw(name, &gate);
                     if let Some(p) = pending {
                         self.account_estimate(p);
                     }
@@ -580,6 +581,7 @@ impl<'a> Turn<'a> {
                     continue;
                 }
                 Err(e) => {
+                    self.withdraw(name, &gate);
                     if let Some(p) = pending {
                         self.account_estimate(p);
                     }
@@ -590,10 +592,14 @@ impl<'a> Turn<'a> {
                 }
             };
             self.account(&agent.model, response.usage);
-            let offered = self.tool_specs(agent, consult_depth > 0);
             if response.tool_calls.is_empty() {
                 let text = response.content.unwrap_or_default();
-                let written_call = written_call(&text, &offered);
+                // Only a text that begins like one can be a written-out call.
+                let written_call = if looks_like_a_call(&text) {
+                    written_call(&text, &self.tool_specs(agent, consult_depth > 0))
+                } else {
+                    None
+                };
                 let no_functions = request.tools.is_empty();
                 let refusal = match &written_call {
                     // It had no functions: it already has the result it needs.
@@ -752,6 +758,18 @@ impl<'a> Turn<'a> {
                 .is_none_or(|c| c.trim().is_empty());
         if empty {
             self.state.transcript.remove(at);
+        }
+    }
+
+    /// A model call failed after some of its text reached the caller: that text is not the
+    /// answer, and the event stream says so (`withdrawn`), so that surfaces can take it back.
+    fn withdraw(&mut self, agent: &str, gate: &TextGate) {
+        let shown = gate.shown();
+        if !shown.is_empty() {
+            self.emit(Event::Withdrawn {
+                agent: agent.into(),
+                text: shown,
+            });
         }
     }
 
@@ -1645,6 +1663,13 @@ fn estimate_tokens(request: &ChatRequest) -> u64 {
     (messages + tools).div_ceil(4) as u64
 }
 
+fn looks_like_a_call(text: &str) -> bool {
+    matches!(
+        text.trim_start().chars().next(),
+        Some('{' | '[' | '<' | '`')
+    )
+}
+
 /// When a text answer is a call of one of the `offered` functions written out (a bare
 /// `{"name": .., "arguments": ..}`, in a code fence or in `<tool_call>` tags, as models do
 /// when a server does not parse their calls), the function's name.
@@ -1734,6 +1759,8 @@ struct GateState {
     held: String,
     open: bool,
     streamed: usize,
+    /// What reached the caller.
+    shown: String,
     /// The error of the last failed attempt, while the backend retries.
     last_error: Option<String>,
 }
@@ -1754,6 +1781,7 @@ impl TextGate {
             return None;
         }
         if s.open {
+            s.shown.push_str(text);
             return Some(text.to_string());
         }
         s.held.push_str(text);
@@ -1763,9 +1791,19 @@ impl TextGate {
             Some('{' | '[' | '<' | '`') => None,
             Some(_) => {
                 s.open = true;
-                Some(std::mem::take(&mut s.held))
+                let out = std::mem::take(&mut s.held);
+                s.shown.push_str(&out);
+                Some(out)
             }
         }
+    }
+
+    fn shown(&self) -> String {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shown
+            .clone()
     }
 
     /// The answer is a reply: what is still held may be shown.

@@ -201,3 +201,25 @@ async fn an_empty_message_is_not_sent() {
     assert!(fake.requests().is_empty());
     assert_eq!(s.state().await.turn, 0);
 }
+
+#[tokio::test]
+async fn text_that_streamed_before_a_failure_is_withdrawn() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::TextThenError {
+        text: "Your refund is".into(),
+        message: "The model produced output that does not match the expected format".into(),
+    });
+    fake.push(Reply::text("Issued."));
+    let s = session(&fake, &ladder("steps_per_turn: 4", "fallback -> sorry"));
+    let events = s.send("hi").collect().await;
+    let withdrawn: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Withdrawn { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(withdrawn, ["Your refund is"]);
+    // The model is told and asked again (text was shown, so the backend did not retry).
+    assert_eq!(kinds(&events), ["reply clerk: Issued."]);
+}

@@ -257,6 +257,13 @@ fn print_event(event: &Event, speaking: &mut Option<String>, out: &mut impl Writ
             end_line(speaking, out);
             let _ = writeln!(out, "  * waiting for a person: {human} (from {from})");
         }
+        Event::Withdrawn { agent, .. } => {
+            end_line(speaking, out);
+            let _ = writeln!(
+                out,
+                "  ! withdrawn: the text above from {agent} was cut off and is not its answer"
+            );
+        }
         Event::Collect {
             script,
             var,

@@ -673,6 +673,12 @@ impl ChatText {
                 }
                 _ => self.separated(text),
             },
+            // Streamed chunks cannot be taken back: what follows starts a new paragraph (the
+            // non-streamed answer drops the withdrawn text).
+            Event::Withdrawn { .. } => {
+                self.streaming = None;
+                return None;
+            }
             Event::Collect { question, var, .. } => {
                 let q = question
                     .clone()
@@ -834,6 +840,13 @@ async fn chat_completions(
         let mut errors = Vec::new();
         let mut agent = None;
         for event in &events {
+            if let Event::Withdrawn { text: gone, .. } = event {
+                if let Some(at) = content.rfind(gone.as_str()) {
+                    content.truncate(at);
+                    content.truncate(content.trim_end().len());
+                    text.wrote = !content.is_empty();
+                }
+            }
             if let Some(piece) = text.piece(event) {
                 content.push_str(&piece);
             }
