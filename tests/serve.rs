@@ -761,9 +761,13 @@ async fn the_official_openai_sdk_talks_to_serve() {
     world.fake.push(Reply::text("Refund noted and on its way."));
     let store = format!("sqlite:{}", fresh_sqlite_path().display());
     let server = world.serve(&store, &[]);
-    let script = common::repo_root().join("tests/serve_sdk.py");
+    run_python(&python, "tests/serve_sdk.py", &server).await;
+}
+
+/// Runs one of the Python client scripts against `server` and fails with its output if it fails.
+async fn run_python(python: &std::ffi::OsStr, script: &str, server: &Server) {
     let out = tokio::process::Command::new(python)
-        .arg(script)
+        .arg(common::repo_root().join(script))
         .arg(format!("{}/v1", server.url))
         .output()
         .await
@@ -1193,19 +1197,7 @@ async fn langchain_and_the_openai_agents_sdk_talk_to_serve() {
     }
     let store = format!("sqlite:{}", fresh_sqlite_path().display());
     let server = world.serve(&store, &[]);
-    let script = common::repo_root().join("tests/serve_frameworks.py");
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(format!("{}/v1", server.url))
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_python(&python, "tests/serve_frameworks.py", &server).await;
     let s = session(&server, "langchain-1").await;
     assert_eq!(user_messages(&s), ["hi", "and now?"]);
     let s = session(&server, "agents-1").await;
