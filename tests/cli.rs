@@ -251,6 +251,15 @@ fn use_reads_only_ladders_inside_the_project() {
     let out = ladderc_in(&dir, &["check", "--max-file-size", "10", "root.ladder"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("over the limit"));
+    // A `--root` that does not exist is named as such, not as an unreadable ladder.
+    let out = ladderc_in(&dir, &["check", "--root", "no-such-dir", "root.ladder"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the project root `no-such-dir` cannot be used"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `use "../../shared.ladder"` from a root file given as a relative path used to load

@@ -27,8 +27,14 @@ pub struct FilePolicy {
 impl FilePolicy {
     /// The policy for a project rooted at `root` (which must exist).
     pub fn new(root: &Path) -> std::io::Result<Self> {
+        let root = std::fs::canonicalize(root).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("the project root `{}` cannot be used: {e}", root.display()),
+            )
+        })?;
         Ok(FilePolicy {
-            root: std::fs::canonicalize(root)?,
+            root,
             max_bytes: DEFAULT_MAX_FILE_BYTES,
         })
     }

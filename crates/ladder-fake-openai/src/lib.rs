@@ -288,6 +288,18 @@ async fn complete(
             json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]),
         )
     };
+    // A text answer as real servers stream it: the role, one chunk a word, the finish.
+    let word_chunks = |text: &str| {
+        let mut chunks = vec![delta(
+            json!({"role": "assistant", "content": "", "refusal": null}),
+            None,
+        )];
+        for word in text.split_inclusive(' ') {
+            chunks.push(delta(json!({"content": word}), None));
+        }
+        chunks.push(delta(json!({}), Some("stop")));
+        chunks
+    };
     let usage_chunk = || {
         with(
             with(chunk_base.clone(), "choices", json!([])),
@@ -404,14 +416,7 @@ async fn complete(
         ]),
         Reply::NullMessage => completion(Value::Null, "stop"),
         Reply::SlowText { text, gap } => {
-            let mut chunks = vec![delta(
-                json!({"role": "assistant", "content": "", "refusal": null}),
-                None,
-            )];
-            for word in text.split_inclusive(' ') {
-                chunks.push(delta(json!({"content": word}), None));
-            }
-            chunks.push(delta(json!({}), Some("stop")));
+            let mut chunks = word_chunks(&text);
             if include_usage {
                 chunks.push(usage_chunk());
             }
@@ -460,17 +465,7 @@ async fn complete(
             json!({"role": "assistant", "content": null, "refusal": null, "tool_calls": [call_json(0, &name, &partial_arguments)]}),
             "length",
         ),
-        Reply::Text(text) if stream => {
-            let mut chunks = vec![delta(
-                json!({"role": "assistant", "content": "", "refusal": null}),
-                None,
-            )];
-            for word in text.split_inclusive(' ') {
-                chunks.push(delta(json!({"content": word}), None));
-            }
-            chunks.push(delta(json!({}), Some("stop")));
-            finish_stream(chunks)
-        }
+        Reply::Text(text) if stream => finish_stream(word_chunks(&text)),
         Reply::ToolCalls(calls) if stream => {
             let mut chunks = vec![delta(
                 json!({"role": "assistant", "content": null, "refusal": null}),
