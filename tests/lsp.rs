@@ -294,3 +294,32 @@ fn the_server_exits_on_exit_with_stdin_still_open() {
     }
     drop(lsp.stdin);
 }
+
+/// When the client process named in `initialize` dies without closing the server's pipes (a
+/// crashed editor whose pipes another process inherited), the server ends on its own.
+#[test]
+fn the_server_exits_when_its_client_process_dies() {
+    let mut client = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut lsp = Lsp::start();
+    lsp.request(
+        "initialize",
+        json!({"processId": client.id(), "rootUri": null, "capabilities": {}}),
+    );
+    lsp.notify("initialized", json!({}));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(lsp.child.try_wait().unwrap().is_none(), "ended too early");
+    client.kill().unwrap();
+    client.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if lsp.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server is still running after its client died"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(lsp.stdin);
+}

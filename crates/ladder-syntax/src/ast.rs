@@ -58,13 +58,13 @@ pub struct Item {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ItemKind {
     Use(StringLit),
-    Ladder(LadderDecl),
+    Ladder(Box<LadderDecl>),
     Model(ModelDecl),
-    Intent(IntentDecl),
+    Intent(Box<IntentDecl>),
     Type(TypeDecl),
-    Tool(ToolDecl),
+    Tool(Box<ToolDecl>),
     Agent(AgentDecl),
-    Human(HumanDecl),
+    Human(Box<HumanDecl>),
     Script(ScriptDecl),
     Meta(MetaBlock),
     Test(TestDecl),
@@ -360,8 +360,8 @@ pub enum AgentStmtKind {
     Prompt(Prompt),
     Tools(Vec<Ident>),
     Accepts(Vec<Ident>),
-    Handoff(Handoff),
-    Escalate(Escalate),
+    Handoff(Box<Handoff>),
+    Escalate(Box<Escalate>),
     Consult(Ident),
     Sla {
         seconds: f64,

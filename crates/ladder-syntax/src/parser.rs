@@ -723,13 +723,13 @@ impl Lower {
                         .find(|p| p.as_rule() == Rule::string);
                     kind = Some(ItemKind::Use(self.string(s.expect("use has a path"))));
                 }
-                Rule::ladder_decl => kind = Some(ItemKind::Ladder(self.ladder(p))),
+                Rule::ladder_decl => kind = Some(ItemKind::Ladder(Box::new(self.ladder(p)))),
                 Rule::model_decl => kind = Some(ItemKind::Model(self.model(p))),
-                Rule::intent_decl => kind = Some(ItemKind::Intent(self.intent(p))),
+                Rule::intent_decl => kind = Some(ItemKind::Intent(Box::new(self.intent(p)))),
                 Rule::type_decl => kind = Some(ItemKind::Type(self.type_decl(p))),
-                Rule::tool_decl => kind = Some(ItemKind::Tool(self.tool(p))),
+                Rule::tool_decl => kind = Some(ItemKind::Tool(Box::new(self.tool(p)))),
                 Rule::agent_decl => kind = Some(ItemKind::Agent(self.agent(p))),
-                Rule::human_decl => kind = Some(ItemKind::Human(self.human(p))),
+                Rule::human_decl => kind = Some(ItemKind::Human(Box::new(self.human(p)))),
                 Rule::script_decl => kind = Some(ItemKind::Script(self.script(p))),
                 Rule::meta_block => kind = Some(ItemKind::Meta(self.meta(p))),
                 Rule::test_decl => kind = Some(ItemKind::Test(self.test(p))),
@@ -1324,16 +1324,16 @@ impl Lower {
                         span,
                     }
                 });
-                AgentStmtKind::Handoff(Handoff {
+                AgentStmtKind::Handoff(Box::new(Handoff {
                     intent,
                     target,
                     context,
-                })
+                }))
             }
             Rule::escalate_stmt => {
                 let target = self.ident(it.next().expect("escalate target"));
                 let condition = it.next().map(|c| self.condition(c));
-                AgentStmtKind::Escalate(Escalate { target, condition })
+                AgentStmtKind::Escalate(Box::new(Escalate { target, condition }))
             }
             Rule::consult_stmt => AgentStmtKind::Consult(self.ident(it.next().expect("agent"))),
             Rule::sla_stmt => {

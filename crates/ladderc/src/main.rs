@@ -2,7 +2,6 @@
 
 mod fmt;
 mod graph_render;
-mod lsp;
 mod metrics;
 mod report;
 mod run;
@@ -417,7 +416,13 @@ fn main() -> ExitCode {
             })
         }
         Command::Fmt { files, check } => fmt::run(files, check),
-        Command::Lsp => block_on(lsp::serve(), |()| ExitCode::SUCCESS),
+        Command::Lsp => {
+            let options = ladder_lsp::LspOptions {
+                root: cli.root.clone(),
+                max_file_bytes: cli.max_file_size,
+            };
+            block_on(ladder_lsp::serve_stdio(options), |()| ExitCode::SUCCESS)
+        }
         Command::Graph { file, format } => match check_file(&file, &CheckOptions::default()) {
             Err(e) => {
                 eprintln!("error: cannot read `{}`: {e}", file.display());

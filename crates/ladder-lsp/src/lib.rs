@@ -1,6 +1,22 @@
-//! `ladderc lsp`: a language server over stdio. Every change re-checks the document (with the
-//! files it `use`s, open editors' text taking precedence over the disk) and publishes the same
-//! diagnostics as `ladderc check`.
+//! The `.ladder` language server as a library (`ladderc lsp` runs [`serve_stdio`]). Every change
+//! re-checks the document (with the files it `use`s, open editors' text taking precedence over
+//! the disk) and publishes the same diagnostics as `ladderc check`.
+//!
+//! **What it reads.** Disk reads go through the file-access policy ([`ladder_check::FilePolicy`]):
+//! a document inside one of the workspace folders the client announced is checked with that
+//! folder as its project root; a document outside every folder is checked from its open text
+//! alone, and its `use`s of files on disk are refused. A client that announces no folder (one
+//! file opened on its own) gets the policy of `ladderc check`: the document's project. An
+//! explicit [`LspOptions::root`] (`ladderc --root`) overrides all of this.
+//!
+//! **When it stops.** On `exit` (even while stdin stays open), when stdin closes, and when the
+//! client process named in `initialize` (`processId`) is gone.
+//!
+//! ```no_run
+//! # async fn run() {
+//! ladder_lsp::serve_stdio(ladder_lsp::LspOptions::default()).await;
+//! # }
+//! ```
 
 use ladder_check::symbols::{symbols, SymbolKind as LadderKind, SymbolNamespace, Symbols};
 use ladder_check::{check_path, CheckOptions, Checked, Loader, Severity};
@@ -41,10 +57,34 @@ struct Analysis {
     symbols: Vec<(PathBuf, Symbols, SourceFile)>,
 }
 
-struct Backend {
+/// How the server reads files.
+#[derive(Debug, Clone)]
+pub struct LspOptions {
+    /// The project root for every document (`ladderc --root`); `None`: the workspace folders.
+    pub root: Option<PathBuf>,
+    /// The size cap of every file read (`--max-file-size`).
+    pub max_file_bytes: u64,
+}
+
+impl Default for LspOptions {
+    fn default() -> Self {
+        LspOptions {
+            root: None,
+            max_file_bytes: ladder_check::DEFAULT_MAX_FILE_BYTES,
+        }
+    }
+}
+
+/// The language server's state; build one with [`service`].
+pub struct Backend {
     client: Client,
     documents: Documents,
     analyses: Mutex<HashMap<PathBuf, Arc<Analysis>>>,
+    options: LspOptions,
+    /// The workspace folders of `initialize`, canonical; empty when the client named none.
+    folders: Mutex<Vec<PathBuf>>,
+    /// Notified when the client process of `initialize` is gone.
+    client_gone: Arc<tokio::sync::Notify>,
 }
 
 fn path_of(uri: &Url) -> Option<PathBuf> {
@@ -99,8 +139,42 @@ fn kind(k: LadderKind) -> SymbolKind {
 }
 
 impl Backend {
+    /// The file-access policy for a document (see the crate docs); `None`: read nothing from disk.
+    fn policy(&self, path: &Path) -> Option<ladder_check::FilePolicy> {
+        let max = self.options.max_file_bytes;
+        if let Some(root) = &self.options.root {
+            return Some(
+                ladder_check::FilePolicy::new(root)
+                    .ok()?
+                    .with_max_bytes(max),
+            );
+        }
+        let folders = self.folders.lock().expect("folders lock").clone();
+        if folders.is_empty() {
+            return Some(
+                ladder_check::FilePolicy::for_file(path)
+                    .ok()?
+                    .with_max_bytes(max),
+            );
+        }
+        // A document not yet saved has no canonical path: its directory decides.
+        let canonical = std::fs::canonicalize(path).ok().or_else(|| {
+            let dir = std::fs::canonicalize(path.parent()?).ok()?;
+            Some(dir.join(path.file_name()?))
+        })?;
+        let folder = folders
+            .iter()
+            .filter(|f| canonical.starts_with(f))
+            .max_by_key(|f| f.as_os_str().len())?;
+        Some(
+            ladder_check::FilePolicy::new(folder)
+                .ok()?
+                .with_max_bytes(max),
+        )
+    }
+
     fn analyse(&self, path: &Path) -> Option<Arc<Analysis>> {
-        let policy = crate::policy_for(path).ok();
+        let policy = self.policy(path);
         let checked = check_path(
             path,
             &Overlay(self.documents.clone(), policy),
@@ -229,7 +303,27 @@ const KEYWORDS: &[&str] = &[
 
 #[tower_lsp::async_trait]
 impl LanguageServer for Backend {
-    async fn initialize(&self, _: InitializeParams) -> Result<InitializeResult> {
+    async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
+        #[allow(deprecated)] // `root_uri` and `root_path` are what older clients send.
+        let uris: Vec<Url> = match (&params.workspace_folders, &params.root_uri) {
+            (Some(folders), _) if !folders.is_empty() => {
+                folders.iter().map(|f| f.uri.clone()).collect()
+            }
+            (_, Some(root)) => vec![root.clone()],
+            _ => params
+                .root_path
+                .as_deref()
+                .and_then(|p| Url::from_file_path(p).ok())
+                .into_iter()
+                .collect(),
+        };
+        *self.folders.lock().expect("folders lock") = uris
+            .iter()
+            .filter_map(|u| std::fs::canonicalize(u.to_file_path().ok()?).ok())
+            .collect();
+        if let Some(pid) = params.process_id {
+            watch_client(pid, self.client_gone.clone());
+        }
         Ok(InitializeResult {
             capabilities: ServerCapabilities {
                 text_document_sync: Some(TextDocumentSyncCapability::Kind(
@@ -469,28 +563,66 @@ impl LanguageServer for Backend {
     }
 }
 
-pub(crate) async fn serve() {
-    let (service, socket) = LspService::new(|client| Backend {
+/// The language service, for an in-process client (tests, fuzzing) or [`serve_stdio`]; the
+/// `Notify` fires when the server should stop (`exit` handled, or the client process is gone).
+pub fn service(
+    options: LspOptions,
+) -> (
+    ExitWatch<LspService<Backend>>,
+    tower_lsp::ClientSocket,
+    Arc<tokio::sync::Notify>,
+) {
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let client_gone = stop.clone();
+    let (service, socket) = LspService::new(move |client| Backend {
         client,
         documents: Arc::default(),
         analyses: Mutex::default(),
+        options,
+        folders: Mutex::default(),
+        client_gone,
     });
     // tower-lsp only notices `exit` when the next message arrives or stdin closes; a client that
     // keeps stdin open (Neovim did, for 40 minutes) would keep the server alive. So the `exit`
     // notification itself ends the server.
-    let exited = Arc::new(tokio::sync::Notify::new());
     let service = ExitWatch {
         inner: service,
-        exited: exited.clone(),
+        exited: stop.clone(),
     };
+    (service, socket, stop)
+}
+
+/// Runs the language server on stdin and stdout until `exit`, the end of stdin, or the end of
+/// the client process.
+pub async fn serve_stdio(options: LspOptions) {
+    let (service, socket, stop) = service(options);
     tokio::select! {
         () = Server::new(tokio::io::stdin(), tokio::io::stdout(), socket).serve(service) => {}
-        () = exited.notified() => {}
+        () = stop.notified() => {}
     }
 }
 
+/// Notifies `gone` once the process `pid` no longer exists (checked every two seconds), as the
+/// LSP specification asks of a server whose client may die without closing its pipes. Only
+/// where `/proc` tells (Linux); elsewhere the end of stdin stops the server.
+fn watch_client(pid: u32, gone: Arc<tokio::sync::Notify>) {
+    let proc_entry = PathBuf::from(format!("/proc/{pid}"));
+    if !Path::new("/proc/self").exists() || !proc_entry.exists() {
+        return;
+    }
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            if !proc_entry.exists() {
+                gone.notify_one();
+                return;
+            }
+        }
+    });
+}
+
 /// Passes every message to the language service, and signals when `exit` has been handled.
-struct ExitWatch<S> {
+pub struct ExitWatch<S> {
     inner: S,
     exited: Arc<tokio::sync::Notify>,
 }
