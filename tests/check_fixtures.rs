@@ -1,5 +1,6 @@
 //! Every `tests/fixtures/check/*.ladder` is checked by the real binary; the rendered diagnostics
-//! and the exit code are snapshotted. Adding a test is adding a file.
+//! and the exit code are snapshotted. Adding a test is adding a file. A fixture whose first line
+//! is `// ladderc-args: ARGS` is checked with those arguments too (a limit set low, say).
 
 mod common;
 
@@ -12,7 +13,17 @@ fn fixtures_render_their_diagnostics() {
             .strip_prefix(repo_root())
             .expect("fixture is inside the repo");
         let relative = relative.to_str().expect("utf-8 path");
-        let output = ladderc(&["check", "--color", "never", relative]);
+        let text = std::fs::read_to_string(path).expect("fixture is readable");
+        let extra: Vec<&str> = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("// ladderc-args:"))
+            .map(|a| a.split_whitespace().collect())
+            .unwrap_or_default();
+        let mut args = vec!["check", "--color", "never"];
+        args.extend(extra);
+        args.push(relative);
+        let output = ladderc(&args);
         let code = output.status.code();
         assert!(
             matches!(code, Some(0 | 1)),

@@ -81,6 +81,7 @@ codes! {
     RepeatedStatement = "L0032", "repeated-statement", Error, "a statement or key given twice where one is allowed";
     DuplicateField = "L0033", "duplicate-field", Error, "a field, parameter or variant declared twice";
     ImpossibleExpectation = "L0034", "impossible-expectation", Error, "a test expects something the ladder cannot do";
+    TooManyItems = "L0035", "too-many-items", Error, "a ladder declares more items than `--max-items` allows";
 }
 
 impl Code {

@@ -3,7 +3,7 @@
 
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::index::{Index, Namespace, Rung};
-use ladder_syntax::ast::{Operand, ScriptStmtKind};
+use ladder_syntax::ast::{CompareOp, Operand, ScriptStmtKind};
 use ladder_syntax::Span;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
@@ -546,7 +546,7 @@ pub(crate) fn escalations(
         for e in &agent.escalations {
             if let Some(c) = &e.condition {
                 for cmp in std::iter::once(&c.first).chain(c.rest.iter().map(|(_, c)| c)) {
-                    check_signal(cmp, session_vars, out);
+                    check_signal(cmp, session_vars, !agent.tools.is_empty(), out);
                 }
             }
             let Some(&to) = g.nodes.get(&e.target.name) else {
@@ -580,28 +580,92 @@ pub(crate) const SIGNALS: &[(&str, &str)] = &[
     ("sentiment", "caller sentiment from -1 (angry) to 1"),
 ];
 
+/// The values a numeric signal can take (`None`: unbounded above).
+fn signal_range(name: &str) -> Option<(f64, Option<f64>)> {
+    match name {
+        "confidence" => Some((0.0, Some(1.0))),
+        "sentiment" => Some((-1.0, Some(1.0))),
+        "turns" | "tool_errors" | "corrections" => Some((0.0, None)),
+        _ => None,
+    }
+}
+
+/// Whether `signal OP n` holds for no value in `[min, max]` (`Some(false)`), for every value
+/// (`Some(true)`), or depends on the value (`None`).
+fn constant_truth(op: CompareOp, n: f64, min: f64, max: Option<f64>) -> Option<bool> {
+    let above = |x: f64| max.is_some_and(|m| x > m);
+    let at_or_above = |x: f64| max.is_some_and(|m| x >= m);
+    match op {
+        CompareOp::Lt if n <= min => Some(false),
+        CompareOp::Lt if above(n) => Some(true),
+        CompareOp::Le if n < min => Some(false),
+        CompareOp::Le if at_or_above(n) => Some(true),
+        CompareOp::Gt if at_or_above(n) => Some(false),
+        CompareOp::Gt if n < min => Some(true),
+        CompareOp::Ge if above(n) => Some(false),
+        CompareOp::Ge if n <= min => Some(true),
+        CompareOp::Eq if n < min || above(n) => Some(false),
+        CompareOp::Ne if n < min || above(n) => Some(true),
+        _ => None,
+    }
+}
+
 fn check_signal(
     cmp: &ladder_syntax::ast::Comparison,
     session_vars: &std::collections::BTreeSet<&str>,
+    has_tools: bool,
     out: &mut Diagnostics,
 ) {
     let name = cmp.signal.name.as_str();
-    if SIGNALS.iter().any(|(s, _)| *s == name) || session_vars.contains(name) {
-        if name == "confidence" {
-            if let Operand::Number(n) = cmp.operand {
-                if !(0.0..=1.0).contains(&n) {
-                    out.push(
-                        Diagnostic::new(
-                            Code::InvalidValue,
-                            cmp.span,
-                            format!("confidence is between 0 and 1; `{n}` can never be reached"),
-                        )
-                        .label("this condition is always or never true")
-                        .help("compare confidence with a number such as `0.7`"),
-                    );
+    let is_signal = SIGNALS.iter().any(|(s, _)| *s == name);
+    if is_signal && !session_vars.contains(name) {
+        if let Some((min, max)) = signal_range(name) {
+            let range = match max {
+                Some(max) => format!("between {min} and {max}"),
+                None => format!("{min} or more"),
+            };
+            match &cmp.operand {
+                Operand::Number(n) => {
+                    if let Some(always) = constant_truth(cmp.op, *n, min, max) {
+                        let what = if always { "always" } else { "never" };
+                        out.push(
+                            Diagnostic::new(
+                                Code::InvalidValue,
+                                cmp.span,
+                                format!("`{name}` is {range}, so this condition is {what} true"),
+                            )
+                            .label(format!("{what} true"))
+                            .help(format!("compare `{name}` with a value inside its range")),
+                        );
+                    }
                 }
+                _ => out.push(
+                    Diagnostic::new(
+                        Code::InvalidValue,
+                        cmp.span,
+                        format!(
+                            "`{name}` is a number ({range}); it cannot be compared with this value"
+                        ),
+                    )
+                    .label("not a number")
+                    .help(format!("compare `{name}` with a number")),
+                ),
             }
         }
+        if name == "tool_errors" && !has_tools {
+            out.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    cmp.signal.span,
+                    "`tool_errors` counts failed tool calls, and this agent has no tools",
+                )
+                .label("always 0 here")
+                .help("give the agent tools, or escalate on another signal"),
+            );
+        }
+        return;
+    }
+    if is_signal || session_vars.contains(name) {
         return;
     }
     let candidates = SIGNALS

@@ -17,6 +17,8 @@ pub mod access;
 mod bounds;
 pub mod diagnostics;
 #[doc(hidden)]
+pub mod fuzzing;
+#[doc(hidden)]
 pub mod generate;
 mod graph;
 mod index;
@@ -48,10 +50,26 @@ use ladder_syntax::SourceMap;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CheckOptions {
     pub lints: LintOptions,
+    /// The most items (agents, tools, intents, ...) a ladder may declare over all its files;
+    /// past it the check stops with L0035 before any analysis, so that memory stays bounded.
+    pub max_items: usize,
 }
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            lints: LintOptions::default(),
+            max_items: DEFAULT_MAX_ITEMS,
+        }
+    }
+}
+
+/// The default item limit: far above any real ladder (the examples declare a few dozen items),
+/// and what a file at the default size cap (8 MiB) of the smallest agents holds.
+pub const DEFAULT_MAX_ITEMS: usize = 200_000;
 
 /// Everything the checker learnt about a ladder.
 #[derive(Debug)]
@@ -125,6 +143,34 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
     if parsed.len() < files.len() {
         // A syntax error stops semantic analysis: names defined in the broken file are unknown,
         // and every reference to them would be a false alarm.
+        let diagnostics = diagnostics::finish(out.into_vec(), &[], &options.lints);
+        return Checked {
+            sources,
+            diagnostics,
+            program: None,
+            graph: None,
+            worst_case: None,
+        };
+    }
+    let items: usize = parsed.iter().map(|f| f.items.len()).sum();
+    if items > options.max_items {
+        let over = parsed
+            .iter()
+            .flat_map(|f| &f.items)
+            .nth(options.max_items)
+            .expect("there are more items than the limit");
+        out.push(
+            Diagnostic::new(
+                Code::TooManyItems,
+                over.span,
+                format!(
+                    "this ladder declares {items} items, over the limit of {}",
+                    options.max_items
+                ),
+            )
+            .label("the first item over the limit")
+            .help("split the ladder, or raise the limit with `--max-items`"),
+        );
         let diagnostics = diagnostics::finish(out.into_vec(), &[], &options.lints);
         return Checked {
             sources,
@@ -241,6 +287,22 @@ fn check_declarations(
     if let Some(ladder) = index.ladder {
         for v in &ladder.vars {
             types::check_type(index, &v.ty, used_types, out);
+            if let Some(default) = &v.default {
+                if let Err(expected) = types::literal_fits(index, default, &v.ty) {
+                    out.push(
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            default.span,
+                            format!(
+                                "the default of `{}` does not fit its type `{}`",
+                                v.name.name, v.ty
+                            ),
+                        )
+                        .label(format!("expected {expected}"))
+                        .secondary(v.ty.span, "the declared type"),
+                    );
+                }
+            }
         }
     }
     for script in index.scripts.values() {

@@ -406,3 +406,41 @@ pub(crate) fn literal_value(lit: &Literal) -> Value {
         LiteralKind::Bool(b) => Value::Bool(*b),
     }
 }
+
+/// Does a literal (a variable's default) fit a type? `Err` says what was expected. Types that
+/// do not exist are reported elsewhere and accept anything here.
+pub(crate) fn literal_fits(index: &Index, lit: &Literal, ty: &TypeExpr) -> Result<(), String> {
+    let ok = match (&ty.kind, &lit.kind) {
+        (TypeKind::Enum(variants), LiteralKind::String(s)) => {
+            if variants.iter().any(|v| &v.name == s) {
+                return Ok(());
+            }
+            return Err(format!(
+                "one of {}",
+                variants
+                    .iter()
+                    .map(|v| format!("\"{}\"", v.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        (TypeKind::Enum(_), _) => false,
+        (TypeKind::List(_), _) => false,
+        (TypeKind::Named(name), kind) => match (name.name.as_str(), kind) {
+            ("json", _) => true,
+            (
+                "string" | "phone" | "email" | "date" | "datetime" | "url",
+                LiteralKind::String(_),
+            ) => true,
+            ("int", LiteralKind::Number(n)) => n.fract() == 0.0,
+            ("float" | "number", LiteralKind::Number(_)) => true,
+            ("bool", LiteralKind::Bool(_)) => true,
+            (other, _) => !index.types.contains_key(other) && builtin_schema(other).is_none(),
+        },
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("a value of type `{ty}`"))
+    }
+}

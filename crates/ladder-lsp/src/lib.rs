@@ -18,6 +18,9 @@
 //! # }
 //! ```
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 use ladder_check::symbols::{symbols, SymbolKind as LadderKind, SymbolNamespace, Symbols};
 use ladder_check::{check_path, CheckOptions, Checked, Loader, Severity};
 use ladder_syntax::{FileId, SourceFile};

@@ -25,6 +25,13 @@ pub fn format(file: &File, text: &str) -> String {
     }
 }
 
+/// The formatter without the guard of [`format`], for the fuzz target that looks for the bugs
+/// the guard hides. Not part of the stable API.
+#[doc(hidden)]
+pub fn format_unguarded(file: &File, text: &str) -> String {
+    format_once(file, text)
+}
+
 fn format_once(file: &File, text: &str) -> String {
     let mut p = Printer {
         text,
@@ -165,10 +172,19 @@ impl Printer<'_> {
                 && !self.text[self.last_end..c.start].contains('\n')
                 && self.out.ends_with('\n');
             if trailing {
+                // Blank lines already printed to separate what follows stay after the comment.
+                let mut blank = 0;
+                while self.out.ends_with("\n\n") {
+                    self.out.pop();
+                    blank += 1;
+                }
                 self.out.pop();
                 self.out.push_str("  ");
                 self.out.push_str(&body);
                 self.out.push('\n');
+                for _ in 0..blank {
+                    self.out.push('\n');
+                }
             } else if body.contains('\n') {
                 // A block comment over several lines keeps its lines as written.
                 self.pad();
@@ -315,6 +331,19 @@ impl Printer<'_> {
 
     /// Prints `head { entries }`, on one line when short and comment-free.
     fn block(&mut self, head: &str, entries: &[(usize, String)], end: usize, separator: &str) {
+        self.block_with(head, entries, end, separator, true);
+    }
+
+    /// [`Self::block`]; `one_line: false` when an entry is raw text that runs to the end of its
+    /// line (an unknown statement), which would swallow what followed it on one line.
+    fn block_with(
+        &mut self,
+        head: &str,
+        entries: &[(usize, String)],
+        end: usize,
+        separator: &str,
+        one_line: bool,
+    ) {
         let one = if entries.is_empty() {
             format!("{head} {{}}")
         } else {
@@ -331,7 +360,7 @@ impl Printer<'_> {
             .comments
             .get(self.next_comment)
             .is_some_and(|c| c.start < end);
-        if !has_comment && one.len() + self.indent * 2 <= WIDTH && !one.contains('\n') {
+        if one_line && !has_comment && one.len() + self.indent * 2 <= WIDTH && !one.contains('\n') {
             self.line(&one);
             return;
         }
@@ -610,7 +639,7 @@ impl Printer<'_> {
         for u in &t.unknown {
             body.push((u.span.start, self.src(u.span).to_string()));
         }
-        self.block(&head, &body, end, "  ");
+        self.block_with(&head, &body, end, "  ", t.unknown.is_empty());
     }
 
     fn agent(&mut self, a: &AgentDecl, end: usize) {

@@ -14,6 +14,6 @@ mod format;
 mod parser;
 mod source;
 
-pub use format::format;
+pub use format::{format, format_unguarded};
 pub use parser::{dedent, parse, parse_sequential, ParseError, MAX_NESTING, PARALLEL_THRESHOLD};
 pub use source::{FileId, SourceFile, SourceMap, Span};

@@ -31,7 +31,13 @@ struct Cli {
     /// The largest ladder file read, in bytes.
     #[arg(long = "max-file-size", global = true, value_name = "BYTES", default_value_t = ladder_check::DEFAULT_MAX_FILE_BYTES)]
     max_file_size: u64,
+    /// The most items (agents, tools, intents, ...) a ladder may declare, over all its files.
+    #[arg(long = "max-items", global = true, value_name = "N", default_value_t = ladder_check::DEFAULT_MAX_ITEMS)]
+    max_items: usize,
 }
+
+/// `--max-items`, set once in `main`.
+static MAX_ITEMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 
 /// `--root` and `--max-file-size`, set once in `main`.
 static ACCESS: std::sync::OnceLock<(Option<PathBuf>, u64)> = std::sync::OnceLock::new();
@@ -54,7 +60,14 @@ pub(crate) fn check_file(
     file: &Path,
     options: &CheckOptions,
 ) -> std::io::Result<ladder_check::Checked> {
-    check_path(file, &policy_for(file)?, options)
+    let options = CheckOptions {
+        max_items: MAX_ITEMS
+            .get()
+            .copied()
+            .unwrap_or(ladder_check::DEFAULT_MAX_ITEMS),
+        ..options.clone()
+    };
+    check_path(file, &policy_for(file)?, &options)
 }
 
 #[derive(Subcommand)]
@@ -270,6 +283,7 @@ fn block_on<F: std::future::Future>(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = ACCESS.set((cli.root.clone(), cli.max_file_size));
+    let _ = MAX_ITEMS.set(cli.max_items);
     match cli.command {
         Command::Check {
             files,
@@ -285,7 +299,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let options = CheckOptions { lints };
+            let options = CheckOptions {
+                lints,
+                ..CheckOptions::default()
+            };
             let color = match color {
                 Color::Always => true,
                 Color::Never => false,
