@@ -280,18 +280,12 @@ fn the_server_exits_on_exit_with_stdin_still_open() {
     lsp.notify("initialized", json!({}));
     lsp.request("shutdown", Value::Null);
     lsp.send(json!({"jsonrpc": "2.0", "method": "exit"}));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(status) = lsp.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server is still running after `exit`"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let status = wait_for_exit(
+        &mut lsp.child,
+        10,
+        "the server is still running after `exit`",
+    );
+    assert!(status.success(), "{status}");
     drop(lsp.stdin);
 }
 
@@ -310,16 +304,26 @@ fn the_server_exits_when_its_client_process_dies() {
     assert!(lsp.child.try_wait().unwrap().is_none(), "ended too early");
     client.kill().unwrap();
     client.wait().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        if lsp.child.try_wait().unwrap().is_some() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server is still running after its client died"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for_exit(
+        &mut lsp.child,
+        15,
+        "the server is still running after its client died",
+    );
     drop(lsp.stdin);
+}
+
+/// Waits up to `seconds` for `child` to end; fails with `why` if it does not.
+fn wait_for_exit(
+    child: &mut std::process::Child,
+    seconds: u64,
+    why: &str,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

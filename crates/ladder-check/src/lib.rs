@@ -143,14 +143,7 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
     if parsed.len() < files.len() {
         // A syntax error stops semantic analysis: names defined in the broken file are unknown,
         // and every reference to them would be a false alarm.
-        let diagnostics = diagnostics::finish(out.into_vec(), &[], &options.lints);
-        return Checked {
-            sources,
-            diagnostics,
-            program: None,
-            graph: None,
-            worst_case: None,
-        };
+        return stopped(sources, out, options);
     }
     let items: usize = parsed.iter().map(|f| f.items.len()).sum();
     if items > options.max_items {
@@ -171,14 +164,7 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
             .label("the first item over the limit")
             .help("split the ladder, or raise the limit with `--max-items`"),
         );
-        let diagnostics = diagnostics::finish(out.into_vec(), &[], &options.lints);
-        return Checked {
-            sources,
-            diagnostics,
-            program: None,
-            graph: None,
-            worst_case: None,
-        };
+        return stopped(sources, out, options);
     }
     let mut scopes = Vec::new();
     for file in &parsed {
@@ -235,6 +221,17 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
         program: program.flatten(),
         graph: Some(graph.view()),
         worst_case,
+    }
+}
+
+/// The result of a check that stopped before the analyses (a syntax error, too many items).
+fn stopped(sources: SourceMap, out: Diagnostics, options: &CheckOptions) -> Checked {
+    Checked {
+        sources,
+        diagnostics: diagnostics::finish(out.into_vec(), &[], &options.lints),
+        program: None,
+        graph: None,
+        worst_case: None,
     }
 }
 

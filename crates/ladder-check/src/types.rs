@@ -407,40 +407,20 @@ pub(crate) fn literal_value(lit: &Literal) -> Value {
     }
 }
 
-/// Does a literal (a variable's default) fit a type? `Err` says what was expected. Types that
-/// do not exist are reported elsewhere and accept anything here.
+/// Does a literal (a variable's default) fit a type? `Err` says what was expected. The same
+/// rules as [`fits`]; a duration or an amount fits no variable type.
 pub(crate) fn literal_fits(index: &Index, lit: &Literal, ty: &TypeExpr) -> Result<(), String> {
-    let ok = match (&ty.kind, &lit.kind) {
-        (TypeKind::Enum(variants), LiteralKind::String(s)) => {
-            if variants.iter().any(|v| &v.name == s) {
-                return Ok(());
-            }
-            return Err(format!(
-                "one of {}",
-                variants
-                    .iter()
-                    .map(|v| format!("\"{}\"", v.name))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+    let kind = match &lit.kind {
+        LiteralKind::String(s) => JsonKind::String(s.clone()),
+        LiteralKind::Number(n) => JsonKind::Number(*n),
+        LiteralKind::Bool(b) => JsonKind::Bool(*b),
+        LiteralKind::Duration(_) | LiteralKind::Money(_) => {
+            return Err(format!("a value of type `{ty}`"))
         }
-        (TypeKind::Enum(_), _) => false,
-        (TypeKind::List(_), _) => false,
-        (TypeKind::Named(name), kind) => match (name.name.as_str(), kind) {
-            ("json", _) => true,
-            (
-                "string" | "phone" | "email" | "date" | "datetime" | "url",
-                LiteralKind::String(_),
-            ) => true,
-            ("int", LiteralKind::Number(n)) => n.fract() == 0.0,
-            ("float" | "number", LiteralKind::Number(_)) => true,
-            ("bool", LiteralKind::Bool(_)) => true,
-            (other, _) => !index.types.contains_key(other) && builtin_schema(other).is_none(),
-        },
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("a value of type `{ty}`"))
-    }
+    let value = Json {
+        kind,
+        span: lit.span,
+    };
+    fits(index, &value, ty, 0).map_err(|(_, expected)| expected)
 }

@@ -2,7 +2,7 @@
 //! at character boundaries. Bounded so that CI runs it as a smoke test; raise
 //! `PROPTEST_CASES` locally for a longer fuzz.
 
-use ladder_check::{check_source, CheckOptions, MietteReport};
+use ladder_check::{check_source, CheckOptions};
 use proptest::prelude::*;
 
 const EXAMPLES: &[&str] = &[
@@ -81,24 +81,7 @@ const TOKENS: &[&str] = &[
 ];
 
 fn assert_well_formed(text: &str) {
-    let checked = check_source("fuzz.ladder", text, &CheckOptions::default());
-    for d in &checked.diagnostics {
-        for span in std::iter::once(&d.primary.span).chain(d.secondary.iter().map(|l| &l.span)) {
-            let file = checked.sources.get(span.file);
-            assert!(
-                span.start <= span.end && span.end <= file.text.len(),
-                "span out of bounds: {d:?}"
-            );
-            assert!(
-                file.text.is_char_boundary(span.start) && file.text.is_char_boundary(span.end),
-                "span splits a character: {d:?}"
-            );
-        }
-        // Rendering must not panic either.
-        let report = MietteReport::new(d, &checked.sources);
-        let mut out = String::new();
-        let _ = miette::GraphicalReportHandler::new().render_report(&mut out, &report);
-    }
+    ladder_check::fuzzing::check_and_render(text);
 }
 
 fn mutate(base: &str, edits: &[(usize, u8, String)]) -> String {
