@@ -136,70 +136,91 @@ pub(crate) fn worst_case(
             }
         }
     }
-    let consulted = |n: NodeIndex| -> Vec<NodeIndex> {
-        agent(n)
-            .map(|a| {
-                a.consults
-                    .iter()
-                    .filter_map(|c| g.nodes.get(&c.name).copied())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    // One visit of an agent: one call to answer or hand off, plus per consult one call of the
-    // consulted agent and one more of the caller.
-    let calls = |n: NodeIndex| -> f64 {
-        agent(n)
-            .map(|a| 1.0 + 2.0 * a.consults.len() as f64)
-            .unwrap_or(0.0)
-    };
-    let cost = |n: NodeIndex| -> f64 {
-        if agent(n).is_none() {
-            return 0.0;
-        }
-        let consults = consulted(n);
-        call_cost[n.index()] * (1.0 + consults.len() as f64)
-            + consults.iter().map(|c| call_cost[c.index()]).sum::<f64>()
-    };
-    let sla = |n: NodeIndex| -> f64 { agent(n).and_then(|a| a.sla.map(|s| s.0)).unwrap_or(0.0) };
-
-    let hops = limits.handoffs_per_turn;
-    let (_, chain) = heaviest_path(g, entry, hops, &|_| 1.0);
-    let (path_calls, _) = heaviest_path(g, entry, hops, &calls);
-    let (path_cost, _) = heaviest_path(g, entry, hops, &cost);
-    let (path_latency, _) = heaviest_path(g, entry, hops, &sla);
-
-    let tool_agents: Vec<NodeIndex> = reachable_agents
+    // What the runtime enforces (docs/language.md, "What check proves"): every model call of a
+    // turn, a consulted agent's and a correction's included, takes one step of the rung's
+    // allowance of `steps_per_turn`; every tool call and every consult one of its allowance of
+    // `tool_calls_per_turn`; a fallback starts a fresh allowance of both. So the turn has at most
+    // `1 + activations` allowances, where an activation is a fallback after which an agent may
+    // still run. Escalations never reset an allowance, but each one (at most
+    // `escalation_depth`, the stack only grows) may start a new walk down the handoff and
+    // fallback DAG, with fallbacks and handoffs of its own.
+    let escalations = if reachable_agents
         .iter()
-        .copied()
-        .filter(|n| agent(*n).is_some_and(|a| !a.tools.is_empty()))
+        .any(|n| agent(*n).is_some_and(|a| !a.escalations.is_empty()))
+    {
+        limits.escalation_depth
+    } else {
+        0
+    };
+    // The first walk starts at the entry, each later one at an escalation target.
+    let reaches_agent = reaches_agent(g, &agent_of);
+    let sla = |n: NodeIndex| -> f64 { agent(n).and_then(|a| a.sla.map(|s| s.0)).unwrap_or(0.0) };
+    let w = walks(g, &reaches_agent, &sla);
+    let escalation_targets: Vec<usize> = reachable_agents
+        .iter()
+        .flat_map(|n| {
+            g.graph
+                .edges(*n)
+                .filter(|e| e.weight().kind == EdgeKind::Escalate)
+                .map(|e| e.target().index())
+        })
         .collect();
-    let tool_calls = if tool_agents.is_empty() {
+    let later = |per_node: &[u32]| -> u32 {
+        let most = escalation_targets
+            .iter()
+            .map(|t| per_node[*t])
+            .max()
+            .unwrap_or(0);
+        per_node[entry.index()].saturating_add(escalations.saturating_mul(most))
+    };
+    let allowances = later(&w.fallbacks).saturating_add(1);
+    let handoffs = limits.handoffs_per_turn.min(later(&w.handoffs));
+    let latency_bound = w.sla_seconds[entry.index()]
+        + f64::from(escalations)
+            * escalation_targets
+                .iter()
+                .map(|t| w.sla_seconds[*t])
+                .fold(0.0, f64::max);
+    // Agents any model call may come from: reachable by any edge, consults included.
+    let callers: Vec<NodeIndex> = reachable_agents.clone();
+    let llm_calls = if callers.is_empty() {
         0
     } else {
-        limits.tool_calls_per_turn
+        limits.steps_per_turn.saturating_mul(allowances)
     };
-    // Every tool call costs one more LLM call (to read its result), on the priciest tool user.
-    let tool_round_cost = tool_agents
+    let calls_functions = callers
         .iter()
-        .map(|n| call_cost[n.index()])
-        .fold(0.0, f64::max);
-    let llm_calls = (path_calls as u32 + tool_calls).min(limits.steps_per_turn);
-    let handoffs = (chain.len() as u32).saturating_sub(1);
+        .any(|n| agent(*n).is_some_and(|a| !a.tools.is_empty() || !a.consults.is_empty()));
+    let tool_calls = if calls_functions {
+        limits.tool_calls_per_turn.saturating_mul(allowances)
+    } else {
+        0
+    };
     let cost_per_turn = cost_unknown.is_none().then(|| {
-        // Never more calls than `steps_per_turn` allows, each at most the priciest call.
-        let priciest = reachable_agents
+        let priciest = callers
             .iter()
             .map(|n| call_cost[n.index()])
             .fold(0.0, f64::max);
-        (path_cost + tool_round_cost * f64::from(tool_calls))
-            .min(priciest * f64::from(limits.steps_per_turn))
+        priciest * f64::from(llm_calls)
     });
     let cost_per_session =
         cost_per_turn.and_then(|t| limits.turns_per_session.map(|n| t * f64::from(n)));
     let all_have_sla = reachable_agents
         .iter()
         .all(|n| agent(*n).is_some_and(|a| a.sla.is_some()));
+    let hops = limits.handoffs_per_turn;
+    let (_, chain) = heaviest_path(g, entry, hops, &|_| 1.0);
+    let (_, slowest) = heaviest_path(g, entry, hops, &sla);
+    let slowest: Vec<String> = slowest
+        .iter()
+        .filter(|n| sla(**n) > 0.0)
+        .map(|n| g.graph[*n].0.clone())
+        .collect();
+    let without_sla: Vec<&str> = reachable_agents
+        .iter()
+        .filter(|n| agent(**n).is_some_and(|a| a.sla.is_none()))
+        .map(|n| g.graph[*n].0.as_str())
+        .collect();
 
     let worst = WorstCase {
         llm_calls,
@@ -209,10 +230,88 @@ pub(crate) fn worst_case(
         cost_per_turn,
         cost_per_session,
         cost_unknown,
-        latency_seconds: all_have_sla.then_some(path_latency),
+        latency_seconds: all_have_sla.then_some(latency_bound),
     };
     budget_breaches(&worst, budget, out);
+    latency_budget(&worst, budget, limits, &slowest, &without_sla, out);
+    unproved_cost(&worst, budget, limits, out);
     Some(worst)
+}
+
+/// For every node, whether an agent can run at or after it along handoff and fallback edges.
+fn reaches_agent(g: &AgentGraph, agent_of: &[Option<&crate::index::AgentInfo>]) -> Vec<bool> {
+    let mut reaches: Vec<bool> = agent_of.iter().map(Option::is_some).collect();
+    let mut queue: Vec<NodeIndex> = g
+        .graph
+        .node_indices()
+        .filter(|n| reaches[n.index()])
+        .collect();
+    while let Some(n) = queue.pop() {
+        for e in g.graph.edges_directed(n, petgraph::Direction::Incoming) {
+            if is_transfer(e.weight().kind) && !reaches[e.source().index()] {
+                reaches[e.source().index()] = true;
+                queue.push(e.source());
+            }
+        }
+    }
+    reaches
+}
+
+/// Per node, the most on any walk from it down the handoff and fallback edges (a DAG when this
+/// is called): fallbacks into a part of the graph where an agent can still run, handoffs, and
+/// seconds of SLA. O(nodes + edges), in reverse topological order (Kahn's algorithm, iterative).
+struct Walks {
+    fallbacks: Vec<u32>,
+    handoffs: Vec<u32>,
+    sla_seconds: Vec<f64>,
+}
+
+fn walks(g: &AgentGraph, reaches_agent: &[bool], sla: &dyn Fn(NodeIndex) -> f64) -> Walks {
+    let n = g.graph.node_count();
+    let transfers = |node: NodeIndex| {
+        g.graph
+            .edges(node)
+            .filter(|e| is_transfer(e.weight().kind))
+            .map(|e| (e.target(), e.weight().kind))
+    };
+    let mut out_degree: Vec<usize> = g
+        .graph
+        .node_indices()
+        .map(|v| transfers(v).count())
+        .collect();
+    let mut ready: Vec<NodeIndex> = g
+        .graph
+        .node_indices()
+        .filter(|v| out_degree[v.index()] == 0)
+        .collect();
+    let mut w = Walks {
+        fallbacks: vec![0; n],
+        handoffs: vec![0; n],
+        sla_seconds: vec![0.0; n],
+    };
+    while let Some(v) = ready.pop() {
+        let i = v.index();
+        let mut later_sla = 0.0f64;
+        for (target, kind) in transfers(v) {
+            let t = target.index();
+            let f = w.fallbacks[t] + u32::from(kind == EdgeKind::Fallback && reaches_agent[t]);
+            let h = w.handoffs[t] + u32::from(kind == EdgeKind::Handoff);
+            w.fallbacks[i] = w.fallbacks[i].max(f);
+            w.handoffs[i] = w.handoffs[i].max(h);
+            later_sla = later_sla.max(w.sla_seconds[t]);
+        }
+        w.sla_seconds[i] = sla(v) + later_sla;
+        for e in g.graph.edges_directed(v, petgraph::Direction::Incoming) {
+            if is_transfer(e.weight().kind) {
+                let source = e.source().index();
+                out_degree[source] -= 1;
+                if out_degree[source] == 0 {
+                    ready.push(e.source());
+                }
+            }
+        }
+    }
+    w
 }
 
 fn budget_breaches(worst: &WorstCase, budget: &Budget, out: &mut Diagnostics) {
@@ -248,6 +347,111 @@ fn budget_breaches(worst: &WorstCase, budget: &Budget, out: &mut Diagnostics) {
                 );
             }
         }
+    }
+}
+
+/// L0021 when the slowest chain of SLAs exceeds the latency budget; L0036 when nothing bounds
+/// the time to a reply below the budget (an agent without an SLA, and a turn deadline above it).
+/// What is compared is the time until the turn commits (a reply starts streaming, a person or
+/// a script takes over): each rung commits within its SLA or control leaves it, so the sum of the
+/// SLAs along a chain bounds it, and `turn_deadline` bounds everything.
+fn latency_budget(
+    worst: &WorstCase,
+    budget: &Budget,
+    limits: &Limits,
+    slowest: &[String],
+    without_sla: &[&str],
+    out: &mut Diagnostics,
+) {
+    let (Some(limit), Some(span)) = (budget.latency_p95_seconds, budget.spans.latency_p95) else {
+        return;
+    };
+    match worst.latency_seconds {
+        Some(latency) if latency.min(limits.turn_deadline_seconds) > limit + 1e-9 => {
+            let bound = latency.min(limits.turn_deadline_seconds);
+            out.push(
+                Diagnostic::new(
+                    Code::BudgetExceeded,
+                    span,
+                    format!(
+                        "the worst-case time to a reply, {}, exceeds the latency budget of {}",
+                        seconds_text(bound),
+                        seconds_text(limit)
+                    ),
+                )
+                .label("budget declared here")
+                .note(format!(
+                    "each rung commits within its SLA or hands over; along {} the SLAs add up to {}",
+                    slowest.join(" -> "),
+                    seconds_text(latency)
+                ))
+                .help("tighten the SLAs on this chain, lower `handoffs_per_turn`, or raise the budget"),
+            );
+        }
+        None if limits.turn_deadline_seconds > limit + 1e-9 => {
+            let mut names: Vec<String> = without_sla
+                .iter()
+                .take(3)
+                .map(|n| format!("`{n}`"))
+                .collect();
+            if without_sla.len() > 3 {
+                names.push(format!("{} more", without_sla.len() - 3));
+            }
+            out.push(
+                Diagnostic::new(
+                    Code::UnprovedBudget,
+                    span,
+                    format!(
+                        "the latency budget of {} cannot be proved: {} {} no SLA, so only the turn deadline ({}) bounds a turn",
+                        seconds_text(limit),
+                        names.join(", "),
+                        if without_sla.len() == 1 { "has" } else { "have" },
+                        seconds_text(limits.turn_deadline_seconds)
+                    ),
+                )
+                .label("budget declared here")
+                .help("give every agent an `sla`, or set `turn_deadline` within the budget"),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// L0036 for cost budgets nothing bounds: a session budget with no `turns_per_session`, a
+/// budget over a model without prices or token limits.
+fn unproved_cost(worst: &WorstCase, budget: &Budget, limits: &Limits, out: &mut Diagnostics) {
+    let unknown = worst.cost_unknown.as_deref();
+    for (limit, span, per) in [
+        (budget.cost_per_turn, budget.spans.cost_per_turn, "turn"),
+        (
+            budget.cost_per_session,
+            budget.spans.cost_per_session,
+            "session",
+        ),
+    ] {
+        let (Some(limit), Some(span)) = (limit, span) else {
+            continue;
+        };
+        let why = match unknown {
+            Some(why) => why.to_string(),
+            None if per == "session" && limits.turns_per_session.is_none() => {
+                "there is no `turns_per_session`, so a session may take any number of turns".into()
+            }
+            None => continue,
+        };
+        out.push(
+            Diagnostic::new(
+                Code::UnprovedBudget,
+                span,
+                format!("the cost budget of ${limit} per {per} cannot be proved: {why}"),
+            )
+            .label("budget declared here")
+            .help(if per == "session" && unknown.is_none() {
+                "set `turns_per_session` in `limits`"
+            } else {
+                "give every model `input`/`output` prices and `max_input_tokens`/`max_output_tokens`"
+            }),
+        );
     }
 }
 

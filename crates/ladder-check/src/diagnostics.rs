@@ -82,6 +82,7 @@ codes! {
     DuplicateField = "L0033", "duplicate-field", Error, "a field, parameter or variant declared twice";
     ImpossibleExpectation = "L0034", "impossible-expectation", Error, "a test expects something the ladder cannot do";
     TooManyItems = "L0035", "too-many-items", Error, "a ladder declares more items than `--max-items` allows";
+    UnprovedBudget = "L0036", "unproved-budget", Warning, "a budget that nothing bounds, so `check` cannot prove it";
 }
 
 impl Code {

@@ -10,7 +10,7 @@ pub fn ladder(agents: usize, fan_out: usize) -> String {
     let fan_out = fan_out.max(1);
     let mut s = String::with_capacity(agents * 260);
     s.push_str("ladder 1\n\nladder generated {\n  entry a0\n  limits { steps_per_turn: 12, tool_calls_per_turn: 4, handoffs_per_turn: 8 }\n");
-    s.push_str("  budget { latency_p95: 3s }\n  vars { clinic: string = \"Generated\" }\n}\n\n");
+    s.push_str("  vars { clinic: string = \"Generated\" }\n}\n\n");
     s.push_str("model fast { provider: openai, name: \"gpt-4o-mini\", input: $0.15/Mtok, output: $0.60/Mtok, max_input_tokens: 4000, max_output_tokens: 300 }\n\n");
     // Only as many intents as the root has children, so that none is unused.
     for i in 0..fan_out.min(agents - 1) {

@@ -37,6 +37,10 @@ pub struct Limits {
     /// Corrective retries after an undeclared tool or target, or arguments that fail the schema.
     pub corrections_per_step: u32,
     pub turns_per_session: Option<u32>,
+    /// How deep consults may nest: a consulted agent may consult in turn while the depth is
+    /// below this (1: consulted agents do not consult). Every consult is also a tool call.
+    #[serde(default = "default_consult_depth")]
+    pub consult_depth: u32,
     /// The whole turn's deadline in seconds (default 120): past it the turn ends with
     /// `ceiling_hit` `turn_deadline` and an error, whatever was streaming.
     #[serde(default = "default_turn_deadline")]
@@ -45,6 +49,10 @@ pub struct Limits {
 
 fn default_turn_deadline() -> f64 {
     120.0
+}
+
+fn default_consult_depth() -> u32 {
+    3
 }
 
 impl Default for Limits {
@@ -56,6 +64,7 @@ impl Default for Limits {
             escalation_depth: 4,
             corrections_per_step: 2,
             turns_per_session: None,
+            consult_depth: default_consult_depth(),
             turn_deadline_seconds: default_turn_deadline(),
         }
     }

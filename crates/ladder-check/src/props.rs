@@ -280,6 +280,13 @@ const LIMITS: &[(&str, Expect)] = &[
             max: 20.0,
         },
     ),
+    (
+        "consult_depth",
+        Expect::Count {
+            min: 0.0,
+            max: 10.0,
+        },
+    ),
     ("turn_deadline", Expect::Duration { max: 3600.0 }),
     (
         "turns_per_session",
@@ -375,6 +382,7 @@ pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
                     handoffs_per_turn: get("handoffs_per_turn", limits.handoffs_per_turn),
                     escalation_depth: get("escalation_depth", limits.escalation_depth),
                     corrections_per_step: get("corrections_per_step", limits.corrections_per_step),
+                    consult_depth: get("consult_depth", limits.consult_depth),
                     turns_per_session: v
                         .get("turns_per_session")
                         .and_then(|(c, _)| c.number())

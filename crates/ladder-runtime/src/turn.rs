@@ -37,9 +37,6 @@ enum Outcome {
 /// After the turn deadline, the time a model-free fallback (a script, a person) gets.
 const DEADLINE_GRACE_SECONDS: u64 = 5;
 
-/// Consulted agents may consult others, to this depth.
-const MAX_CONSULT_DEPTH: u32 = 3;
-
 /// The temperature of an agent's requests when neither the model nor the command line sets one
 /// (routing requests default to 0).
 const DEFAULT_TEMPERATURE: f64 = 0.2;
@@ -951,7 +948,7 @@ impl<'a> Turn<'a> {
         if let Some(target) = call.name.strip_prefix("consult_") {
             if agent.consults.iter().any(|c| c == target)
                 && prog.agents.contains_key(target)
-                && consult_depth < MAX_CONSULT_DEPTH
+                && consult_depth < prog.limits.consult_depth
             {
                 let Some(question) = arguments
                     .get("question")
@@ -960,6 +957,17 @@ impl<'a> Turn<'a> {
                 else {
                     return Act::Correct("arguments.question is required".into());
                 };
+                // A consult is a tool call: it counts against `tool_calls_per_turn`, so that
+                // the worst case `check` prints covers it (docs/language.md, "What check proves").
+                if self.tool_calls - self.tool_calls_base >= prog.limits.tool_calls_per_turn {
+                    return Act::Leave(self.ceiling(
+                        name,
+                        "tool_calls_per_turn",
+                        prog.limits.tool_calls_per_turn.into(),
+                    ));
+                }
+                self.tool_calls += 1;
+                self.state.counters.tool_calls += 1;
                 return self.consult(name, target, question, consult_depth).await;
             }
         }
@@ -1200,6 +1208,10 @@ impl<'a> Turn<'a> {
                     return Outcome::Paused;
                 }
                 ScriptStep::Handoff { target } => {
+                    let limit = program(self.rt).limits.handoffs_per_turn;
+                    if self.handoffs >= limit {
+                        return self.ceiling(name, "handoffs_per_turn", limit.into());
+                    }
                     self.handoffs += 1;
                     self.state.counters.handoffs += 1;
                     self.emit(Event::Handoff {

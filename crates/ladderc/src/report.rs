@@ -47,7 +47,7 @@ pub(crate) fn worst_case_line(w: &WorstCase) -> String {
     }
     if let Some(latency) = w.latency_seconds {
         if latency > 0.0 {
-            let _ = write!(s, "; latency <= {latency}s (sum of SLAs)");
+            let _ = write!(s, "; time to a reply <= {latency}s (SLAs)");
         }
     }
     s
