@@ -155,7 +155,8 @@ pub(crate) fn worst_case(
     // The first walk starts at the entry, each later one at an escalation target.
     let reaches_agent = reaches_agent(g, &agent_of);
     let sla = |n: NodeIndex| -> f64 { agent(n).and_then(|a| a.sla.map(|s| s.0)).unwrap_or(0.0) };
-    let w = walks(g, &reaches_agent, &sla);
+    let is_script = |n: NodeIndex| matches!(g.graph[n].1, RungKind::Script);
+    let w = walks(g, &reaches_agent, &is_script, &sla);
     let escalation_targets: Vec<usize> = reachable_agents
         .iter()
         .flat_map(|n| {
@@ -174,7 +175,10 @@ pub(crate) fn worst_case(
         per_node[entry.index()].saturating_add(escalations.saturating_mul(most))
     };
     let allowances = later(&w.fallbacks).saturating_add(1);
-    let handoffs = limits.handoffs_per_turn.min(later(&w.handoffs));
+    let handoffs = limits
+        .handoffs_per_turn
+        .min(later(&w.handoffs))
+        .saturating_add(later(&w.script_handoffs));
     let latency_bound = w.sla_seconds[entry.index()]
         + f64::from(escalations)
             * escalation_targets
@@ -262,11 +266,18 @@ fn reaches_agent(g: &AgentGraph, agent_of: &[Option<&crate::index::AgentInfo>]) 
 /// seconds of SLA. O(nodes + edges), in reverse topological order (Kahn's algorithm, iterative).
 struct Walks {
     fallbacks: Vec<u32>,
+    /// Handoffs by agents (limited by `handoffs_per_turn` at run time) and by scripts (not).
     handoffs: Vec<u32>,
+    script_handoffs: Vec<u32>,
     sla_seconds: Vec<f64>,
 }
 
-fn walks(g: &AgentGraph, reaches_agent: &[bool], sla: &dyn Fn(NodeIndex) -> f64) -> Walks {
+fn walks(
+    g: &AgentGraph,
+    reaches_agent: &[bool],
+    is_script: &dyn Fn(NodeIndex) -> bool,
+    sla: &dyn Fn(NodeIndex) -> f64,
+) -> Walks {
     let n = g.graph.node_count();
     let transfers = |node: NodeIndex| {
         g.graph
@@ -287,6 +298,7 @@ fn walks(g: &AgentGraph, reaches_agent: &[bool], sla: &dyn Fn(NodeIndex) -> f64)
     let mut w = Walks {
         fallbacks: vec![0; n],
         handoffs: vec![0; n],
+        script_handoffs: vec![0; n],
         sla_seconds: vec![0.0; n],
     };
     while let Some(v) = ready.pop() {
@@ -295,9 +307,12 @@ fn walks(g: &AgentGraph, reaches_agent: &[bool], sla: &dyn Fn(NodeIndex) -> f64)
         for (target, kind) in transfers(v) {
             let t = target.index();
             let f = w.fallbacks[t] + u32::from(kind == EdgeKind::Fallback && reaches_agent[t]);
-            let h = w.handoffs[t] + u32::from(kind == EdgeKind::Handoff);
+            let handoff = kind == EdgeKind::Handoff;
+            let h = w.handoffs[t] + u32::from(handoff && !is_script(v));
+            let hs = w.script_handoffs[t] + u32::from(handoff && is_script(v));
             w.fallbacks[i] = w.fallbacks[i].max(f);
             w.handoffs[i] = w.handoffs[i].max(h);
+            w.script_handoffs[i] = w.script_handoffs[i].max(hs);
             later_sla = later_sla.max(w.sla_seconds[t]);
         }
         w.sla_seconds[i] = sla(v) + later_sla;

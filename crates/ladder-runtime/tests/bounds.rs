@@ -199,7 +199,12 @@ fn shapes() -> impl Strategy<Value = (Shape, u64)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 400,
+        max_global_rejects: 1_000_000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn observed_turns_stay_within_the_printed_worst_case((shape, seed) in shapes()) {
