@@ -470,6 +470,182 @@ fn unproved_cost(worst: &WorstCase, budget: &Budget, limits: &Limits, out: &mut 
     }
 }
 
+/// Where `limits { key: .. }` is written, else the ladder's name (the limit is the default).
+fn limit_span(index: &Index, key: &str) -> Option<ladder_syntax::Span> {
+    let ladder = index.ladder?;
+    ladder
+        .blocks
+        .iter()
+        .filter(|b| b.name.name == "limits")
+        .flat_map(|b| &b.props)
+        .find(|p| p.key.name == key)
+        .map(|p| p.value.span)
+        .or(Some(ladder.name.span))
+}
+
+/// L0018 for limits that make the ladder unusable: `handoffs_per_turn` below the handoffs needed
+/// to get from the entry to any rung that answers (a non-router agent, a person, a script), and
+/// `escalation_depth` below the escalations needed to reach a person from an agent that declares
+/// escalations. Each names the path that cannot be completed.
+pub(crate) fn unusable_limits(
+    index: &Index,
+    g: &AgentGraph,
+    limits: &Limits,
+    out: &mut Diagnostics,
+) {
+    let Some(entry) = g.entry else { return };
+    let n = g.graph.node_count();
+    let answers = |node: NodeIndex| match &g.graph[node] {
+        (name, RungKind::Agent) => !index.agents.get(name.as_str()).is_some_and(|a| a.router),
+        _ => true,
+    };
+    let path_text = |path: &[NodeIndex]| {
+        path.iter()
+            .map(|n| format!("`{}`", g.graph[*n].0))
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    };
+    let back_to = |previous: &[Option<NodeIndex>], mut at: NodeIndex| {
+        let mut path = vec![at];
+        while let Some(p) = previous[at.index()] {
+            path.push(p);
+            at = p;
+        }
+        path.reverse();
+        path
+    };
+
+    // 0-1 BFS: an agent's handoff costs one, a fallback, a script's handoff and an escalation
+    // (while escalations are allowed) nothing.
+    let mut cost = vec![u32::MAX; n];
+    let mut previous: Vec<Option<NodeIndex>> = vec![None; n];
+    let mut deque = std::collections::VecDeque::from([entry]);
+    cost[entry.index()] = 0;
+    let mut found = None;
+    while let Some(v) = deque.pop_front() {
+        if answers(v) {
+            found = Some(v);
+            break;
+        }
+        for e in g.graph.edges(v) {
+            let step = match e.weight().kind {
+                EdgeKind::Handoff if matches!(g.graph[v].1, RungKind::Agent) => 1,
+                EdgeKind::Handoff | EdgeKind::Fallback => 0,
+                EdgeKind::Escalate if limits.escalation_depth > 0 => 0,
+                _ => continue,
+            };
+            let t = e.target();
+            if cost[v.index()] + step < cost[t.index()] {
+                cost[t.index()] = cost[v.index()] + step;
+                previous[t.index()] = Some(v);
+                if step == 0 {
+                    deque.push_front(t);
+                } else {
+                    deque.push_back(t);
+                }
+            }
+        }
+    }
+    if let (Some(to), Some(span)) = (found, limit_span(index, "handoffs_per_turn")) {
+        let needed = cost[to.index()];
+        if needed > limits.handoffs_per_turn {
+            out.push(
+                Diagnostic::new(
+                    Code::AbsurdLimit,
+                    span,
+                    format!(
+                        "`handoffs_per_turn: {}` makes the ladder unusable: the nearest rung that answers is {needed} handoffs from the entry",
+                        limits.handoffs_per_turn
+                    ),
+                )
+                .label("too few handoffs to reach an answer")
+                .note(format!("the shortest path: {}", path_text(&back_to(&previous, to))))
+                .help(format!("raise `handoffs_per_turn` to at least {needed}")),
+            );
+        }
+    }
+
+    // Escalations: from each agent that declares one, the fewest escalations to a person.
+    let escalating: Vec<NodeIndex> = g
+        .graph
+        .node_indices()
+        .filter(|v| {
+            g.graph
+                .edges(*v)
+                .any(|e| e.weight().kind == EdgeKind::Escalate)
+        })
+        .collect();
+    let Some(span) = limit_span(index, "escalation_depth") else {
+        return;
+    };
+    if limits.escalation_depth == 0 {
+        if let Some(first) = escalating.first() {
+            out.push(
+                Diagnostic::new(
+                    Code::AbsurdLimit,
+                    span,
+                    format!(
+                        "`escalation_depth: 0` forbids every escalation, and `{}` declares one",
+                        g.graph[*first].0
+                    ),
+                )
+                .label("no escalation can happen")
+                .help("remove the escalations, or allow at least one"),
+            );
+        }
+        return;
+    }
+    let mut worst: Option<Vec<NodeIndex>> = None;
+    for &from in &escalating {
+        let mut previous: Vec<Option<NodeIndex>> = vec![None; n];
+        let mut seen = vec![false; n];
+        seen[from.index()] = true;
+        let mut queue = std::collections::VecDeque::from([from]);
+        let mut human = None;
+        while let Some(v) = queue.pop_front() {
+            if matches!(g.graph[v].1, RungKind::Human) {
+                human = Some(v);
+                break;
+            }
+            for e in g
+                .graph
+                .edges(v)
+                .filter(|e| e.weight().kind == EdgeKind::Escalate)
+            {
+                if !std::mem::replace(&mut seen[e.target().index()], true) {
+                    previous[e.target().index()] = Some(v);
+                    queue.push_back(e.target());
+                }
+            }
+        }
+        if let Some(h) = human {
+            let path = back_to(&previous, h);
+            if path.len() - 1 > limits.escalation_depth as usize
+                && worst.as_ref().map_or(true, |w| path.len() > w.len())
+            {
+                worst = Some(path);
+            }
+        }
+    }
+    if let Some(path) = worst {
+        let needed = path.len() - 1;
+        out.push(
+            Diagnostic::new(
+                Code::AbsurdLimit,
+                span,
+                format!(
+                    "`escalation_depth: {}` is too shallow: `{}` needs {needed} escalations to reach a person",
+                    limits.escalation_depth,
+                    g.graph[path[0]].0
+                ),
+            )
+            .label("the escalation stack fills up before a person is reached")
+            .note(format!("the shortest escalation path: {}", path_text(&path)))
+            .help(format!("raise `escalation_depth` to at least {needed}")),
+        );
+    }
+}
+
 /// L0030: an agent whose SLA alone is longer than the ladder's p95 latency budget.
 pub(crate) fn sla_over_budget(index: &Index, budget: &Budget, out: &mut Diagnostics) {
     let (Some(limit), Some(budget_span)) = (budget.latency_p95_seconds, budget.spans.latency_p95)

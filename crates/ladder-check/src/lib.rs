@@ -205,6 +205,7 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
     graph::script_order(&index, &mut out);
     unused(&index, &used_types, &mut out);
     bounds::sla_over_budget(&index, &budget, &mut out);
+    bounds::unusable_limits(&index, &graph, &limits, &mut out);
     let worst_case = if cyclic {
         None
     } else {
