@@ -621,7 +621,7 @@ pub(crate) fn unusable_limits(
         if let Some(h) = human {
             let path = back_to(&previous, h);
             if path.len() - 1 > limits.escalation_depth as usize
-                && !worst.as_ref().is_some_and(|w| path.len() <= w.len())
+                && worst.as_ref().is_none_or(|w| path.len() > w.len())
             {
                 worst = Some(path);
             }
