@@ -83,6 +83,7 @@ codes! {
     ImpossibleExpectation = "L0034", "impossible-expectation", Error, "a test expects something the ladder cannot do";
     TooManyItems = "L0035", "too-many-items", Error, "a ladder declares more items than `--max-items` allows";
     UnprovedBudget = "L0036", "unproved-budget", Warning, "a budget that nothing bounds, so `check` cannot prove it";
+    UnofferedCall = "L0037", "unoffered-call", Warning, "a scripted model answer calls a function that agent is never offered";
 }
 
 impl Code {

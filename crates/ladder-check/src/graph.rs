@@ -547,6 +547,7 @@ pub(crate) fn escalations(
             if let Some(c) = &e.condition {
                 for cmp in std::iter::once(&c.first).chain(c.rest.iter().map(|(_, c)| c)) {
                     check_signal(cmp, session_vars, !agent.tools.is_empty(), out);
+                    check_variable_operand(index, cmp, session_vars, out);
                 }
             }
             let Some(&to) = g.nodes.get(&e.target.name) else {
@@ -607,6 +608,56 @@ fn constant_truth(op: CompareOp, n: f64, min: f64, max: Option<f64>) -> Option<b
         CompareOp::Eq if n < min || above(n) => Some(false),
         CompareOp::Ne if n < min || above(n) => Some(true),
         _ => None,
+    }
+}
+
+/// L0008 for a session variable compared with a value of another type (`vip == "yes"` where
+/// `vip: bool`): the condition could never hold.
+fn check_variable_operand(
+    index: &Index,
+    cmp: &ladder_syntax::ast::Comparison,
+    session_vars: &std::collections::BTreeSet<&str>,
+    out: &mut Diagnostics,
+) {
+    use ladder_syntax::ast::TypeKind;
+    let name = cmp.signal.name.as_str();
+    if !session_vars.contains(name) {
+        return;
+    }
+    let Some(ty) = index.var_type(name) else {
+        return;
+    };
+    let fits = match (&ty.kind, &cmp.operand) {
+        (TypeKind::Enum(variants), Operand::String(v) | Operand::Ident(v)) => {
+            variants.iter().any(|x| &x.name == v)
+        }
+        (TypeKind::Enum(_), _) => false,
+        (TypeKind::List(_), _) => true,
+        (TypeKind::Named(t), operand) => match (t.name.as_str(), operand) {
+            ("bool", Operand::Bool(_)) => true,
+            ("int" | "number" | "float", Operand::Number(_)) => true,
+            ("string" | "phone" | "email" | "date" | "datetime" | "url", Operand::String(_)) => {
+                true
+            }
+            (
+                "bool" | "int" | "number" | "float" | "string" | "phone" | "email" | "date"
+                | "datetime" | "url",
+                _,
+            ) => false,
+            _ => true,
+        },
+    };
+    if !fits {
+        out.push(
+            Diagnostic::new(
+                Code::InvalidValue,
+                cmp.span,
+                format!("`{name}` has type `{ty}`; a value of another type never matches it"),
+            )
+            .label("a value of another type")
+            .secondary(ty.span, "the variable's type")
+            .help(format!("compare `{name}` with a value of type `{ty}`")),
+        );
     }
 }
 

@@ -140,6 +140,27 @@ impl Namespace {
 }
 
 impl<'a> Index<'a> {
+    /// The declared type of a session variable: the header's `vars` first, else the first
+    /// script `collect` of it.
+    pub(crate) fn var_type(&self, name: &str) -> Option<&'a ladder_syntax::ast::TypeExpr> {
+        if let Some(v) = self
+            .ladder
+            .and_then(|l| l.vars.iter().find(|v| v.name.name == name))
+        {
+            return Some(&v.ty);
+        }
+        self.scripts.values().find_map(|s| {
+            s.stmts.iter().find_map(|st| match &st.kind {
+                ladder_syntax::ast::ScriptStmtKind::Collect { name: n, ty, .. }
+                    if n.name == name =>
+                {
+                    Some(ty)
+                }
+                _ => None,
+            })
+        })
+    }
+
     /// Names in a namespace, sorted (for stable suggestions).
     fn names_in(&self, ns: Namespace) -> Vec<&'a str> {
         let mut names: Vec<&'a str> = match ns {

@@ -245,8 +245,25 @@ fn session_vars<'a>(index: &index::Index<'a>, out: &mut Diagnostics) -> BTreeSet
     }
     for script in index.scripts.values() {
         for stmt in &script.stmts {
-            if let ScriptStmtKind::Collect { name, .. } = &stmt.kind {
+            if let ScriptStmtKind::Collect { name, ty, .. } = &stmt.kind {
                 vars.insert(name.name.as_str());
+                if let Some(declared) = index.var_type(&name.name) {
+                    if !std::ptr::eq(declared, ty) && !types::same_type(declared, ty) {
+                        out.push(
+                            Diagnostic::new(
+                                Code::InvalidValue,
+                                ty.span,
+                                format!(
+                                    "`{}` is declared with type `{declared}`; this `collect` gives it type `{ty}`",
+                                    name.name
+                                ),
+                            )
+                            .label("another type for the same session variable")
+                            .secondary(declared.span, "declared here")
+                            .help("collect it with the declared type, or use another name"),
+                        );
+                    }
+                }
             }
         }
     }
@@ -311,6 +328,17 @@ fn check_declarations(
         }
     }
     for (name, agent) in &index.agents {
+        if let Some(prompt) = agent.prompt.filter(|p| p.text.trim().is_empty()) {
+            out.push(
+                Diagnostic::new(
+                    Code::InvalidValue,
+                    prompt.span,
+                    format!("the prompt of `{name}` is empty"),
+                )
+                .label("the model gets no instructions")
+                .help("say what the agent is for, what it may do and when it hands over"),
+            );
+        }
         match agent.model {
             Some(m) => {
                 index.resolve(Namespace::Model, m, "an agent's model", out);

@@ -17,6 +17,8 @@ pub(crate) const CEILINGS: &[&str] = &[
     "corrections_per_step",
     "sla",
     "cost_per_session",
+    "turn_deadline",
+    "turns_per_session",
 ];
 
 fn impossible(span: ladder_syntax::Span, message: String, label: &str, help: String) -> Diagnostic {
@@ -64,8 +66,15 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
         for step in &test.steps {
             match &step.kind {
                 TestStepKind::User(_) => seen_user = true,
-                TestStepKind::Says { agent, .. } | TestStepKind::Calls { agent, .. } => {
+                TestStepKind::Says { agent, .. } => {
                     index.resolve(Namespace::Agent, agent, "a scripted model answer", out);
+                }
+                TestStepKind::Calls {
+                    agent, function, ..
+                } => {
+                    if index.resolve(Namespace::Agent, agent, "a scripted model answer", out) {
+                        offered(index, agent, function, out);
+                    }
                 }
                 TestStepKind::Expect(e) => {
                     if !seen_user {
@@ -87,6 +96,118 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
                 "this test never talks to the ladder",
                 "add `user \"..\"` lines: each one is a turn".into(),
             ));
+        }
+    }
+}
+
+/// L0037 (a warning: tests of corrections do it on purpose) for `model X calls F` where `F` is not a function the runtime offers `X`: its tools,
+/// `transfer_to_<receiver>` per handoff, `escalate_to_<target>` per escalation and
+/// `consult_<agent>` per consult. The natural slip, naming a handoff after its intent instead of
+/// its receiver, gets the receiver's function as the suggestion.
+fn offered(index: &Index, agent: &Ident, function: &Ident, out: &mut Diagnostics) {
+    let a = &index.agents[agent.name.as_str()];
+    let mut functions: Vec<String> = a.tools.iter().map(|t| t.name.clone()).collect();
+    functions.extend(
+        a.handoffs
+            .iter()
+            .map(|h| format!("transfer_to_{}", h.target.name)),
+    );
+    functions.extend(
+        a.escalations
+            .iter()
+            .map(|e| format!("escalate_to_{}", e.target.name)),
+    );
+    functions.extend(a.consults.iter().map(|c| format!("consult_{}", c.name)));
+    if functions.contains(&function.name) {
+        return;
+    }
+    let by_intent = function
+        .name
+        .strip_prefix("transfer_to_")
+        .and_then(|intent| {
+            a.handoffs
+                .iter()
+                .find(|h| h.intent.name == intent && h.target.name != intent)
+                .map(|h| format!("transfer_to_{}", h.target.name))
+        });
+    let help = match (by_intent, did_you_mean(&function.name, functions.iter().map(String::as_str))) {
+        (Some(s), _) => format!(
+            "did you mean `{s}`? Handoff functions are named after the receiving rung, not the intent"
+        ),
+        (None, Some(s)) => format!("did you mean `{s}`?"),
+        (None, None) if functions.is_empty() => {
+            format!("`{}` is offered no function at all", agent.name)
+        }
+        (None, None) => format!(
+            "`{}` is offered {}",
+            agent.name,
+            functions.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    out.push(
+        Diagnostic::new(
+            Code::UnofferedCall,
+            function.span,
+            format!(
+                "`{}` is never offered a function `{}`",
+                agent.name, function.name
+            ),
+        )
+        .label("the runtime refuses this call (a correction)")
+        .help(format!(
+            "{help}; to test corrections on purpose, put `#[allow(unoffered-call)]` on the test"
+        )),
+    );
+}
+
+/// L0034 for `expect tool T called with {..}` naming an argument `T` does not have, or a value
+/// that does not fit the parameter's type.
+fn expected_arguments(index: &Index, tool: &Ident, args: &ast::Json, out: &mut Diagnostics) {
+    let Some((decl, _)) = index.tools.get(tool.name.as_str()) else {
+        return;
+    };
+    let ast::JsonKind::Object(pairs) = &args.kind else {
+        out.push(impossible(
+            args.span,
+            format!("the arguments of `{}` are an object", tool.name),
+            "not an object",
+            "write them as `{ name: value, .. }`".into(),
+        ));
+        return;
+    };
+    for (key, value) in pairs {
+        match decl.params.iter().find(|p| p.name.name == key.name) {
+            None => {
+                let names = decl.params.iter().map(|p| p.name.name.as_str());
+                out.push(impossible(
+                    key.span,
+                    format!("tool `{}` has no parameter `{}`", tool.name, key.name),
+                    "no call of the tool can carry this argument",
+                    match did_you_mean(&key.name, names.clone()) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "its parameters are {}",
+                            names
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    },
+                ));
+            }
+            Some(p) => {
+                if let Err((span, expected)) = crate::types::fits(index, value, &p.ty, 0) {
+                    out.push(impossible(
+                        span,
+                        format!(
+                            "parameter `{}` of `{}` has type `{}`",
+                            p.name.name, tool.name, p.ty
+                        ),
+                        "no call of the tool carries this value",
+                        format!("expected {expected}"),
+                    ));
+                }
+            }
         }
     }
 }
@@ -201,8 +322,12 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
             }
         }
         E::Reply { .. } => {}
-        E::Tool { tool, .. } => {
-            index.resolve(Namespace::Tool, tool, "an expected tool", out);
+        E::Tool { tool, arguments } => {
+            if index.resolve(Namespace::Tool, tool, "an expected tool", out) {
+                if let Some(args) = arguments {
+                    expected_arguments(index, tool, args, out);
+                }
+            }
         }
         E::Ceiling(name) => {
             if !CEILINGS.contains(&name.name.as_str()) {

@@ -264,6 +264,22 @@ pub(crate) fn check_tool(
                     None => d.help(format!("declare it in the ladder header: `vars {{ {}: string }}`, or `collect` it in a script", var.name)),
                 };
                 out.push(d);
+            } else if let Some(var_ty) = index.var_type(&var.name) {
+                if !same_type(var_ty, &p.ty) {
+                    out.push(
+                        Diagnostic::new(
+                            Code::BadBinding,
+                            var.span,
+                            format!(
+                                "`session.{}` has type `{var_ty}`, but parameter `{}` has type `{}`",
+                                var.name, p.name.name, p.ty
+                            ),
+                        )
+                        .label("bound to a variable of another type")
+                        .secondary(var_ty.span, "the variable's type")
+                        .help("bind a variable of the parameter's type, or change one of the types"),
+                    );
+                }
             }
         }
     }
@@ -423,4 +439,11 @@ pub(crate) fn literal_fits(index: &Index, lit: &Literal, ty: &TypeExpr) -> Resul
         span: lit.span,
     };
     fits(index, &value, ty, 0).map_err(|(_, expected)| expected)
+}
+
+/// Whether two written types are the same type, optionality aside (a bound value is present or
+/// not either way).
+pub(crate) fn same_type(a: &TypeExpr, b: &TypeExpr) -> bool {
+    let bare = |t: &TypeExpr| t.to_string().trim_end_matches('?').to_string();
+    bare(a) == bare(b)
 }

@@ -336,11 +336,14 @@ async fn every_ceiling_fires_with_its_fallback() {
         "escalate_to_lead",
         json!({"reason": "r", "confidence": 0.1}),
     ));
-    let s = session(
-        &fake,
-        &LIMITS.replace("escalation_depth: 2", "escalation_depth: 0"),
-        "http://127.0.0.1:9",
-    );
+    // `check` refuses `escalation_depth: 0` with escalations declared (L0018); the runtime still
+    // enforces the ceiling for a program built by hand.
+    let mut program = compile(&ladder(LIMITS, "http://127.0.0.1:9")).unwrap();
+    program.limits.escalation_depth = 0;
+    let s = Runtime::new(program)
+        .backend(backend(&fake))
+        .allow_exec(true)
+        .session_with_id("s-test");
     let r = route(&s.send("book").collect().await);
     assert!(
         r.contains(&"ceiling escalation_depth".to_string())
