@@ -180,3 +180,81 @@ async fn repeat_statistics_and_a_latency_budget_against_a_slow_endpoint() {
     assert_eq!(fake.requests().len(), 5);
     let _ = repo_root();
 }
+
+/// A server that counts the requests it gets (the "ticket system" of a live `http` tool).
+fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = r#"{"ticket":"T-1"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, count)
+}
+
+/// Tests are hermetic: a scripted test whose model calls a live `http` tool never reaches its
+/// server unless the test stubs the tool (`tool T returns {..}`) or the run passes --live-tools.
+/// (A `ladderc test --repeat 20` once created 41 real tickets.)
+#[test]
+fn tests_never_call_live_tools_unless_asked() {
+    let (url, count) = counting_server();
+    let ladder = |stub: &str| {
+        format!(
+            r#"ladder 1
+ladder desk {{ entry agent_a }}
+model m {{ provider: openai, name: "m" }}
+tool open_ticket(title: string) -> json {{
+  "Opens a ticket."
+  http POST "{url}/tickets" body {{ "title": "{{title}}" }}
+}}
+agent agent_a {{ model m prompt "Open tickets." tools [open_ticket] }}
+test "opens a ticket" {{
+  {stub}
+  user "my printer is on fire"
+  model agent_a calls open_ticket {{ title: "fire" }}
+  model agent_a says "Ticket opened."
+  expect tool open_ticket
+}}
+"#
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("ladder-hermetic-{:016x}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let unstubbed = dir.join("unstubbed.ladder");
+    std::fs::write(&unstubbed, ladder("")).unwrap();
+    let stubbed = dir.join("stubbed.ladder");
+    std::fs::write(
+        &stubbed,
+        ladder(r#"tool open_ticket returns { ticket: "T-0" }"#),
+    )
+    .unwrap();
+
+    let out = ladderc(&["test", unstubbed.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("live tool `open_ticket`"), "{stdout}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let out = ladderc(&["test", "--repeat", "3", stubbed.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    let out = ladderc(&["test", "--live-tools", unstubbed.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

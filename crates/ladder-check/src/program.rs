@@ -169,6 +169,11 @@ pub enum ToolImpl {
     Host {
         name: String,
     },
+    /// Always fails with `message` (a scenario test's `tool T fails ".."`, or a live tool a test
+    /// did not stub).
+    Fail {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -295,6 +300,12 @@ pub enum TestStep {
         agent: String,
         function: String,
         arguments: serde_json::Value,
+    },
+    /// The test's answer for a tool, from this step on: a result, or an error the model sees.
+    Stub {
+        tool: String,
+        result: Option<serde_json::Value>,
+        error: Option<String>,
     },
     Expect {
         expectation: Expectation,

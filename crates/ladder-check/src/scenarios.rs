@@ -69,6 +69,11 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
                 TestStepKind::Says { agent, .. } => {
                     index.resolve(Namespace::Agent, agent, "a scripted model answer", out);
                 }
+                TestStepKind::Stub { tool, outcome } => {
+                    if index.resolve(Namespace::Tool, tool, "a stubbed tool", out) {
+                        stub_fits(index, tool, outcome, out);
+                    }
+                }
                 TestStepKind::Calls {
                     agent, function, ..
                 } => {
@@ -158,6 +163,33 @@ fn offered(index: &Index, agent: &Ident, function: &Ident, out: &mut Diagnostics
             "{help}; to test corrections on purpose, put `#[allow(unoffered-call)]` on the test"
         )),
     );
+}
+
+/// L0027 for `tool T returns V` where `V` does not fit `T`'s return type (a stub is a mock).
+fn stub_fits(index: &Index, tool: &Ident, outcome: &ast::StubOutcome, out: &mut Diagnostics) {
+    let (Some((decl, _)), ast::StubOutcome::Returns(value)) =
+        (index.tools.get(tool.name.as_str()), outcome)
+    else {
+        return;
+    };
+    let Some(returns) = &decl.returns else { return };
+    if let Err((span, expected)) = crate::types::fits(index, value, returns, 0) {
+        out.push(
+            Diagnostic::new(
+                Code::MockMismatch,
+                span,
+                format!(
+                    "the stub of `{}` does not fit its return type `{returns}`",
+                    tool.name
+                ),
+            )
+            .label(format!("expected {expected}"))
+            .secondary(returns.span, "the declared return type")
+            .help(
+                "return a value of the tool's type, so that the test sees what the tool can give",
+            ),
+        );
+    }
 }
 
 /// L0034 for `expect tool T called with {..}` naming an argument `T` does not have, or a value
@@ -412,6 +444,18 @@ pub(crate) fn lower(index: &Index) -> Vec<TestCase> {
                             .as_ref()
                             .map(ast::Json::to_value)
                             .unwrap_or_else(|| serde_json::json!({})),
+                    },
+                    TestStepKind::Stub { tool, outcome } => match outcome {
+                        ast::StubOutcome::Returns(j) => TestStep::Stub {
+                            tool: name(tool),
+                            result: Some(j.to_value()),
+                            error: None,
+                        },
+                        ast::StubOutcome::Fails(m) => TestStep::Stub {
+                            tool: name(tool),
+                            result: None,
+                            error: Some(m.value.clone()),
+                        },
                     },
                     TestStepKind::Expect(e) => TestStep::Expect {
                         expectation: lower_expectation(e),

@@ -434,6 +434,7 @@ pub fn symbols(file: &File) -> Symbols {
                         TestStepKind::Says { agent, .. } | TestStepKind::Calls { agent, .. } => {
                             r(refs, agent, SymbolNamespace::Rung)
                         }
+                        TestStepKind::Stub { tool, .. } => r(refs, tool, SymbolNamespace::Tool),
                         TestStepKind::Expect(e) => match e {
                             Expectation::Handoff { from, to, intent } => {
                                 r(refs, from, SymbolNamespace::Rung);

@@ -106,27 +106,146 @@ pub(crate) fn incoming<'a>(index: &Index<'a>) -> HashMap<&'a str, Vec<(&'a str, 
     map
 }
 
+/// How control can arrive at a rung other than by an agent's handoff: none of these carries an
+/// intent, and only an escalation carries a summary (its reason). The runtime gives each the
+/// full transcript.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Arrival {
+    /// The rung starts sessions.
+    Entry,
+    /// `fallback -> X` or `sla .. else -> X` of the sender.
+    Fallback,
+    /// A script's `handoff X`.
+    Script,
+    Escalation,
+}
+
+impl Arrival {
+    fn words(self, from: &str) -> String {
+        match self {
+            Arrival::Entry => "at the start of a session".into(),
+            Arrival::Fallback => format!("by the fallback of `{from}`"),
+            Arrival::Script => format!("by the handoff of script `{from}`"),
+            Arrival::Escalation => format!("by the escalation of `{from}`"),
+        }
+    }
+}
+
+/// Every arrival other than an agent's handoff, by receiving rung: (sender, how, where).
+fn other_arrivals<'a>(
+    index: &Index<'a>,
+) -> HashMap<&'a str, Vec<(&'a str, Arrival, ladder_syntax::Span)>> {
+    let mut map: HashMap<&str, Vec<(&str, Arrival, ladder_syntax::Span)>> = HashMap::default();
+    if let Some(entry) = index.ladder.and_then(|l| l.entries.first()) {
+        map.entry(entry.name.as_str())
+            .or_default()
+            .push(("", Arrival::Entry, entry.span));
+    }
+    for (name, agent) in &index.agents {
+        let fallbacks = agent
+            .fallback
+            .into_iter()
+            .chain(agent.sla.and_then(|(_, _, otherwise)| otherwise));
+        for target in fallbacks {
+            map.entry(target.name.as_str()).or_default().push((
+                name,
+                Arrival::Fallback,
+                target.span,
+            ));
+        }
+        for e in &agent.escalations {
+            map.entry(e.target.name.as_str()).or_default().push((
+                name,
+                Arrival::Escalation,
+                e.target.span,
+            ));
+        }
+    }
+    for (name, script) in &index.scripts {
+        for stmt in &script.stmts {
+            if let ScriptStmtKind::Handoff(target) = &stmt.kind {
+                map.entry(target.name.as_str()).or_default().push((
+                    name,
+                    Arrival::Script,
+                    target.span,
+                ));
+            }
+        }
+    }
+    map
+}
+
+/// L0023 / L0015 for `{{summary}}` and `{{intent..}}` in the prompt of a rung that control can
+/// reach without a handoff that carries them (one diagnostic per reference, naming the first such
+/// arrival and how many there are).
+fn check_arrivals(
+    prompt: &Prompt,
+    name: &str,
+    arrivals: &[(&str, Arrival, ladder_syntax::Span)],
+    out: &mut Diagnostics,
+) {
+    for r in &prompt.templates {
+        let head = r.path.first().map(String::as_str).unwrap_or("");
+        let (lacking, code, what): (Vec<_>, Code, &str) = match head {
+            "summary" if r.path.len() == 1 => (
+                arrivals
+                    .iter()
+                    .filter(|(_, how, _)| *how != Arrival::Escalation)
+                    .collect(),
+                Code::ContextMismatch,
+                "no summary",
+            ),
+            "intent" => (
+                arrivals.iter().collect(),
+                Code::UndeclaredTemplate,
+                "no intent",
+            ),
+            _ => continue,
+        };
+        let Some((from, how, at)) = lacking.first() else {
+            continue;
+        };
+        let more = match lacking.len() {
+            1 => String::new(),
+            n => format!(
+                " (and {} more arrival{})",
+                n - 1,
+                if n == 2 { "" } else { "s" }
+            ),
+        };
+        let shown = r.path.join(".");
+        let mut d = Diagnostic::new(
+            code,
+            r.span,
+            format!("the prompt of `{name}` uses `{{{{{shown}}}}}`, but control arrives {}{more} with {what}", how.words(from)),
+        )
+        .label("empty when control arrives that way");
+        if *how != Arrival::Entry {
+            d = d.secondary(*at, "control arrives here without it");
+        }
+        out.push(d.help(if head == "summary" {
+            "use `{{transcript}}`, which every arrival carries, or keep `{{summary}}` to rungs reached only by `context summary` handoffs"
+        } else {
+            "reach this rung only by handoffs with the intent, or move the intent's details into the transcript"
+        }));
+    }
+}
+
 pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diagnostics) {
     let incoming = incoming(index);
+    let arrivals = other_arrivals(index);
     for agent in index.agents.values() {
         for h in &agent.handoffs {
             policy(h.context.as_ref(), out);
         }
     }
-    let entry = index
-        .ladder
-        .and_then(|l| l.entries.first())
-        .map(|e| e.name.as_str());
     for (name, agent) in &index.agents {
         let Some(prompt) = agent.prompt else { continue };
         let edges = incoming.get(name).map(Vec::as_slice).unwrap_or(&[]);
-        check_prompt(
-            index,
-            prompt,
-            Some((name, edges, entry == Some(name))),
-            session_vars,
-            out,
-        );
+        check_prompt(index, prompt, Some((name, edges)), session_vars, out);
+        if let Some(other) = arrivals.get(name) {
+            check_arrivals(prompt, name, other, out);
+        }
     }
     for script in index.scripts.values() {
         for stmt in &script.stmts {
@@ -137,7 +256,7 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
     }
 }
 
-type Receiver<'e, 'a> = (&'e str, &'e [(&'a str, &'a Handoff)], bool);
+type Receiver<'e, 'a> = (&'e str, &'e [(&'a str, &'a Handoff)]);
 
 fn check_prompt(
     index: &Index,
@@ -151,7 +270,7 @@ fn check_prompt(
         match head {
             "ladder" | "agent" | "turn" if r.path.len() == 1 => {}
             "transcript" | "summary" if r.path.len() == 1 => match receiver {
-                Some((name, edges, is_entry)) => history(r, head, name, edges, is_entry, out),
+                Some((name, edges)) => history(r, head, name, edges, out),
                 None => out.push(
                     Diagnostic::new(
                         Code::ContextMismatch,
@@ -163,7 +282,7 @@ fn check_prompt(
                 ),
             },
             "intent" => {
-                if let (Some(field), Some((name, edges, _))) = (r.path.get(1), receiver) {
+                if let (Some(field), Some((name, edges))) = (r.path.get(1), receiver) {
                     intent_field(index, r, field, name, edges, out);
                 }
             }
@@ -197,7 +316,6 @@ fn history(
     var: &str,
     name: &str,
     edges: &[(&str, &Handoff)],
-    is_entry: bool,
     out: &mut Diagnostics,
 ) {
     let needs_summary = var == "summary";
@@ -229,13 +347,6 @@ fn history(
                 } else {
                     "write `context full` (or `no_tools`) on the handoff, or use `{{summary}}` with `context summary`"
                 }),
-        );
-    }
-    if needs_summary && (edges.is_empty() || is_entry) {
-        out.push(
-            Diagnostic::new(Code::ContextMismatch, r.span, format!("`{name}` uses `{{{{summary}}}}`, but {}", if is_entry { "it starts sessions, where no handoff summary exists" } else { "no handoff reaches it" }))
-                .label("there is no summary to fill in here")
-                .help("use `{{transcript}}`, or only reference `{{summary}}` in agents that receive `context summary` handoffs"),
         );
     }
 }

@@ -188,12 +188,72 @@ pub fn holds(expectation: &Expectation, events: &[Event], state: &SessionState) 
 
 /// Runs one test. Scripted answers, if the test has any, replace the runtime's backend.
 /// `noise` perturbs every user turn reproducibly: `(level from 0 to 1, seed)`.
-pub async fn run_test(runtime: &Runtime, case: &TestCase, noise: Option<(f64, u64)>) -> TestRun {
+/// The tools of `program` as one test sees them: a stubbed tool answers with the stub; an `http`
+/// or `exec` tool the test does not stub fails (the test is hermetic) unless `live_tools`.
+/// Returns the names of the live tools that were cut off.
+fn hermetic(program: &mut crate::Program, case: &TestCase, live_tools: bool) -> Vec<String> {
+    use ladder_check::program::ToolImpl;
+    let mut stubbed = std::collections::BTreeSet::new();
+    for step in &case.steps {
+        if let TestStep::Stub {
+            tool,
+            result,
+            error,
+        } = step
+        {
+            if let Some(t) = program.tools.get_mut(tool) {
+                t.implementation = match (result, error) {
+                    (_, Some(message)) => ToolImpl::Fail {
+                        message: message.clone(),
+                    },
+                    (result, None) => ToolImpl::Mock {
+                        result: result.clone().unwrap_or(Value::Null),
+                    },
+                };
+                stubbed.insert(tool.clone());
+            }
+        }
+    }
+    let mut cut = Vec::new();
+    if !live_tools {
+        for (name, tool) in program.tools.iter_mut() {
+            let kind = match tool.implementation {
+                ToolImpl::Http { .. } => "http",
+                ToolImpl::Exec { .. } => "exec",
+                _ => continue,
+            };
+            if stubbed.contains(name) {
+                continue;
+            }
+            tool.implementation = ToolImpl::Fail {
+                message: format!("`{name}` is a live {kind} tool this test does not stub"),
+            };
+            cut.push(name.clone());
+        }
+    }
+    cut
+}
+
+/// Runs one test. Tests are hermetic: `tool T returns|fails` stubs answer for their tools, and
+/// an `http` or `exec` tool the test does not stub is never called; a call of one fails the test
+/// naming the tool, unless `live_tools` (`ladderc test --live-tools`).
+pub async fn run_test(
+    runtime: &Runtime,
+    case: &TestCase,
+    noise: Option<(f64, u64)>,
+    live_tools: bool,
+) -> TestRun {
     let script = scripted(case);
     let is_scripted = script.is_some();
+    let mut program = runtime.program().clone();
+    let cut = hermetic(&mut program, case, live_tools);
+    let runtime = runtime.clone().with(|i| {
+        i.stamp = crate::LadderStamp::of(&program);
+        i.program = program;
+    });
     let runtime = match script {
-        Some(s) => runtime.clone().backend(s),
-        None => runtime.clone(),
+        Some(s) => runtime.backend(s),
+        None => runtime,
     };
     let session = runtime.session();
     let mut run = TestRun {
@@ -222,6 +282,19 @@ pub async fn run_test(runtime: &Runtime, case: &TestCase, noise: Option<(f64, u6
                     _ => text.clone(),
                 };
                 last = session.send(text).collect().await;
+                for e in &last {
+                    if let Event::ToolCall { tool, .. } = e {
+                        if cut.contains(tool) {
+                            run.failures.push(Failure {
+                                turn,
+                                expected: format!("no call of the live tool `{tool}`"),
+                                actual: format!(
+                                    "`{tool}` was called; stub it with `tool {tool} returns {{..}}` (or `fails \"..\"`), or run with --live-tools"
+                                ),
+                            });
+                        }
+                    }
+                }
                 run.route.extend(route_of(&last));
                 for e in &last {
                     if let Event::TurnEnded { latency_ms, .. } = e {

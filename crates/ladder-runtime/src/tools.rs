@@ -106,6 +106,7 @@ pub(crate) async fn run(
             )
             .await
         }
+        ToolImpl::Fail { message } => Err(message.clone()),
         ToolImpl::Exec { program, args } => {
             if !cx.allow_exec {
                 return Err(format!("tool `{name}` runs a local program, which this run does not allow (use --allow-exec)"));

@@ -527,7 +527,18 @@ pub enum TestStepKind {
         function: Ident,
         arguments: Option<Json>,
     },
+    /// `tool T returns {..}` / `tool T fails ".."`: the test's answer for a tool.
+    Stub {
+        tool: Ident,
+        outcome: StubOutcome,
+    },
     Expect(Expectation),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StubOutcome {
+    Returns(Json),
+    Fails(StringLit),
 }
 
 #[derive(Debug, Clone, PartialEq)]

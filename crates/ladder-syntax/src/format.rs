@@ -833,6 +833,14 @@ impl Printer<'_> {
                     ),
                     None => format!("model {} calls {}", agent.name, function.name),
                 },
+                TestStepKind::Stub { tool, outcome } => match outcome {
+                    StubOutcome::Returns(j) => {
+                        format!("tool {} returns {}", tool.name, self.json(j))
+                    }
+                    StubOutcome::Fails(m) => {
+                        format!("tool {} fails {}", tool.name, self.src(m.span))
+                    }
+                },
                 TestStepKind::Expect(e) => format!("expect {}", self.expectation(e)),
             };
             self.line(&line);

@@ -283,7 +283,7 @@ fn keywords_of(rule: Rule) -> &'static [&'static str] {
             "use", "ladder", "model", "intent", "type", "tool", "agent", "human", "script", "meta",
             "test",
         ],
-        Rule::test_stmt => &["user", "model", "expect"],
+        Rule::test_stmt => &["user", "model", "tool", "expect"],
         Rule::expect_stmt => &[
             "handoff",
             "agent",
@@ -419,7 +419,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::semicolon => "`;`",
         Rule::inner_open => "`#![`",
         Rule::outer_open => "`#[`",
-        Rule::test_stmt => "a test step (`user`, `model AGENT says|calls`, `expect`)",
+        Rule::test_stmt => "a test step (`user`, `model AGENT says|calls`, `tool T returns|fails`, `expect`)",
         Rule::expect_stmt => "`expect`",
         Rule::model_answer => "`model AGENT says \"..\"` or `model AGENT calls FUNCTION { .. }`",
         Rule::says_answer | Rule::calls_answer => "`says` or `calls`",
@@ -1426,6 +1426,21 @@ impl Lower {
                                 arguments,
                             }
                         }
+                    }
+                    Rule::tool_stub => {
+                        let tool = self.ident(inner.next().expect("tool"));
+                        let outcome = inner.next().expect("stub outcome");
+                        let returns = outcome.as_rule() == Rule::stub_returns;
+                        let value = outcome
+                            .into_inner()
+                            .find(|p| matches!(p.as_rule(), Rule::json_value | Rule::string))
+                            .expect("the grammar gives a stub a value");
+                        let outcome = if returns {
+                            StubOutcome::Returns(self.json(value))
+                        } else {
+                            StubOutcome::Fails(self.string(value))
+                        };
+                        TestStepKind::Stub { tool, outcome }
                     }
                     _ => TestStepKind::Expect(self.expectation(inner.next().expect("expectation"))),
                 };

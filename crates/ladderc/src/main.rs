@@ -180,6 +180,10 @@ enum Command {
         /// Sessions run at the same time.
         #[arg(long, default_value_t = 8)]
         jobs: usize,
+        /// Let tests call `http` and `exec` tools they do not stub (tests are hermetic without it:
+        /// such a call fails the test, naming the tool).
+        #[arg(long)]
+        live_tools: bool,
     },
     /// Format ladders in the one canonical layout (in place).
     Fmt {
@@ -406,6 +410,7 @@ fn main() -> ExitCode {
             junit,
             json,
             jobs,
+            live_tools,
         } => {
             if let Some(n) = noise {
                 if !(0.0..=1.0).contains(&n) {
@@ -422,6 +427,7 @@ fn main() -> ExitCode {
                 junit,
                 json,
                 jobs,
+                live_tools,
             };
             block_on(test_cmd::run(options), |result| match result {
                 Ok(true) => ExitCode::SUCCESS,

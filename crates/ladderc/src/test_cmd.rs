@@ -19,6 +19,7 @@ pub(crate) struct TestOptions {
     pub junit: Option<PathBuf>,
     pub json: bool,
     pub jobs: usize,
+    pub live_tools: bool,
 }
 
 /// The runs of one test at one noise level.
@@ -125,6 +126,7 @@ pub(crate) async fn run(options: TestOptions) -> Result<bool, String> {
         None
     };
     let limit = Arc::new(tokio::sync::Semaphore::new(options.jobs.max(1)));
+    let live_tools = options.live_tools;
     let mut handles = Vec::with_capacity(jobs.len());
     for (g, runtime, case, level, seed) in jobs {
         let limit = limit.clone();
@@ -135,7 +137,7 @@ pub(crate) async fn run(options: TestOptions) -> Result<bool, String> {
                 .await
                 .expect("the semaphore is never closed");
             let noise = (level > 0.0).then_some((level, seed));
-            let run = run_test(&runtime, &case, noise).await;
+            let run = run_test(&runtime, &case, noise, live_tools).await;
             if let Some(p) = progress {
                 p.inc(1);
             }
