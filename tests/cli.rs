@@ -286,3 +286,22 @@ fn parent_paths_in_use_resolve_from_the_including_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A ladder with errors gets its diagnostics and no drawing (exit 1); a drawing keeps the entry
+/// on top by not letting escalation edges rank.
+#[test]
+fn graph_of_a_ladder_with_errors_draws_nothing() {
+    let out = common::ladderc(&["graph", "tests/fixtures/check/undefined_target.ladder"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("L0004"));
+    let dot = common::ladderc(&["graph", "--format", "dot", "examples/triage.ladder"]);
+    let dot = String::from_utf8_lossy(&dot.stdout);
+    for line in dot.lines().filter(|l| l.contains("style=dashed")) {
+        assert!(line.contains("constraint=false"), "{line}");
+    }
+}

@@ -437,11 +437,37 @@ pub(crate) fn unreachable(index: &Index, g: &AgentGraph, out: &mut Diagnostics) 
     }
     let reachable = g.reachable();
     let entry_name = &g.graph[g.entry.expect("checked above")].0;
+    // Targets that name no rung (each already an L0004): a rung one of them misspells is
+    // unreachable only because of that typo, and saying so again would be a follow-on error.
+    let mut targets: Vec<&str> = Vec::new();
+    for agent in index.agents.values() {
+        targets.extend(agent.handoffs.iter().map(|h| h.target.name.as_str()));
+        targets.extend(agent.escalations.iter().map(|e| e.target.name.as_str()));
+        targets.extend(agent.consults.iter().map(|c| c.name.as_str()));
+        targets.extend(agent.fallback.map(|f| f.name.as_str()));
+        targets.extend(agent.sla.and_then(|(_, _, o)| o).map(|o| o.name.as_str()));
+    }
+    for script in index.scripts.values() {
+        targets.extend(script.stmts.iter().filter_map(|st| match &st.kind {
+            ScriptStmtKind::Handoff(t) => Some(t.name.as_str()),
+            _ => None,
+        }));
+    }
+    let undefined: Vec<&str> = targets
+        .into_iter()
+        .filter(|t| !g.nodes.contains_key(*t))
+        .collect();
     for n in g.graph.node_indices() {
         if reachable[n.index()] {
             continue;
         }
         let (name, kind) = &g.graph[n];
+        if undefined
+            .iter()
+            .any(|t| crate::suggest::did_you_mean(t, std::iter::once(name.as_str())).is_some())
+        {
+            continue;
+        }
         let Some(span) = index.rung_span(name) else {
             continue;
         };

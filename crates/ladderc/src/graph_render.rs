@@ -78,9 +78,15 @@ fn dot(graph: &GraphView) -> String {
             EdgeKind::Fallback => "bold",
         };
         let label = edge_label(e.kind, &e.label).replace('"', "\\\"");
+        // Escalations point back up: letting them rank would pull the entry down the drawing.
+        let rank = if e.kind == EdgeKind::Escalate {
+            ", constraint=false"
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
-            "  \"{}\" -> \"{}\" [label=\"{label}\", style={style}];",
+            "  \"{}\" -> \"{}\" [label=\"{label}\", style={style}{rank}];",
             e.from, e.to
         );
     }

@@ -452,13 +452,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
             Ok(checked) => match &checked.graph {
-                None => {
+                // A ladder with errors gets its diagnostics, never a drawing of a wrong graph.
+                Some(graph) if checked.error_count() == 0 => {
+                    print!("{}", graph_render::render(graph, format));
+                    ExitCode::SUCCESS
+                }
+                _ => {
                     eprint!("{}", report::human(std::slice::from_ref(&checked), false));
                     ExitCode::from(1)
-                }
-                Some(graph) => {
-                    print!("{}", graph_render::render(graph, format));
-                    ExitCode::from(if checked.error_count() > 0 { 1 } else { 0 })
                 }
             },
         },
