@@ -122,11 +122,19 @@ fn noise_reports_the_pass_rate_per_level_reproducibly() {
     let first = ladderc(&args);
     let stdout = String::from_utf8_lossy(&first.stdout).to_string();
     assert!(
-        stdout.contains("pass rate by noise level:")
-            && stdout.contains("noise 0.00: 12/12 (100%)")
-            && stdout.contains("noise 0.60: "),
+        stdout.contains("noise 0.00: 12/12 (100%)") && stdout.contains("noise 0.60: "),
         "{stdout}"
     );
+    // One table for the whole run, not one per file or test.
+    assert_eq!(
+        stdout.matches("pass rate by noise level").count(),
+        1,
+        "{stdout}"
+    );
+    // A failed noisy run shows what was sent.
+    if stdout.contains("(noise 0.60, does not fail the run)") {
+        assert!(stdout.contains("turn 1 sent: "), "{stdout}");
+    }
     let second = ladderc(&args);
     assert_eq!(
         redact(&stdout),
@@ -257,4 +265,45 @@ test "opens a ticket" {{
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// Noisy runs measure robustness: a failed one is never a JUnit `<failure>` (CI dashboards would
+/// go red for a run that passed), and its perturbed input is in `<system-out>`.
+#[test]
+fn noisy_failures_are_not_junit_failures() {
+    let path = std::env::temp_dir().join(format!("ladderc-junit-noise-{}.xml", std::process::id()));
+    let p = path.to_string_lossy().to_string();
+    let out = ladderc(&[
+        "test",
+        "--backend",
+        "sim",
+        "--noise",
+        "1.0",
+        "--repeat",
+        "3",
+        "--junit",
+        &p,
+        "examples/triage.test.ladder",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let xml = std::fs::read_to_string(&path).unwrap();
+    let doc = roxmltree::Document::parse(&xml).expect("well-formed XML");
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("failure"))
+            .count(),
+        0,
+        "{xml}"
+    );
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite.attribute("failures"), Some("0"));
+    let _ = std::fs::remove_file(path);
 }

@@ -114,6 +114,8 @@ pub struct TestRun {
     pub turn_latency_ms: Vec<u64>,
     /// Whether the model answers were scripted by the test.
     pub scripted: bool,
+    /// The user turns as sent (perturbed, in a noisy run).
+    pub inputs: Vec<String>,
 }
 
 /// The compact route of some events: `primary -> billing`, `^ on_call_rn`, ...
@@ -266,6 +268,7 @@ pub async fn run_test(
         cost: 0.0,
         turn_latency_ms: Vec::new(),
         scripted: is_scripted,
+        inputs: Vec::new(),
     };
     let mut last: Vec<Event> = Vec::new();
     let mut turn = 0;
@@ -281,6 +284,7 @@ pub async fn run_test(
                     ),
                     _ => text.clone(),
                 };
+                run.inputs.push(text.clone());
                 last = session.send(text).collect().await;
                 for e in &last {
                     if let Event::ToolCall { tool, .. } = e {

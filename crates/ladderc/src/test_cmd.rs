@@ -35,6 +35,11 @@ impl Group {
         self.runs.iter().filter(|r| r.passed).count()
     }
 
+    /// Whether the test scripts its model answers (it passes whatever a model would do).
+    fn scripted(&self) -> bool {
+        self.runs.first().is_some_and(|r| r.scripted)
+    }
+
     fn pass_rate(&self) -> f64 {
         self.passed() as f64 / self.runs.len().max(1) as f64
     }
@@ -225,16 +230,6 @@ pub(crate) async fn run(options: TestOptions) -> Result<bool, String> {
     Ok(ok)
 }
 
-fn cut(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(width.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
-}
-
 fn table(
     programs: &[(PathBuf, Program)],
     groups: &[Group],
@@ -242,13 +237,21 @@ fn table(
     repeat: u32,
 ) -> String {
     let mut out = String::new();
+    // Names and routes are never cut: the name column is as wide as the longest name, and the
+    // route comes last.
+    let name_width = groups
+        .iter()
+        .map(|g| g.test.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     for (f, (path, _)) in programs.iter().enumerate() {
         let mine: Vec<&Group> = groups.iter().filter(|g| g.file == f).collect();
         let _ = writeln!(out, "{}", path.display());
         let _ = writeln!(
             out,
-            "  {:<44} {:<13} {:<44} {:>5} {:>7} {:>10} {:>12}",
-            "test", "result", "route", "llm", "tokens", "cost", "latency"
+            "  {:<name_width$} {:<9} {:<13} {:>5} {:>7} {:>10} {:>12}  route",
+            "test", "model", "result", "llm", "tokens", "cost", "latency"
         );
         for g in mine.iter().filter(|g| g.level == 0.0) {
             let result = if repeat > 1 {
@@ -285,10 +288,10 @@ fn table(
             };
             let _ = writeln!(
                 out,
-                "  {:<44} {:<13} {:<44} {:>5} {:>7} {:>10} {:>12}",
-                cut(&g.test, 44),
+                "  {:<name_width$} {:<9} {:<13} {:>5} {:>7} {:>10} {:>12}  {route}",
+                g.test,
+                if g.scripted() { "scripted" } else { "live" },
                 result,
-                cut(&route, 44),
                 format!("{llm:.0}"),
                 format!("{tokens:.0}"),
                 report::money(cost),
@@ -298,7 +301,7 @@ fn table(
         for g in mine.iter().filter(|g| g.passed() < g.runs.len()) {
             let run = g.runs.iter().find(|r| !r.passed).expect("a failed run");
             let noise = if g.level > 0.0 {
-                format!(" (noise {:.2})", g.level)
+                format!(" (noise {:.2}, does not fail the run)", g.level)
             } else {
                 String::new()
             };
@@ -309,30 +312,14 @@ fn table(
                 g.runs.len() - g.passed(),
                 g.runs.len()
             );
+            if g.level > 0.0 {
+                for (i, text) in run.inputs.iter().enumerate() {
+                    let _ = writeln!(out, "    turn {} sent: {text:?}", i + 1);
+                }
+            }
             let _ = writeln!(out, "    {:<6} {:<48} | actual", "turn", "expected");
             for f in &run.failures {
-                let _ = writeln!(
-                    out,
-                    "    {:<6} {:<48} | {}",
-                    f.turn,
-                    cut(&f.expected, 48),
-                    f.actual
-                );
-            }
-        }
-        if mine.iter().any(|g| g.level > 0.0) {
-            let _ = writeln!(out, "\n  pass rate by noise level:");
-            let mut levels: Vec<f64> = mine.iter().map(|g| g.level).collect();
-            levels.dedup();
-            for level in levels {
-                let at: Vec<&&Group> = mine.iter().filter(|g| g.level == level).collect();
-                let runs: usize = at.iter().map(|g| g.runs.len()).sum();
-                let passed: usize = at.iter().map(|g| g.passed()).sum();
-                let _ = writeln!(
-                    out,
-                    "    noise {level:.2}: {passed}/{runs} ({:.0}%)",
-                    passed as f64 * 100.0 / runs.max(1) as f64
-                );
+                let _ = writeln!(out, "    {:<6} {:<48} | {}", f.turn, f.expected, f.actual);
             }
         }
         for b in breaches.iter().filter(|b| b.file == f) {
@@ -340,9 +327,52 @@ fn table(
         }
         let _ = writeln!(out);
     }
-    let clean = groups.iter().filter(|g| g.level == 0.0);
-    let runs: usize = clean.clone().map(|g| g.runs.len()).sum();
-    let passed: usize = clean.map(|g| g.passed()).sum();
+    let _ = writeln!(
+        out,
+        "route: `a -> b` handoff, `a ^ b` escalation, `a => b` fallback, `!name` a ceiling fired, `@name` a person took over"
+    );
+    // One table of pass rates by noise level, over every file and test.
+    if groups.iter().any(|g| g.level > 0.0) {
+        let _ = writeln!(
+            out,
+            "\npass rate by noise level (noisy runs do not fail the run):"
+        );
+        let mut levels: Vec<f64> = groups.iter().map(|g| g.level).collect();
+        levels.sort_by(f64::total_cmp);
+        levels.dedup();
+        for level in levels {
+            let at: Vec<&Group> = groups.iter().filter(|g| g.level == level).collect();
+            let runs: usize = at.iter().map(|g| g.runs.len()).sum();
+            let passed: usize = at.iter().map(|g| g.passed()).sum();
+            let _ = writeln!(
+                out,
+                "  noise {level:.2}: {passed}/{runs} ({:.0}%)",
+                passed as f64 * 100.0 / runs.max(1) as f64
+            );
+        }
+    }
+    let clean: Vec<&Group> = groups.iter().filter(|g| g.level == 0.0).collect();
+    let count = |scripted: Option<bool>| {
+        let of: Vec<&&Group> = clean
+            .iter()
+            .filter(|g| scripted.is_none_or(|s| g.scripted() == s))
+            .collect();
+        (
+            of.iter().map(|g| g.passed()).sum::<usize>(),
+            of.iter().map(|g| g.runs.len()).sum::<usize>(),
+        )
+    };
+    let (passed, runs) = count(None);
+    // Scripted tests pass whatever the model does; the model's own pass rate is the other one.
+    let (live_passed, live_runs) = count(Some(false));
+    if live_runs > 0 && live_runs < runs {
+        let (scripted_passed, scripted_runs) = count(Some(true));
+        let _ = writeln!(
+            out,
+            "\nscripted: {scripted_passed}/{scripted_runs} passed; model-driven: {live_passed}/{live_runs} passed ({:.0}%)",
+            live_passed as f64 * 100.0 / live_runs as f64
+        );
+    }
     let status = if passed == runs && breaches.is_empty() {
         "ok"
     } else {
@@ -369,7 +399,12 @@ fn junit(programs: &[(PathBuf, Program)], groups: &[Group]) -> String {
     for (f, (path, _)) in programs.iter().enumerate() {
         let mine: Vec<&Group> = groups.iter().filter(|g| g.file == f).collect();
         let tests: usize = mine.iter().map(|g| g.runs.len()).sum();
-        let failures: usize = mine.iter().map(|g| g.runs.len() - g.passed()).sum();
+        // Noisy runs measure robustness and do not fail the run: they are not `<failure>`s.
+        let failures: usize = mine
+            .iter()
+            .filter(|g| g.level == 0.0)
+            .map(|g| g.runs.len() - g.passed())
+            .sum();
         let time: f64 = mine.iter().flat_map(|g| g.session_latencies()).sum::<f64>() / 1000.0;
         let _ = writeln!(out, "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" time=\"{time:.3}\">", xml(&path.display().to_string()));
         for g in &mine {
@@ -390,6 +425,16 @@ fn junit(programs: &[(PathBuf, Program)], groups: &[Group]) -> String {
                 );
                 if run.passed {
                     out.push_str("/>\n");
+                } else if g.level > 0.0 {
+                    let sent: Vec<String> = run.inputs.iter().map(|t| format!("{t:?}")).collect();
+                    let _ = writeln!(
+                        out,
+                        ">\n      <system-out>{}</system-out>\n    </testcase>",
+                        xml(&format!(
+                            "noisy run failed (does not fail the run); sent {}",
+                            sent.join(", ")
+                        ))
+                    );
                 } else {
                     out.push_str(">\n");
                     let detail: Vec<String> = run
