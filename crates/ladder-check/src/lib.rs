@@ -212,7 +212,11 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
         bounds::worst_case(&index, &graph, &models, &limits, &budget, &mut out)
     };
 
-    let diagnostics = diagnostics::finish(out.into_vec(), &scopes, &options.lints);
+    let diagnostics = diagnostics::finish(
+        without_follow_ons(out.into_vec()),
+        &scopes,
+        &options.lints,
+    );
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     let program =
         (!has_errors).then(|| lower::lower(&index, &parsed, limits, budget, models, &session_vars));
@@ -223,6 +227,28 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
         graph: Some(graph.view()),
         worst_case,
     }
+}
+
+/// When a `use`d file could not be loaded (L0020), every name it defines is unknown: references
+/// to undefined names (L0004) would be follow-on errors of that one problem. They are dropped,
+/// and the L0020 says how many.
+fn without_follow_ons(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    if !diagnostics.iter().any(|d| d.code == Code::MissingFile) {
+        return diagnostics;
+    }
+    let before = diagnostics.len();
+    diagnostics.retain(|d| d.code != Code::Undefined);
+    let dropped = before - diagnostics.len();
+    if dropped > 0 {
+        if let Some(missing) = diagnostics.iter_mut().find(|d| d.code == Code::MissingFile) {
+            missing.notes.push(format!(
+                "{dropped} reference{} to undefined names {} not reported: the names may be defined in the file that could not be read",
+                if dropped == 1 { "" } else { "s" },
+                if dropped == 1 { "is" } else { "are" }
+            ));
+        }
+    }
+    diagnostics
 }
 
 /// The result of a check that stopped before the analyses (a syntax error, too many items).
