@@ -611,6 +611,14 @@ impl Lower {
         Span::new(self.file, self.offset + s.start(), self.offset + s.end())
     }
 
+    /// A statement's span, ending at its last token: pest counts the white space it skipped while
+    /// trying an optional part that was absent, and a label would then cover the line break.
+    fn token_span(&self, pair: &Pair<Rule>) -> Span {
+        let s = pair.as_span();
+        let end = s.start() + pair.as_str().trim_end_matches([' ', '\t', '\n', '\r']).len();
+        Span::new(self.file, self.offset + s.start(), self.offset + end)
+    }
+
     fn ident(&self, pair: Pair<Rule>) -> Ident {
         Ident {
             name: pair.as_str().to_string(),
@@ -1098,7 +1106,7 @@ impl Lower {
     }
 
     fn tool_stmt(&self, decl: &mut ToolDecl, s: Pair<Rule>) {
-        let span = self.span(&s);
+        let span = self.token_span(&s);
         match s.as_rule() {
             Rule::description => {
                 decl.description =
@@ -1265,7 +1273,7 @@ impl Lower {
                 Rule::doc_comment => docs.push(self.doc(p)),
                 Rule::outer_attr => attrs.push(self.attr(p)),
                 _ => {
-                    span = self.span(&p);
+                    span = self.token_span(&p);
                     kind = Some(self.agent_stmt_kind(p));
                 }
             }
@@ -1311,7 +1319,7 @@ impl Lower {
                 let intent = self.ident(it.next().expect("handoff intent"));
                 let target = self.ident(it.next().expect("handoff target"));
                 let context = it.next().map(|c| {
-                    let span = self.span(&c);
+                    let span = self.token_span(&c);
                     let mut ci = c
                         .into_inner()
                         .filter(is_meaningful)
@@ -1352,7 +1360,7 @@ impl Lower {
     }
 
     fn condition(&self, pair: Pair<Rule>) -> Condition {
-        let span = self.span(&pair);
+        let span = self.token_span(&pair);
         let mut it = pair.into_inner().filter(is_meaningful);
         let first = self.comparison(it.next().expect("condition has a comparison"));
         let mut rest = Vec::new();
@@ -1368,7 +1376,7 @@ impl Lower {
     }
 
     fn comparison(&self, pair: Pair<Rule>) -> Comparison {
-        let span = self.span(&pair);
+        let span = self.token_span(&pair);
         let mut it = pair.into_inner().filter(is_meaningful);
         let signal = self.ident(it.next().expect("comparison has a signal"));
         let op = match it.next().map(|o| o.as_str()) {
@@ -1400,7 +1408,7 @@ impl Lower {
         let steps = it
             .filter_map(|s| s.into_inner().find(is_meaningful))
             .map(|s| {
-                let span = self.span(&s);
+                let span = self.token_span(&s);
                 let rule = s.as_rule();
                 let mut inner = s.into_inner().filter(is_meaningful);
                 let kind = match rule {
@@ -1589,7 +1597,7 @@ impl Lower {
         let stmts = it
             .filter_map(|s| s.into_inner().find(is_meaningful))
             .map(|s| {
-                let span = self.span(&s);
+                let span = self.token_span(&s);
                 let rule = s.as_rule();
                 let kind = match rule {
                     Rule::unknown_stmt => ScriptStmtKind::Unknown(self.unknown(s)),
