@@ -212,11 +212,8 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
         bounds::worst_case(&index, &graph, &models, &limits, &budget, &mut out)
     };
 
-    let diagnostics = diagnostics::finish(
-        without_follow_ons(out.into_vec()),
-        &scopes,
-        &options.lints,
-    );
+    let diagnostics =
+        diagnostics::finish(without_follow_ons(out.into_vec()), &scopes, &options.lints);
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     let program =
         (!has_errors).then(|| lower::lower(&index, &parsed, limits, budget, models, &session_vars));

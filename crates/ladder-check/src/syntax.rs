@@ -14,13 +14,18 @@ pub(crate) fn syntax_diagnostic(error: ParseError) -> Diagnostic {
         [init @ .., last] => format!("{} or {}", init.join(", "), last),
     };
     let message = format!("expected {expected}, found {}", error.found);
-    let label = if error.found == "a string that is never closed" {
+    let triple = error.hint.as_deref().is_some_and(|h| h.contains("\"\"\""));
+    let label = if triple {
+        "the `\"\"\"` text runs on to here".to_string()
+    } else if error.found == "a string that is never closed" {
         "add the closing `\"` on this line (use `\"\"\"` for multi-line text)".to_string()
     } else {
         format!("expected {expected} here")
     };
     let mut d = Diagnostic::new(Code::Syntax, error.span, message).label(label);
-    if let Some(keyword) = error.suggestion {
+    if let Some(hint) = error.hint {
+        d = d.help(hint);
+    } else if let Some(keyword) = error.suggestion {
         d = d.help(format!("did you mean `{keyword}`?"));
     } else if error.found == "end of file" {
         d = d.help("the file ends early: is a `}` or `\"\"\"` missing?");

@@ -20,6 +20,10 @@ pub struct ParseError {
     pub found: String,
     /// A keyword the offending word is probably a misspelling of.
     pub suggestion: Option<String>,
+    /// A one-line fix for a common slip: the block a missing `}` would close and where it opened,
+    /// an unclosed `"""`, a `:` after a statement keyword, `sla 3s -> x`, `handoff -> x` in a
+    /// script.
+    pub hint: Option<String>,
 }
 
 /// Parses one file. Syntax errors stop the parse of that file (pest has no recovery); every
@@ -35,6 +39,7 @@ pub fn parse(file: FileId, text: &str) -> Result<File, ParseError> {
             expected: vec![format!("at most {MAX_NESTING} nested brackets")],
             found: "a bracket nested deeper".to_string(),
             suggestion: None,
+            hint: None,
         });
     }
     if text.len() >= PARALLEL_THRESHOLD {
@@ -222,7 +227,9 @@ fn parse_error(file: FileId, text: &str, error: pest::error::Error<Rule>) -> Par
         .map(|(i, c)| i + c.len_utf8())
         .last()
         .unwrap_or(0);
-    let (found, len) = if rest.starts_with('"') {
+    let (found, len) = if rest.starts_with("\"\"\"") {
+        ("a `\"\"\"` text that is never closed".to_string(), 3)
+    } else if rest.starts_with('"') {
         let line_len = rest.find('\n').unwrap_or(rest.len());
         ("a string that is never closed".to_string(), line_len)
     } else if rest.is_empty() {
@@ -248,12 +255,78 @@ fn parse_error(file: FileId, text: &str, error: pest::error::Error<Rule>) -> Par
     } else {
         None
     };
+    let hint = slip(text, pos);
     ParseError {
         span: Span::new(file, pos, pos + len),
         expected,
         found,
         suggestion,
+        hint,
     }
+}
+
+/// The line number (from 1) of a byte offset.
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())]
+        .bytes()
+        .filter(|b| *b == b'\n')
+        .count()
+        + 1
+}
+
+/// A one-line fix for the common slips at `pos` (see [`ParseError::hint`]).
+fn slip(text: &str, pos: usize) -> Option<String> {
+    let rest = &text[pos..];
+    let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let before = text[line_start..pos].trim();
+    // An unclosed `"""`: the grammar sees the rest of the file as text.
+    let triples: Vec<usize> = text.match_indices("\"\"\"").map(|(i, _)| i).collect();
+    if triples.len() % 2 == 1 {
+        let open = *triples.last().expect("an odd count is not zero");
+        return Some(format!(
+            "the `\"\"\"` text that opens on line {} is never closed: end it with `\"\"\"`",
+            line_of(text, open)
+        ));
+    }
+    if rest.is_empty() || rest.trim_start().is_empty() {
+        // The innermost `{` that nothing closes, and the words before it on its line.
+        let mut open: Vec<usize> = Vec::new();
+        for (i, b) in brackets(text) {
+            match b {
+                b'{' => open.push(i),
+                b'}' => {
+                    open.pop();
+                }
+                _ => {}
+            }
+        }
+        let at = *open.last()?;
+        let head_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let head = text[head_start..at].trim();
+        return Some(format!(
+            "the `{head} {{` block that opens on line {} is never closed: add `}}`",
+            line_of(text, at)
+        ));
+    }
+    let word = before.split_whitespace().last().unwrap_or("");
+    const STATEMENTS: &[&str] = &[
+        "tools", "accepts", "model", "prompt", "timeout", "retries", "sla", "fallback", "handoff",
+        "escalate", "consult", "entry", "mock", "http", "exec", "host", "say", "collect",
+    ];
+    if rest.starts_with(':') && STATEMENTS.contains(&word) && before == word {
+        return Some(format!(
+            "statements take no `:`: write `{word} ...` (`tools [a, b]`, `timeout 2s`)"
+        ));
+    }
+    if rest.starts_with("->") && before.starts_with("sla ") {
+        return Some(format!("write `{before} else -> ...`"));
+    }
+    if rest.starts_with("->") && before == "handoff" {
+        return Some(
+            "in a script, a handoff names its rung with no arrow: `handoff nurse`".to_string(),
+        );
+    }
+    None
 }
 
 /// Levenshtein distance; small and local so that the syntax crate needs no extra dependency.
@@ -615,7 +688,11 @@ impl Lower {
     /// trying an optional part that was absent, and a label would then cover the line break.
     fn token_span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        let end = s.start() + pair.as_str().trim_end_matches([' ', '\t', '\n', '\r']).len();
+        let end = s.start()
+            + pair
+                .as_str()
+                .trim_end_matches([' ', '\t', '\n', '\r'])
+                .len();
         Span::new(self.file, self.offset + s.start(), self.offset + end)
     }
 
