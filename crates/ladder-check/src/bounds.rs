@@ -595,38 +595,41 @@ pub(crate) fn unusable_limits(
         }
         return;
     }
-    let mut worst: Option<Vec<NodeIndex>> = None;
-    for &from in &escalating {
-        let mut previous: Vec<Option<NodeIndex>> = vec![None; n];
-        let mut seen = vec![false; n];
-        seen[from.index()] = true;
-        let mut queue = std::collections::VecDeque::from([from]);
-        let mut human = None;
-        while let Some(v) = queue.pop_front() {
-            if matches!(g.graph[v].1, RungKind::Human) {
-                human = Some(v);
-                break;
-            }
-            for e in g
-                .graph
-                .edges(v)
-                .filter(|e| e.weight().kind == EdgeKind::Escalate)
-            {
-                if !std::mem::replace(&mut seen[e.target().index()], true) {
-                    previous[e.target().index()] = Some(v);
-                    queue.push_back(e.target());
-                }
-            }
+    // One backwards search from every person over escalation edges gives, for every rung, the
+    // fewest escalations to a person and the next rung on the way (O(nodes + edges)).
+    let mut toward: Vec<Option<NodeIndex>> = vec![None; n];
+    let mut hops = vec![usize::MAX; n];
+    let mut queue = std::collections::VecDeque::new();
+    for v in g.graph.node_indices() {
+        if matches!(g.graph[v].1, RungKind::Human) {
+            hops[v.index()] = 0;
+            queue.push_back(v);
         }
-        if let Some(h) = human {
-            let path = back_to(&previous, h);
-            if path.len() - 1 > limits.escalation_depth as usize
-                && worst.as_ref().is_none_or(|w| path.len() > w.len())
-            {
-                worst = Some(path);
+    }
+    while let Some(v) = queue.pop_front() {
+        for e in g.graph.edges_directed(v, petgraph::Direction::Incoming) {
+            let from = e.source();
+            if e.weight().kind == EdgeKind::Escalate && hops[from.index()] == usize::MAX {
+                hops[from.index()] = hops[v.index()] + 1;
+                toward[from.index()] = Some(v);
+                queue.push_back(from);
             }
         }
     }
+    let worst = escalating
+        .iter()
+        .copied()
+        .filter(|v| {
+            hops[v.index()] != usize::MAX && hops[v.index()] > limits.escalation_depth as usize
+        })
+        .max_by_key(|v| hops[v.index()])
+        .map(|from| {
+            let mut path = vec![from];
+            while let Some(next) = toward[path[path.len() - 1].index()] {
+                path.push(next);
+            }
+            path
+        });
     if let Some(path) = worst {
         let needed = path.len() - 1;
         out.push(
