@@ -959,15 +959,9 @@ impl<'a> Turn<'a> {
                 };
                 // A consult is a tool call: it counts against `tool_calls_per_turn`, so that
                 // the worst case `check` prints covers it (docs/language.md, "What check proves").
-                if self.tool_calls - self.tool_calls_base >= prog.limits.tool_calls_per_turn {
-                    return Act::Leave(self.ceiling(
-                        name,
-                        "tool_calls_per_turn",
-                        prog.limits.tool_calls_per_turn.into(),
-                    ));
+                if let Some(ceiling) = self.take_tool_call(name) {
+                    return Act::Leave(ceiling);
                 }
-                self.tool_calls += 1;
-                self.state.counters.tool_calls += 1;
                 return self.consult(name, target, question, consult_depth).await;
             }
         }
@@ -990,15 +984,9 @@ impl<'a> Turn<'a> {
                 self.answer_now = true;
                 return Act::Done(result.to_string());
             }
-            if self.tool_calls - self.tool_calls_base >= prog.limits.tool_calls_per_turn {
-                return Act::Leave(self.ceiling(
-                    name,
-                    "tool_calls_per_turn",
-                    prog.limits.tool_calls_per_turn.into(),
-                ));
+            if let Some(ceiling) = self.take_tool_call(name) {
+                return Act::Leave(ceiling);
             }
-            self.tool_calls += 1;
-            self.state.counters.tool_calls += 1;
             self.call_index += 1;
             self.emit(Event::ToolCall {
                 agent: name.into(),
@@ -1070,6 +1058,18 @@ impl<'a> Turn<'a> {
             return Ok(None);
         };
         Ok(j.store.recall(&j.id, key).await?.filter(|r| r.tool == tool))
+    }
+
+    /// Takes one call of the rung's allowance of `tool_calls_per_turn` (a tool call or a
+    /// consult), or returns the ceiling that stops the rung when none is left.
+    fn take_tool_call(&mut self, agent: &str) -> Option<Outcome> {
+        let limit = program(self.rt).limits.tool_calls_per_turn;
+        if self.tool_calls - self.tool_calls_base >= limit {
+            return Some(self.ceiling(agent, "tool_calls_per_turn", limit.into()));
+        }
+        self.tool_calls += 1;
+        self.state.counters.tool_calls += 1;
+        None
     }
 
     async fn consult(&mut self, from: &str, to: &str, question: String, depth: u32) -> Act {
