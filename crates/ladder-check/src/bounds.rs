@@ -396,9 +396,9 @@ fn latency_budget(
                 )
                 .label("budget declared here")
                 .note(format!(
-                    "each rung commits within its SLA or hands over; along {} the SLAs add up to {}",
-                    slowest.join(" -> "),
-                    seconds_text(latency)
+                    "each rung commits within its SLA or hands over; the SLAs on the walks a turn can take (from the entry, then from each escalation target) add up to {}; the slowest from the entry: {}",
+                    seconds_text(latency),
+                    slowest.join(" -> ")
                 ))
                 .help("tighten the SLAs on this chain, lower `handoffs_per_turn`, or raise the budget"),
             );
