@@ -15,7 +15,8 @@ corpus=target/fuzz-corpus
 artifacts=target/fuzz-artifacts
 rm -rf "$artifacts"
 for target in parse_check mutate_ladders fmt lsp; do
-  mkdir -p "$corpus/$target" "$artifacts/$target"
+  # A target that never crashed has no regression folder in a fresh clone.
+  mkdir -p "$corpus/$target" "$artifacts/$target" "fuzz/regressions/$target"
 done
 i=0
 while IFS= read -r -d '' file; do
