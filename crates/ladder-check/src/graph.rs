@@ -785,7 +785,18 @@ pub(crate) fn handoff_rules(index: &Index, out: &mut Diagnostics) {
             }
             if let Some(Rung::Agent(target)) = index.rung(&h.target.name) {
                 if let Some(accepts) = &target.accepts {
+                    // A receiver whose `accepts` misspells this intent already has an L0004 for
+                    // the typo; the sender's side would be a follow-on error.
+                    let misspelt = accepts.iter().any(|a| {
+                        !index.intents.contains_key(a.name.as_str())
+                            && crate::suggest::did_you_mean(
+                                &a.name,
+                                std::iter::once(h.intent.name.as_str()),
+                            )
+                            .is_some()
+                    });
                     if index.intents.contains_key(h.intent.name.as_str())
+                        && !misspelt
                         && !accepts.iter().any(|a| a.name == h.intent.name)
                     {
                         let listed = accepts
