@@ -179,20 +179,21 @@ pub(crate) fn worst_case(
         .handoffs_per_turn
         .min(later(&w.handoffs))
         .saturating_add(later(&w.script_handoffs));
-    let latency_bound = w.sla_seconds[entry.index()]
+    // The turn deadline bounds every turn, whatever the SLAs add up to.
+    let latency_bound = (w.sla_seconds[entry.index()]
         + f64::from(escalations)
             * escalation_targets
                 .iter()
                 .map(|t| w.sla_seconds[*t])
-                .fold(0.0, f64::max);
-    // Agents any model call may come from: reachable by any edge, consults included.
-    let callers: Vec<NodeIndex> = reachable_agents.clone();
-    let llm_calls = if callers.is_empty() {
+                .fold(0.0, f64::max))
+    .min(limits.turn_deadline_seconds);
+    // Every agent a model call may come from is reachable (consult edges count).
+    let llm_calls = if reachable_agents.is_empty() {
         0
     } else {
         limits.steps_per_turn.saturating_mul(allowances)
     };
-    let calls_functions = callers
+    let calls_functions = reachable_agents
         .iter()
         .any(|n| agent(*n).is_some_and(|a| !a.tools.is_empty() || !a.consults.is_empty()));
     let tool_calls = if calls_functions {
@@ -201,7 +202,7 @@ pub(crate) fn worst_case(
         0
     };
     let cost_per_turn = cost_unknown.is_none().then(|| {
-        let priciest = callers
+        let priciest = reachable_agents
             .iter()
             .map(|n| call_cost[n.index()])
             .fold(0.0, f64::max);
@@ -209,17 +210,7 @@ pub(crate) fn worst_case(
     });
     let cost_per_session =
         cost_per_turn.and_then(|t| limits.turns_per_session.map(|n| t * f64::from(n)));
-    let all_have_sla = reachable_agents
-        .iter()
-        .all(|n| agent(*n).is_some_and(|a| a.sla.is_some()));
-    let hops = limits.handoffs_per_turn;
-    let (_, chain) = heaviest_path(g, entry, hops, &|_| 1.0);
-    let (_, slowest) = heaviest_path(g, entry, hops, &sla);
-    let slowest: Vec<String> = slowest
-        .iter()
-        .filter(|n| sla(**n) > 0.0)
-        .map(|n| g.graph[*n].0.clone())
-        .collect();
+    let (_, chain) = heaviest_path(g, entry, limits.handoffs_per_turn, &|_| 1.0);
     let without_sla: Vec<&str> = reachable_agents
         .iter()
         .filter(|n| agent(**n).is_some_and(|a| a.sla.is_none()))
@@ -234,12 +225,44 @@ pub(crate) fn worst_case(
         cost_per_turn,
         cost_per_session,
         cost_unknown,
-        latency_seconds: all_have_sla.then_some(latency_bound),
+        latency_seconds: without_sla.is_empty().then_some(latency_bound),
     };
     budget_breaches(&worst, budget, out);
+    let slowest = || slowest_walk(g, entry, &w.sla_seconds, &sla);
     latency_budget(&worst, budget, limits, &slowest, &without_sla, out);
     unproved_cost(&worst, budget, limits, out);
     Some(worst)
+}
+
+/// The walk from the entry whose SLAs add up to the most (the rungs with an SLA on it), read off
+/// the per-node sums of [`walks`]: each step goes to the successor with the largest sum.
+fn slowest_walk(
+    g: &AgentGraph,
+    entry: NodeIndex,
+    sla_seconds: &[f64],
+    sla: &dyn Fn(NodeIndex) -> f64,
+) -> Vec<String> {
+    let mut walk = vec![entry];
+    let mut at = entry;
+    while let Some(next) = g
+        .graph
+        .edges(at)
+        .filter(|e| is_transfer(e.weight().kind))
+        .map(|e| e.target())
+        .max_by(|a, b| sla_seconds[a.index()].total_cmp(&sla_seconds[b.index()]))
+    {
+        // The transfer edges form a DAG here, so the walk ends; the bound keeps a bad graph
+        // from looping.
+        if walk.len() > g.graph.node_count() {
+            break;
+        }
+        walk.push(next);
+        at = next;
+    }
+    walk.into_iter()
+        .filter(|n| sla(*n) > 0.0)
+        .map(|n| g.graph[n].0.clone())
+        .collect()
 }
 
 /// For every node, whether an agent can run at or after it along handoff and fallback edges.
@@ -374,7 +397,7 @@ fn latency_budget(
     worst: &WorstCase,
     budget: &Budget,
     limits: &Limits,
-    slowest: &[String],
+    slowest: &dyn Fn() -> Vec<String>,
     without_sla: &[&str],
     out: &mut Diagnostics,
 ) {
@@ -382,8 +405,7 @@ fn latency_budget(
         return;
     };
     match worst.latency_seconds {
-        Some(latency) if latency.min(limits.turn_deadline_seconds) > limit + 1e-9 => {
-            let bound = latency.min(limits.turn_deadline_seconds);
+        Some(bound) if bound > limit + 1e-9 => {
             out.push(
                 Diagnostic::new(
                     Code::BudgetExceeded,
@@ -397,8 +419,8 @@ fn latency_budget(
                 .label("budget declared here")
                 .note(format!(
                     "each rung commits within its SLA or hands over; the SLAs on the walks a turn can take (from the entry, then from each escalation target) add up to {}; the slowest from the entry: {}",
-                    seconds_text(latency),
-                    slowest.join(" -> ")
+                    seconds_text(bound),
+                    slowest().join(" -> ")
                 ))
                 .help("tighten the SLAs on this chain, lower `handoffs_per_turn`, or raise the budget"),
             );

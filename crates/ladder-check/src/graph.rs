@@ -453,19 +453,18 @@ pub(crate) fn unreachable(index: &Index, g: &AgentGraph, out: &mut Diagnostics) 
             _ => None,
         }));
     }
-    let undefined: Vec<&str> = targets
+    // The rung each undefined target's L0004 suggests, by the same rule.
+    let misspelt: std::collections::HashSet<&str> = targets
         .into_iter()
         .filter(|t| !g.nodes.contains_key(*t))
+        .filter_map(|t| crate::suggest::did_you_mean(t, index.rung_names()))
         .collect();
     for n in g.graph.node_indices() {
         if reachable[n.index()] {
             continue;
         }
         let (name, kind) = &g.graph[n];
-        if undefined
-            .iter()
-            .any(|t| crate::suggest::did_you_mean(t, std::iter::once(name.as_str())).is_some())
-        {
+        if misspelt.contains(name.as_str()) {
             continue;
         }
         let Some(span) = index.rung_span(name) else {

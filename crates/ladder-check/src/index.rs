@@ -61,6 +61,9 @@ pub(crate) struct Index<'a> {
     pub items: Vec<&'a Item>,
     /// Every agent statement with attributes, for lint scopes.
     pub stmt_attrs: Vec<(&'a [Attr], Span)>,
+    /// The declared type of every session variable: the header's `vars` first, else its first
+    /// `collect` in source order.
+    pub var_types: HashMap<&'a str, &'a ladder_syntax::ast::TypeExpr>,
 }
 
 impl<'a> Index<'a> {
@@ -140,25 +143,9 @@ impl Namespace {
 }
 
 impl<'a> Index<'a> {
-    /// The declared type of a session variable: the header's `vars` first, else the first
-    /// script `collect` of it.
+    /// The declared type of a session variable (see [`Index::var_types`]).
     pub(crate) fn var_type(&self, name: &str) -> Option<&'a ladder_syntax::ast::TypeExpr> {
-        if let Some(v) = self
-            .ladder
-            .and_then(|l| l.vars.iter().find(|v| v.name.name == name))
-        {
-            return Some(&v.ty);
-        }
-        self.scripts.values().find_map(|s| {
-            s.stmts.iter().find_map(|st| match &st.kind {
-                ladder_syntax::ast::ScriptStmtKind::Collect { name: n, ty, .. }
-                    if n.name == name =>
-                {
-                    Some(ty)
-                }
-                _ => None,
-            })
-        })
+        self.var_types.get(name).copied()
     }
 
     /// Names in a namespace, sorted (for stable suggestions).
@@ -374,6 +361,24 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
                 ItemKind::Meta(m) => index.meta.push(m),
                 ItemKind::Test(t) => index.tests.push(t),
                 ItemKind::Use(_) => {}
+            }
+        }
+    }
+    // Built once: conditions, bindings and collects look types up by name.
+    if let Some(ladder) = index.ladder {
+        for v in &ladder.vars {
+            index.var_types.entry(&v.name.name).or_insert(&v.ty);
+        }
+    }
+    for file in files {
+        for item in &file.items {
+            if let ItemKind::Script(script) = &item.kind {
+                for stmt in &script.stmts {
+                    if let ladder_syntax::ast::ScriptStmtKind::Collect { name, ty, .. } = &stmt.kind
+                    {
+                        index.var_types.entry(&name.name).or_insert(ty);
+                    }
+                }
             }
         }
     }

@@ -507,7 +507,7 @@ impl<'a> Turn<'a> {
                     return self.ceiling(name, "cost_per_session", budget);
                 }
             }
-            let request = self.request(name, agent, consult_depth > 0);
+            let request = self.request(name, agent, consult_depth);
             self.answer_now = false;
             self.steps += 1;
             self.llm_calls += 1;
@@ -564,7 +564,7 @@ impl<'a> Turn<'a> {
                     // tries again; any other agent answers in plain text this time.
                     let note = if agent.router && consult_depth == 0 {
                         let mut allowed: Vec<String> = self
-                            .tool_specs(agent, false)
+                            .tool_specs(agent, 0)
                             .into_iter()
                             .map(|t| t.name)
                             .collect();
@@ -593,7 +593,7 @@ impl<'a> Turn<'a> {
                 let text = response.content.unwrap_or_default();
                 // Only a text that begins like one can be a written-out call.
                 let written_call = if looks_like_a_call(&text) {
-                    written_call(&text, &self.tool_specs(agent, consult_depth > 0))
+                    written_call(&text, &self.tool_specs(agent, consult_depth))
                 } else {
                     None
                 };
@@ -1040,7 +1040,7 @@ impl<'a> Turn<'a> {
             return Act::Done(result.to_string());
         }
         let mut allowed: Vec<String> = self
-            .tool_specs(agent, consult_depth > 0)
+            .tool_specs(agent, consult_depth)
             .into_iter()
             .map(|t| t.name)
             .collect();
@@ -1298,7 +1298,8 @@ impl<'a> Turn<'a> {
         kept
     }
 
-    fn request(&self, name: &str, agent: &Agent, consulted: bool) -> ChatRequest {
+    fn request(&self, name: &str, agent: &Agent, consult_depth: u32) -> ChatRequest {
+        let consulted = consult_depth > 0;
         let prog = program(self.rt);
         let history = self.history(consulted);
         let transcript_text = || {
@@ -1326,7 +1327,7 @@ impl<'a> Turn<'a> {
         let tools = if self.answer_now {
             Vec::new()
         } else {
-            self.tool_specs(agent, consulted)
+            self.tool_specs(agent, consult_depth)
         };
         let routing = agent.router && !consulted && !tools.is_empty();
         let mut messages = Vec::with_capacity(history.len() + 1);
@@ -1383,7 +1384,11 @@ impl<'a> Turn<'a> {
     }
 
     /// The functions offered to the model: its tools, then one per declared edge.
-    fn tool_specs(&self, agent: &Agent, consulted: bool) -> Vec<ToolSpec> {
+    /// The functions offered to `agent`, called at `consult_depth` (0: not consulted). Consults
+    /// are offered only while the depth allows another one, so that the model is never offered
+    /// a function the runtime would refuse.
+    fn tool_specs(&self, agent: &Agent, consult_depth: u32) -> Vec<ToolSpec> {
+        let consulted = consult_depth > 0;
         let prog = program(self.rt);
         let mut specs = Vec::new();
         for name in &agent.tools {
@@ -1395,7 +1400,12 @@ impl<'a> Turn<'a> {
                 });
             }
         }
-        for target in &agent.consults {
+        let consults = if consult_depth < prog.limits.consult_depth {
+            agent.consults.as_slice()
+        } else {
+            &[]
+        };
+        for target in consults {
             specs.push(ToolSpec {
                 name: format!("consult_{target}"),
                 description: format!("Ask `{target}` a question; its answer comes back to you, the caller does not see it."),

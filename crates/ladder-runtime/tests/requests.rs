@@ -561,3 +561,55 @@ async fn an_unreachable_endpoint_is_named() {
     assert!(message.contains("http://127.0.0.1:9/v1"), "{message}");
     assert!(message.contains("onnect"), "{message}");
 }
+
+/// A consult is offered only while `consult_depth` allows one more: a consulted agent at the
+/// limit is not offered `consult_*` functions the runtime would refuse (each refusal would cost
+/// a correction and a step). Each consult also counts as a tool call.
+#[tokio::test]
+async fn consults_are_offered_only_within_consult_depth() {
+    let source = format!(
+        r#"ladder 1
+ladder desk {{ entry front  limits {{ consult_depth: 1, tool_calls_per_turn: 4 }} }}
+{MODEL}
+agent front {{ model m prompt "Answer; ask the expert when unsure." consult expert }}
+agent expert {{ model m prompt "Answer questions; ask the oracle when unsure." consult oracle }}
+agent oracle {{ model m prompt "Know everything." }}
+"#
+    );
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::tool(
+        "consult_expert",
+        json!({"question": "what now?"}),
+    ));
+    fake.push(Reply::text("Wait and see."));
+    fake.push(Reply::text("The expert says: wait and see."));
+    let events = runtime(&fake, &source)
+        .session()
+        .send("what now?")
+        .collect()
+        .await;
+    fake.assert_no_rejections();
+    let offered = |request: &Value| -> Vec<String> {
+        request["tools"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .map(|f| f["function"]["name"].as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3, "{requests:#?}");
+    assert_eq!(offered(&requests[0]), ["consult_expert"]);
+    assert!(
+        offered(&requests[1]).is_empty(),
+        "the expert, consulted at depth 1, is offered {:?}",
+        offered(&requests[1])
+    );
+    let tool_calls = events.iter().find_map(|e| match e {
+        Event::TurnEnded { tool_calls, .. } => Some(*tool_calls),
+        _ => None,
+    });
+    assert_eq!(tool_calls, Some(1), "the consult counts as a tool call");
+}

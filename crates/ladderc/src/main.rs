@@ -36,23 +36,33 @@ struct Cli {
     max_items: usize,
 }
 
-/// `--max-items`, set once in `main`.
-static MAX_ITEMS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+/// The input limits of the command line (`--root`, `--max-file-size`, `--max-items`), set once
+/// in `main` and read wherever a ladder is loaded.
+#[derive(Clone)]
+struct InputLimits {
+    root: Option<PathBuf>,
+    max_file_bytes: u64,
+    max_items: usize,
+}
 
-/// `--root` and `--max-file-size`, set once in `main`.
-static ACCESS: std::sync::OnceLock<(Option<PathBuf>, u64)> = std::sync::OnceLock::new();
+static INPUT_LIMITS: std::sync::OnceLock<InputLimits> = std::sync::OnceLock::new();
+
+fn input_limits() -> InputLimits {
+    INPUT_LIMITS.get().cloned().unwrap_or(InputLimits {
+        root: None,
+        max_file_bytes: ladder_check::DEFAULT_MAX_FILE_BYTES,
+        max_items: ladder_check::DEFAULT_MAX_ITEMS,
+    })
+}
 
 /// The file-access policy for the project of `file` (docs/language.md, "Files").
 pub(crate) fn policy_for(file: &Path) -> std::io::Result<ladder_check::FilePolicy> {
-    let (root, max) = ACCESS
-        .get()
-        .cloned()
-        .unwrap_or((None, ladder_check::DEFAULT_MAX_FILE_BYTES));
-    let policy = match root {
-        Some(root) => ladder_check::FilePolicy::new(&root)?,
+    let limits = input_limits();
+    let policy = match &limits.root {
+        Some(root) => ladder_check::FilePolicy::new(root)?,
         None => ladder_check::FilePolicy::for_file(file)?,
     };
-    Ok(policy.with_max_bytes(max))
+    Ok(policy.with_max_bytes(limits.max_file_bytes))
 }
 
 /// Checks the ladder at `file` with `use`s read under the file-access policy.
@@ -61,10 +71,7 @@ pub(crate) fn check_file(
     options: &CheckOptions,
 ) -> std::io::Result<ladder_check::Checked> {
     let options = CheckOptions {
-        max_items: MAX_ITEMS
-            .get()
-            .copied()
-            .unwrap_or(ladder_check::DEFAULT_MAX_ITEMS),
+        max_items: input_limits().max_items,
         ..options.clone()
     };
     check_path(file, &policy_for(file)?, &options)
@@ -286,8 +293,11 @@ fn block_on<F: std::future::Future>(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = ACCESS.set((cli.root.clone(), cli.max_file_size));
-    let _ = MAX_ITEMS.set(cli.max_items);
+    let _ = INPUT_LIMITS.set(InputLimits {
+        root: cli.root.clone(),
+        max_file_bytes: cli.max_file_size,
+        max_items: cli.max_items,
+    });
     match cli.command {
         Command::Check {
             files,
