@@ -254,6 +254,9 @@ fn condition_text(c: &ladder_syntax::ast::Condition) -> String {
 
 fn entry(index: &Index, g: &AgentGraph, out: &mut Diagnostics) -> Option<NodeIndex> {
     let Some(ladder) = index.ladder else {
+        if index.broken_header {
+            return None;
+        }
         let at = index.items.first().map(|i| i.span).unwrap_or_default();
         let at = Span::new(at.file, at.start, at.start);
         out.push(
@@ -784,16 +787,12 @@ pub(crate) fn handoff_rules(index: &Index, out: &mut Diagnostics) {
             }
             if let Some(Rung::Agent(target)) = index.rung(&h.target.name) {
                 if let Some(accepts) = &target.accepts {
-                    // A receiver whose `accepts` misspells this intent already has an L0004 for
-                    // the typo; the sender's side would be a follow-on error.
-                    let misspelt = accepts.iter().any(|a| {
-                        !index.intents.contains_key(a.name.as_str())
-                            && crate::suggest::did_you_mean(
-                                &a.name,
-                                std::iter::once(h.intent.name.as_str()),
-                            )
-                            .is_some()
-                    });
+                    // A receiver whose `accepts` names something that is no intent (a typo,
+                    // an agent) already has an L0004 or L0005 there; what it meant is unknown,
+                    // so the sender's side would be a follow-on error.
+                    let misspelt = accepts
+                        .iter()
+                        .any(|a| !index.intents.contains_key(a.name.as_str()));
                     if index.intents.contains_key(h.intent.name.as_str())
                         && !misspelt
                         && !accepts.iter().any(|a| a.name == h.intent.name)

@@ -64,6 +64,11 @@ pub(crate) struct Index<'a> {
     /// The declared type of every session variable: the header's `vars` first, else its first
     /// `collect` in source order.
     pub var_types: HashMap<&'a str, &'a ladder_syntax::ast::TypeExpr>,
+    /// Names of items with syntax errors: references to them are neither undefined nor of the
+    /// wrong kind, only unknown.
+    pub broken: rustc_hash::FxHashSet<&'a str>,
+    /// Whether a `ladder` header item has a syntax error.
+    pub broken_header: bool,
 }
 
 impl<'a> Index<'a> {
@@ -123,12 +128,17 @@ pub(crate) enum Namespace {
     Model,
 }
 
+/// `a tool`, `an agent`: the noun with its indefinite article.
+fn with_article(noun: &str) -> String {
+    match noun.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {noun}"),
+        _ => format!("a {noun}"),
+    }
+}
+
 impl Namespace {
     fn article(self) -> String {
-        match self {
-            Namespace::Agent | Namespace::Intent => format!("an {}", self.noun()),
-            _ => format!("a {}", self.noun()),
-        }
+        with_article(self.noun())
     }
 
     fn noun(self) -> &'static str {
@@ -177,6 +187,10 @@ impl<'a> Index<'a> {
         if self.defines(ns, &name.name) {
             return true;
         }
+        if self.broken.contains(name.name.as_str()) {
+            // Its item did not parse; that syntax error is the one to fix.
+            return false;
+        }
         if let Some(kind) = self.kind_of(&name.name) {
             // A rung of the wrong sort (e.g. consulting a human) or another namespace entirely.
             out.push(
@@ -184,12 +198,13 @@ impl<'a> Index<'a> {
                     Code::WrongKind,
                     name.span,
                     format!(
-                        "`{}` is a {kind}, but {role} must be a {}",
+                        "`{}` is {}, but {role} must be {}",
                         name.name,
-                        ns.noun()
+                        with_article(kind),
+                        ns.article()
                     ),
                 )
-                .label(format!("this is a {kind}"))
+                .label(format!("this is {}", with_article(kind)))
                 .help(match self.names_in(ns).first() {
                     Some(example) => format!("name {} here, such as `{example}`", ns.article()),
                     None => format!("declare {} and name it here", ns.article()),
@@ -241,7 +256,7 @@ pub(crate) fn unknown_statement(
         stmt.keyword.span,
         format!("unknown {block} statement `{}`", stmt.keyword.name),
     )
-    .label(format!("not a {block} statement"));
+    .label(format!("not {} statement", with_article(block)));
     d = match did_you_mean(&stmt.keyword.name, known.iter().copied()) {
         Some(s) => d.help(format!("did you mean `{s}`?")),
         None => d.help(format!(
@@ -296,6 +311,12 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
             }
         };
     for file in files {
+        for b in &file.broken {
+            index.broken_header |= b.keyword == "ladder";
+            if let Some(name) = &b.name {
+                index.broken.insert(&name.name);
+            }
+        }
         for item in &file.items {
             index.items.push(item);
             match &item.kind {

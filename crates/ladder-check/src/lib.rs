@@ -83,6 +83,9 @@ pub struct Checked {
     pub graph: Option<GraphView>,
     /// Worst-case bounds, when the graph is acyclic and has an entry.
     pub worst_case: Option<WorstCase>,
+    /// The syntax tree of each file, indexed like `sources`: what parsed, with the items that
+    /// did not listed in [`File::broken`]. The editor navigates these (no second parse).
+    pub files: Vec<File>,
 }
 
 impl Checked {
@@ -138,13 +141,17 @@ pub fn compile(text: &str) -> Result<Program, Vec<Diagnostic>> {
 }
 
 fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -> Checked {
-    let load::Loaded { sources, files } = loaded;
-    let parsed: Vec<&File> = files.iter().flatten().collect();
-    if parsed.len() < files.len() {
-        // A syntax error stops semantic analysis: names defined in the broken file are unknown,
-        // and every reference to them would be a false alarm.
-        return stopped(sources, out, options);
-    }
+    let load::Loaded {
+        sources,
+        files,
+        broken,
+    } = loaded;
+    let parsed: Vec<&File> = files.iter().collect();
+    // After a syntax error the checks still run on the items that parsed. Names of broken items
+    // are known (references to them are not undefined), but what the broken items say is not:
+    // the analyses of the whole graph (reachability, dead ends, unused items, the worst case)
+    // would report follow-on errors, so they wait until the file parses.
+    let incomplete = broken.iter().any(|b| *b);
     let items: usize = parsed.iter().map(|f| f.items.len()).sum();
     if items > options.max_items {
         let over = parsed
@@ -164,11 +171,13 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
             .label("the first item over the limit")
             .help("split the ladder, or raise the limit with `--max-items`"),
         );
-        return stopped(sources, out, options);
+        return stopped(sources, files, out, options);
     }
     let mut scopes = Vec::new();
-    for file in &parsed {
-        syntax::check_version(file, &mut out);
+    for (file, broken) in parsed.iter().zip(&broken) {
+        if !(*broken && file.version.is_none()) {
+            syntax::check_version(file, &mut out);
+        }
         scopes.extend(diagnostics::lint_scopes(&file.attrs, file.span, &mut out));
     }
 
@@ -199,17 +208,21 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
     let graph = graph::build(&index, &mut out);
     graph::handoff_rules(&index, &mut out);
     let cyclic = graph::cycles(&graph, &mut out);
-    graph::unreachable(&index, &graph, &mut out);
     graph::escalations(&index, &graph, &session_vars, &mut out);
-    graph::dead_ends(&index, &graph, &mut out);
     graph::script_order(&index, &mut out);
-    unused(&index, &used_types, &mut out);
     bounds::sla_over_budget(&index, &budget, &mut out);
-    bounds::unusable_limits(&index, &graph, &limits, &mut out);
-    let worst_case = if cyclic {
+    let worst_case = if incomplete {
         None
     } else {
-        bounds::worst_case(&index, &graph, &models, &limits, &budget, &mut out)
+        graph::unreachable(&index, &graph, &mut out);
+        graph::dead_ends(&index, &graph, &mut out);
+        unused(&index, &used_types, &mut out);
+        bounds::unusable_limits(&index, &graph, &limits, &mut out);
+        if cyclic {
+            None
+        } else {
+            bounds::worst_case(&index, &graph, &models, &limits, &budget, &mut out)
+        }
     };
 
     let diagnostics =
@@ -217,12 +230,15 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     let program =
         (!has_errors).then(|| lower::lower(&index, &parsed, limits, budget, models, &session_vars));
+    let graph = graph.view();
+    drop((index, parsed, session_vars));
     Checked {
         sources,
         diagnostics,
         program: program.flatten(),
-        graph: Some(graph.view()),
+        graph: Some(graph),
         worst_case,
+        files,
     }
 }
 
@@ -249,8 +265,14 @@ fn without_follow_ons(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
 }
 
 /// The result of a check that stopped before the analyses (a syntax error, too many items).
-fn stopped(sources: SourceMap, out: Diagnostics, options: &CheckOptions) -> Checked {
+fn stopped(
+    sources: SourceMap,
+    files: Vec<File>,
+    out: Diagnostics,
+    options: &CheckOptions,
+) -> Checked {
     Checked {
+        files,
         sources,
         diagnostics: diagnostics::finish(out.into_vec(), &[], &options.lints),
         program: None,

@@ -62,8 +62,11 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
 
 pub(crate) struct Loaded {
     pub sources: SourceMap,
-    /// Parsed files, indexed like `sources`; `None` where the file had a syntax error.
-    pub files: Vec<Option<File>>,
+    /// Parsed files, indexed like `sources`. A file with syntax errors holds the items that
+    /// parsed, and lists the broken ones in [`File::broken`].
+    pub files: Vec<File>,
+    /// Whether each file had syntax errors (then its items are not all known).
+    pub broken: Vec<bool>,
 }
 
 pub(crate) fn load_all(
@@ -75,6 +78,7 @@ pub(crate) fn load_all(
     let mut loaded = Loaded {
         sources: SourceMap::new(),
         files: Vec::new(),
+        broken: Vec::new(),
     };
     let root = normalize(root);
     let text = match root_text {
@@ -96,16 +100,14 @@ fn visit(
     out: &mut Diagnostics,
 ) {
     let id = loaded.sources.add(path, text);
-    let parsed = match ladder_syntax::parse(id, &loaded.sources.get(id).text) {
-        Ok(file) => Some(file),
-        Err(error) => {
-            out.push(crate::syntax::syntax_diagnostic(error));
-            None
-        }
-    };
+    let (parsed, errors) = ladder_syntax::parse_recovering(id, &loaded.sources.get(id).text);
+    loaded.broken.push(!errors.is_empty());
+    for error in errors {
+        out.push(crate::syntax::syntax_diagnostic(error));
+    }
     let uses: Vec<(String, Span)> = parsed
+        .items
         .iter()
-        .flat_map(|f| f.items.iter())
         .filter_map(|item| match &item.kind {
             ItemKind::Use(s) => Some((s.value.clone(), s.span)),
             _ => None,

@@ -2,7 +2,7 @@
 
 use crate::diagnostics::{Diagnostic, Severity};
 use ladder_syntax::SourceMap;
-use miette::{LabeledSpan, NamedSource, SourceSpan};
+use miette::{LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 use std::fmt;
 
 /// A diagnostic bundled with the file its primary span points into. Labels in other files
@@ -14,7 +14,7 @@ pub struct MietteReport {
     severity: Severity,
     help: Option<String>,
     labels: Vec<LabeledSpan>,
-    source: NamedSource<String>,
+    source: Source,
 }
 
 impl MietteReport {
@@ -58,7 +58,10 @@ impl MietteReport {
             severity: d.severity,
             help,
             labels,
-            source: NamedSource::new(file.path.display().to_string(), file.text.clone()),
+            source: Source {
+                name: file.path.display().to_string(),
+                text: file.text.clone(),
+            },
         }
     }
 }
@@ -95,5 +98,42 @@ impl miette::Diagnostic for MietteReport {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         Some(Box::new(self.labels.iter().cloned()))
+    }
+}
+
+/// A named file whose reported columns count characters, as an editor does. `miette` counts
+/// bytes, so `é` before an error would push the header's `line:column` to the right.
+#[derive(Debug)]
+struct Source {
+    name: String,
+    text: String,
+}
+
+impl SourceCode for Source {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let inner = self
+            .text
+            .read_span(span, context_lines_before, context_lines_after)?;
+        // `miette` reports a non-zero column only when it reads without context: the byte
+        // distance from the start of the span's line.
+        let bytes = inner.column();
+        let column = span
+            .offset()
+            .checked_sub(bytes)
+            .and_then(|line_start| self.text.get(line_start..span.offset()))
+            .map_or(bytes, |before| before.chars().count());
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            inner.data(),
+            *inner.span(),
+            inner.line(),
+            column,
+            inner.line_count(),
+        )))
     }
 }

@@ -466,6 +466,33 @@ pub fn symbols(file: &File) -> Symbols {
             ItemKind::Use(_) | ItemKind::Meta(_) => {}
         }
     }
+    // Items with a syntax error define their names all the same (completion, navigation to
+    // them), from what their first line says.
+    for b in &file.broken {
+        let kind = match b.keyword.as_str() {
+            "agent" => SymbolKind::Agent,
+            "human" => SymbolKind::Human,
+            "script" => SymbolKind::Script,
+            "tool" => SymbolKind::Tool,
+            "intent" => SymbolKind::Intent,
+            "model" => SymbolKind::Model,
+            "type" => SymbolKind::Type,
+            _ => continue,
+        };
+        if let Some(name) = &b.name {
+            defs.push(Definition {
+                name: name.name.clone(),
+                kind,
+                name_span: name.span,
+                item_span: b.span,
+                hover: format!(
+                    "```ladder\n{} {}\n```\n(this {} has a syntax error)",
+                    b.keyword, name.name, b.keyword
+                ),
+            });
+        }
+    }
+    defs.sort_by_key(|d| d.item_span.start);
     s.definitions = defs;
     s
 }

@@ -147,8 +147,10 @@ fn deep_nesting_does_not_overflow_the_stack() {
     let meta = format!("ladder 1\nmeta {}{}\n", "{".repeat(2000), "}".repeat(2000));
     assert_well_formed(&meta);
     let checked = check_source("deep.ladder", &deep, &CheckOptions::default());
-    assert_eq!(checked.diagnostics[0].code, ladder_check::Code::Syntax);
-    assert!(checked.diagnostics[0].message.contains("nested"));
+    assert!(checked
+        .diagnostics
+        .iter()
+        .any(|d| d.code == ladder_check::Code::Syntax && d.message.contains("nested")));
 }
 
 #[test]

@@ -184,26 +184,13 @@ impl Backend {
             &CheckOptions::default(),
         )
         .ok()?;
-        // While the user types, a file often does not parse: its last good symbols stand in, so
-        // that completion and navigation keep working.
-        let previous = self
-            .analyses
-            .lock()
-            .expect("analyses lock")
-            .get(path)
-            .cloned();
+        // The checker recovers from syntax errors item by item, so its trees hold everything
+        // outside a broken item, at the offsets of the text as it is now.
         let symbols = checked
             .sources
             .iter()
-            .filter_map(|(id, file)| match ladder_syntax::parse(id, &file.text) {
-                Ok(parsed) => Some((file.path.clone(), symbols(&parsed), file.clone())),
-                Err(_) => previous
-                    .as_ref()?
-                    .symbols
-                    .iter()
-                    .find(|(p, _, _)| p == &file.path)
-                    .cloned(),
-            })
+            .zip(&checked.files)
+            .map(|((_, file), parsed)| (file.path.clone(), symbols(parsed), file.clone()))
             .collect();
         let analysis = Arc::new(Analysis { checked, symbols });
         self.analyses

@@ -23,6 +23,20 @@ pub struct File {
     /// `#![allow(..)]` / `#![deny(..)]` at the top of the file.
     pub attrs: Vec<Attr>,
     pub items: Vec<Item>,
+    /// Items that did not parse (see [`crate::parse_recovering`]), named as far as their first
+    /// line tells: references to them are not reported as undefined.
+    pub broken: Vec<BrokenItem>,
+}
+
+/// An item with a syntax error, skipped by error recovery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokenItem {
+    /// The item keyword: `agent`, `tool`, ...
+    pub keyword: String,
+    /// The name after the keyword, if there is one.
+    pub name: Option<Ident>,
+    /// The whole item, up to the next item.
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]

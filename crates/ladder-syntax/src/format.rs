@@ -83,52 +83,14 @@ struct Comment {
 /// `//` and `/* */` comments outside strings and `verbatim` spans; `///` doc comments are in
 /// the AST and excluded.
 fn comments(text: &str, verbatim: &[(usize, usize)]) -> Vec<Comment> {
-    let bytes = text.as_bytes();
-    let mut found = Vec::new();
-    let mut i = 0;
-    let mut regions = verbatim.iter().peekable();
-    while i < bytes.len() {
-        while regions.peek().is_some_and(|(_, end)| *end <= i) {
-            regions.next();
-        }
-        if let Some((start, end)) = regions.peek() {
-            if *start <= i {
-                i = (*end).max(i + 1);
-                continue;
-            }
-        }
-        match bytes[i] {
-            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
-                i = text[i + 3..]
-                    .find("\"\"\"")
-                    .map_or(bytes.len(), |n| i + 3 + n + 3);
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'/' if bytes[i..].starts_with(b"///") && !bytes[i..].starts_with(b"////") => {
-                i = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                let end = text[i..].find('\n').map_or(bytes.len(), |n| i + n);
-                found.push(Comment { start: i, end });
-                i = end;
-            }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                let end = text[i + 2..]
-                    .find("*/")
-                    .map_or(bytes.len(), |n| i + 2 + n + 2);
-                found.push(Comment { start: i, end });
-                i = end;
-            }
-            _ => i += 1,
-        }
-    }
-    found
+    crate::lex::lex(text)
+        .filter(|(lexeme, start, _)| {
+            // `verbatim` is sorted and its spans do not overlap.
+            let before = verbatim.partition_point(|(s, _)| s <= start);
+            lexeme.is_comment() && !(before > 0 && *start < verbatim[before - 1].1)
+        })
+        .map(|(_, start, end)| Comment { start, end })
+        .collect()
 }
 
 struct Printer<'t> {
@@ -199,6 +161,78 @@ impl Printer<'_> {
 
     fn done(&mut self, span: Span) {
         self.last_end = self.last_end.max(span.end);
+    }
+
+    /// Whether a comment not yet printed starts before `end`.
+    fn comment_before(&self, end: usize) -> bool {
+        self.comments
+            .get(self.next_comment)
+            .is_some_and(|c| c.start < end)
+    }
+
+    /// The comments before a node printed on one line, including those inside it (between the
+    /// words of a `handoff` written over two lines): they go on lines of their own above it, so
+    /// they stay next to what they annotate. A comment after it on its line stays at the end of
+    /// the line (see [`Self::comments_before`]).
+    fn comments_for_line(&mut self, span: Span) {
+        self.comments_before(span.end);
+    }
+
+    /// After a block's opening line: a comment after the `{` on that line stays there.
+    fn opened(&mut self, from: usize) {
+        let brace = crate::lex::lex(&self.text[from.min(self.text.len())..])
+            .find(|(l, _, _)| *l == crate::lex::Lexeme::Open(b'{'))
+            .map(|(_, _, end)| from + end);
+        if let Some(brace) = brace {
+            self.last_end = self.last_end.max(brace);
+        }
+    }
+
+    /// [`Self::opened`] for a block whose first entry starts at `to`: its `{` is the last one
+    /// between the node printed before and `to`.
+    fn opened_before(&mut self, to: usize) {
+        let from = self.last_end.min(to);
+        let brace = crate::lex::lex(&self.text[from..to.min(self.text.len())])
+            .filter(|(l, _, _)| *l == crate::lex::Lexeme::Open(b'{'))
+            .last()
+            .map(|(_, _, end)| from + end);
+        if let Some(brace) = brace {
+            self.last_end = self.last_end.max(brace);
+        }
+    }
+
+    /// Prints a bracketed list with comments inside one element a line, each comment beside
+    /// the element it annotates: `head` (ending in the opening bracket) and the elements with a
+    /// trailing comma; the caller prints the line with the closing bracket. `end` is the source
+    /// offset of the closing bracket.
+    fn list_lines(&mut self, head: &str, elements: &[(Span, String)], end: usize) {
+        self.line(head);
+        self.indent += 1;
+        for (span, text) in elements {
+            self.comments_before(span.start);
+            self.line(&format!("{text},"));
+            self.done(*span);
+        }
+        self.comments_before(end);
+        self.indent -= 1;
+    }
+
+    /// Where a tool parameter ends in the source (after its binding).
+    fn param_end(&self, p: &Param) -> usize {
+        match &p.binding {
+            Some(Binding::Env(e)) => self.close_at(e.span.end, b')') + 1,
+            Some(Binding::Session(v)) => v.span.end,
+            Some(Binding::Literal(l)) => l.span.end,
+            None => p.ty.span.end,
+        }
+    }
+
+    /// The offset of the first `close` bracket at or after `from`, outside strings and comments.
+    fn close_at(&self, from: usize, close: u8) -> usize {
+        let from = from.min(self.text.len());
+        crate::lex::lex(&self.text[from..])
+            .find(|(l, _, _)| *l == crate::lex::Lexeme::Close(close))
+            .map_or(self.text.len(), |(_, at, _)| from + at)
     }
 
     fn docs(&mut self, docs: &[String]) {
@@ -365,6 +399,7 @@ impl Printer<'_> {
             return;
         }
         self.line(&format!("{head} {{"));
+        self.opened_before(entries.first().map_or(end, |(start, _)| *start));
         self.indent += 1;
         let trailing = if separator == ", " { "," } else { "" };
         for (start, e) in entries {
@@ -379,9 +414,10 @@ impl Printer<'_> {
 
     fn ladder(&mut self, l: &LadderDecl, end: usize) {
         self.line(&format!("ladder {} {{", l.name.name));
+        self.opened(l.name.span.end);
         self.indent += 1;
         for e in &l.entries {
-            self.comments_before(e.span.start);
+            self.comments_for_line(e.span);
             self.line(&format!("entry {}", e.name));
             self.done(e.span);
         }
@@ -461,6 +497,7 @@ impl Printer<'_> {
             return;
         }
         self.line(&format!("{head} {{"));
+        self.opened_before(entries.first().map_or(end, |(start, _)| *start));
         self.indent += 1;
         let n_extra = entries.len() - fields.len();
         for (start, e) in &entries[..n_extra] {
@@ -520,10 +557,24 @@ impl Printer<'_> {
                 self.line(&one);
             } else {
                 self.line(&format!("{head} {{"));
+                self.opened_before(entries[0].0);
                 self.indent += 1;
                 self.comments_before(entries[0].0);
-                let examples = entries[0].1.clone();
-                self.line(&examples);
+                let last = i.examples.last().expect("examples are not empty").span.end;
+                let close = self.close_at(last, b']');
+                if self.comment_before(close) {
+                    let elements: Vec<(Span, String)> = i
+                        .examples
+                        .iter()
+                        .map(|e| (e.span, self.src(e.span).to_string()))
+                        .collect();
+                    self.list_lines("examples [", &elements, close);
+                    self.line("]");
+                    self.last_end = close + 1;
+                } else {
+                    let examples = entries[0].1.clone();
+                    self.line(&examples);
+                }
                 for f in &i.fields {
                     self.comments_before(f.name.span.start);
                     self.docs(&f.docs);
@@ -583,10 +634,34 @@ impl Printer<'_> {
                 s
             })
             .collect();
-        let mut head = format!("tool {}({})", t.name.name, params.join(", "));
-        if let Some(r) = &t.returns {
-            head.push_str(&format!(" -> {}", self.ty(r)));
-        }
+        let returns = t
+            .returns
+            .as_ref()
+            .map(|r| format!(" -> {}", self.ty(r)))
+            .unwrap_or_default();
+        let close = t
+            .params
+            .last()
+            .map(|p| self.close_at(self.param_end(p), b')'));
+        let head = match close {
+            Some(close) if self.comment_before(close) => {
+                // Parameters with comments: one a line, each comment beside its parameter.
+                let elements: Vec<(Span, String)> = t
+                    .params
+                    .iter()
+                    .zip(params)
+                    .map(|(p, text)| {
+                        let span =
+                            Span::new(p.name.span.file, p.name.span.start, self.param_end(p));
+                        (span, text)
+                    })
+                    .collect();
+                self.list_lines(&format!("tool {}(", t.name.name), &elements, close);
+                self.last_end = close + 1;
+                format!("){returns}")
+            }
+            _ => format!("tool {}({}){returns}", t.name.name, params.join(", ")),
+        };
         let mut body: Vec<(usize, String)> = Vec::new();
         if let Some(d) = &t.description {
             body.push((d.span.start, self.src(d.span).to_string()));
@@ -644,6 +719,7 @@ impl Printer<'_> {
 
     fn agent(&mut self, a: &AgentDecl, end: usize) {
         self.line(&format!("agent {} {{", a.name.name));
+        self.opened(a.name.span.end);
         self.indent += 1;
         // Handoff arrows line up within a run of consecutive handoffs.
         let mut i = 0;
@@ -699,7 +775,16 @@ impl Printer<'_> {
     }
 
     fn agent_stmt(&mut self, s: &AgentStmt, arrow_width: usize) {
-        self.comments_before(s.span.start);
+        let listed = match &s.kind {
+            AgentStmtKind::Tools(t) | AgentStmtKind::Accepts(t) => !t.is_empty(),
+            _ => false,
+        };
+        if listed && self.comment_before(s.span.end) {
+            // A list with comments inside: one element a line (below).
+            self.comments_before(s.span.start);
+        } else {
+            self.comments_for_line(s.span);
+        }
         self.docs(&s.docs);
         for a in &s.attrs {
             let t = self.attr(a, false);
@@ -714,6 +799,12 @@ impl Printer<'_> {
         match &s.kind {
             AgentStmtKind::Model(m) => self.line(&format!("model {}", m.name)),
             AgentStmtKind::Prompt(p) => self.prompt("prompt", p),
+            AgentStmtKind::Tools(t) if self.comment_before(s.span.end) => {
+                let elements: Vec<(Span, String)> =
+                    t.iter().map(|i| (i.span, i.name.clone())).collect();
+                self.list_lines("tools [", &elements, s.span.end);
+                self.line("]");
+            }
             AgentStmtKind::Tools(t) => self.line(&format!("tools [{}]", names(t))),
             AgentStmtKind::Accepts(t) => self.line(&format!("accepts {}", names(t))),
             AgentStmtKind::Handoff(h) => {
@@ -783,9 +874,10 @@ impl Printer<'_> {
 
     fn script(&mut self, s: &ScriptDecl, end: usize) {
         self.line(&format!("script {} {{", s.name.name));
+        self.opened(s.name.span.end);
         self.indent += 1;
         for st in &s.stmts {
-            self.comments_before(st.span.start);
+            self.comments_for_line(st.span);
             match &st.kind {
                 ScriptStmtKind::Say(p) => self.prompt("say", p),
                 ScriptStmtKind::Collect { name, ty, question } => {
@@ -812,9 +904,10 @@ impl Printer<'_> {
 
     fn test(&mut self, t: &TestDecl, end: usize) {
         self.line(&format!("test {} {{", self.src(t.name.span)));
+        self.opened(t.name.span.end);
         self.indent += 1;
         for st in &t.steps {
-            self.comments_before(st.span.start);
+            self.comments_for_line(st.span);
             let line = match &st.kind {
                 TestStepKind::User(text) => format!("user {}", self.src(text.span)),
                 TestStepKind::Says { agent, text } => {

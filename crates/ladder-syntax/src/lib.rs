@@ -11,9 +11,12 @@ extern crate alloc;
 
 pub mod ast;
 mod format;
+mod lex;
 mod parser;
 mod source;
 
 pub use format::{format, format_unguarded};
-pub use parser::{dedent, parse, parse_sequential, ParseError, MAX_NESTING, PARALLEL_THRESHOLD};
+pub use parser::{
+    dedent, parse, parse_recovering, parse_sequential, ParseError, MAX_NESTING, PARALLEL_THRESHOLD,
+};
 pub use source::{FileId, SourceFile, SourceMap, Span};

@@ -53,12 +53,203 @@ pub fn parse(file: FileId, text: &str) -> Result<File, ParseError> {
 /// [`parse`] in one piece, whatever the size (for tests that compare the two).
 #[doc(hidden)]
 pub fn parse_sequential(file: FileId, text: &str) -> Result<File, ParseError> {
-    let mut pairs =
-        LadderParser::parse(Rule::file, text).map_err(|e| parse_error(file, text, e))?;
+    let mut pairs = LadderParser::parse(Rule::file, text)
+        .map_err(|e| parse_error(file, text, 0..text.len(), e))?;
     let root = pairs
         .next()
         .expect("the `file` rule always produces one pair");
     Ok(Lower { file, offset: 0 }.file(root))
+}
+
+/// Parses one file and recovers from syntax errors item by item: every broken item is reported,
+/// and the items around it are still returned (with the broken ones listed in
+/// [`File::broken`]), so that the checker and the editor keep working on the rest.
+///
+/// A file that parses is returned as [`parse`] returns it. Otherwise the file is cut where an
+/// item begins at the start of a line (`agent`, `tool x(`, `model x {`, ...: the layout `ladderc
+/// fmt` writes, outside strings and comments) and each piece is parsed on its own. A piece that
+/// fails is one error; its first line names the broken item.
+pub fn parse_recovering(file: FileId, text: &str) -> (File, Vec<ParseError>) {
+    let first = match parse(file, text) {
+        Ok(parsed) => return (parsed, Vec::new()),
+        Err(error) => error,
+    };
+    let starts = item_starts(text);
+    let mut errors = Vec::new();
+    let mut out = File {
+        span: Span::new(file, 0, text.len()),
+        version: None,
+        attrs: Vec::new(),
+        items: Vec::new(),
+        broken: Vec::new(),
+    };
+    let Some(&first_item) = starts.first() else {
+        return (out, vec![first]);
+    };
+    // The preamble: the version line and the file's attributes.
+    match LadderParser::parse(Rule::file, &text[..first_item]) {
+        Ok(mut pairs) => {
+            let root = pairs
+                .next()
+                .expect("the `file` rule always produces one pair");
+            let preamble = Lower { file, offset: 0 }.file(root);
+            out.version = preamble.version;
+            out.attrs = preamble.attrs;
+            out.items = preamble.items;
+        }
+        Err(e) => errors.push(parse_error(file, text, 0..first_item, e)),
+    }
+    let ends = starts
+        .iter()
+        .skip(1)
+        .copied()
+        .chain(std::iter::once(text.len()));
+    for (start, end) in starts.iter().copied().zip(ends) {
+        let piece = &text[start..end];
+        let parsed = match too_deep(piece) {
+            Some(at) => Err(ParseError {
+                span: Span::new(file, start + at, start + at + 1),
+                expected: vec![format!("at most {MAX_NESTING} nested brackets")],
+                found: "a bracket nested deeper".to_string(),
+                suggestion: None,
+                hint: None,
+            }),
+            None => LadderParser::parse(Rule::items, piece)
+                .map(|mut pairs| {
+                    pairs
+                        .next()
+                        .expect("the `items` rule always produces one pair")
+                })
+                .map_err(|e| parse_error(file, text, start..end, e)),
+        };
+        match parsed {
+            Ok(root) => out.items.extend(
+                Lower {
+                    file,
+                    offset: start,
+                }
+                .file(root)
+                .items,
+            ),
+            Err(error) => {
+                errors.push(error);
+                out.broken.push(broken_item(file, text, start, end));
+            }
+        }
+    }
+    if errors.is_empty() {
+        // The cuts hid the problem (it spans items): report it as the whole parse saw it.
+        errors.push(first);
+    }
+    (out, errors)
+}
+
+/// Item keywords that begin an item wherever they start a line.
+const ITEM_KEYWORDS: &[&str] = &[
+    "use", "ladder", "intent", "type", "agent", "human", "script", "test",
+];
+
+/// Byte offsets where an item begins at the start of a line, outside strings and comments: an
+/// item keyword in column 0 (not the version line), or `model x {`, `tool x(`, `meta {` there
+/// outside every block. Doc comments and attributes right above an item belong to it.
+fn item_starts(text: &str) -> Vec<usize> {
+    use crate::lex::Lexeme;
+    let mut starts = Vec::new();
+    let mut depth = 0usize;
+    let mut check = |line_start: usize, depth: &mut usize| {
+        if begins_item(&text[line_start..], *depth) {
+            starts.push(owning_prefix(text, line_start));
+            *depth = 0;
+        }
+    };
+    check(0, &mut depth);
+    for (lexeme, _, end) in crate::lex::lex(text) {
+        match lexeme {
+            Lexeme::Newline => check(end, &mut depth),
+            Lexeme::Open(b'{') => depth += 1,
+            Lexeme::Close(b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    starts
+}
+
+/// Whether a line (`rest` starts at its column 0) begins an item.
+fn begins_item(rest: &str, depth: usize) -> bool {
+    let word_len = rest
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .count();
+    let word = &rest[..word_len];
+    let after = rest[word_len..].trim_start_matches([' ', '\t']);
+    let name_then = |open: char| {
+        let name_len = after
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        name_len > 0
+            && after[name_len..]
+                .trim_start_matches([' ', '\t'])
+                .starts_with(open)
+    };
+    match word {
+        // `ladder 1` is the version line.
+        "ladder" => !after.starts_with(|c: char| c.is_ascii_digit()),
+        w if ITEM_KEYWORDS.contains(&w) => true,
+        "model" => depth == 0 || name_then('{'),
+        "tool" => depth == 0 || name_then('('),
+        "meta" => depth == 0,
+        _ => false,
+    }
+}
+
+/// The start of the doc comments and attributes directly above the item line at `at`.
+fn owning_prefix(text: &str, at: usize) -> usize {
+    let mut start = at;
+    while start > 0 {
+        let prev_start = text[..start - 1].rfind('\n').map_or(0, |n| n + 1);
+        let line = &text[prev_start..start - 1];
+        if line.starts_with("///") || line.starts_with("#[") {
+            start = prev_start;
+        } else {
+            break;
+        }
+    }
+    start
+}
+
+/// The broken item in `text[start..end]`, named by its first line.
+fn broken_item(file: FileId, text: &str, start: usize, end: usize) -> BrokenItem {
+    let piece = &text[start..end];
+    // Skip the doc comments and attributes above the keyword.
+    let mut at = 0;
+    for line in piece.split_inclusive('\n') {
+        if line.starts_with("///") || line.starts_with("#[") {
+            at += line.len();
+        } else {
+            break;
+        }
+    }
+    let word = |from: usize| -> (usize, usize) {
+        let rest = &piece[from..];
+        let skip = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+        let len = rest[skip..]
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        (from + skip, from + skip + len)
+    };
+    let (k0, k1) = word(at);
+    let (n0, n1) = word(k1);
+    let trimmed_end = start + piece.trim_end().len();
+    BrokenItem {
+        keyword: piece[k0..k1].to_string(),
+        name: (n1 > n0).then(|| Ident {
+            name: piece[n0..n1].to_string(),
+            span: Span::new(file, start + n0, start + n1),
+        }),
+        span: Span::new(file, start, trimmed_end.max(start)),
+    }
 }
 
 /// Below this size a parallel parse costs more in thread start-up than it saves.
@@ -104,54 +295,11 @@ fn parse_parallel(file: FileId, text: &str) -> Option<File> {
 pub const MAX_NESTING: usize = 128;
 
 /// Byte offsets of `{ } [ ] ( )` outside strings and comments, with the byte.
-struct Brackets<'t> {
-    text: &'t str,
-    at: usize,
-}
-
-impl Iterator for Brackets<'_> {
-    type Item = (usize, u8);
-
-    fn next(&mut self) -> Option<(usize, u8)> {
-        let bytes = self.text.as_bytes();
-        while self.at < bytes.len() {
-            let i = self.at;
-            match bytes[i] {
-                b'"' if bytes[i..].starts_with(b"\"\"\"") => {
-                    self.at = match self.text[i + 3..].find("\"\"\"") {
-                        Some(end) => i + 3 + end + 3,
-                        None => bytes.len(),
-                    };
-                }
-                b'"' => {
-                    self.at = i + 1;
-                    while self.at < bytes.len() && bytes[self.at] != b'"' && bytes[self.at] != b'\n'
-                    {
-                        self.at += if bytes[self.at] == b'\\' { 2 } else { 1 };
-                    }
-                    self.at += 1;
-                }
-                b'/' if bytes.get(i + 1) == Some(&b'/') => {
-                    self.at = self.text[i..].find('\n').map_or(bytes.len(), |n| i + n);
-                }
-                b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                    self.at = self.text[i + 2..]
-                        .find("*/")
-                        .map_or(bytes.len(), |n| i + 2 + n + 2);
-                }
-                b @ (b'{' | b'}' | b'[' | b']' | b'(' | b')') => {
-                    self.at = i + 1;
-                    return Some((i, b));
-                }
-                _ => self.at = i + 1,
-            }
-        }
-        None
-    }
-}
-
-fn brackets(text: &str) -> Brackets<'_> {
-    Brackets { text, at: 0 }
+fn brackets(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
+    crate::lex::lex(text).filter_map(|(lexeme, at, _)| match lexeme {
+        crate::lex::Lexeme::Open(b) | crate::lex::Lexeme::Close(b) => Some((at, b)),
+        _ => None,
+    })
 }
 
 /// The offset of the first bracket nested deeper than [`MAX_NESTING`].
@@ -202,12 +350,18 @@ fn item_boundaries(text: &str, pieces: usize) -> Option<Vec<usize>> {
 
 // --------------------------------------------------------------------------- errors
 
-fn parse_error(file: FileId, text: &str, error: pest::error::Error<Rule>) -> ParseError {
+/// A syntax error of a parse of `text[range]` (pest's positions are relative to its start).
+fn parse_error(
+    file: FileId,
+    text: &str,
+    range: std::ops::Range<usize>,
+    error: pest::error::Error<Rule>,
+) -> ParseError {
     let pos = match error.location {
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((s, _)) => s,
     };
-    let pos = pos.min(text.len());
+    let pos = (range.start + pos).min(range.end);
     let mut expected: Vec<String> = Vec::new();
     let mut keywords: Vec<&'static str> = Vec::new();
     if let pest::error::ErrorVariant::ParsingError { positives, .. } = &error.variant {
@@ -255,7 +409,7 @@ fn parse_error(file: FileId, text: &str, error: pest::error::Error<Rule>) -> Par
     } else {
         None
     };
-    let hint = slip(text, pos);
+    let hint = slip(text, range, pos);
     ParseError {
         span: Span::new(file, pos, pos + len),
         expected,
@@ -274,9 +428,10 @@ fn line_of(text: &str, at: usize) -> usize {
         + 1
 }
 
-/// A one-line fix for the common slips at `pos` (see [`ParseError::hint`]).
-fn slip(text: &str, pos: usize) -> Option<String> {
-    let rest = &text[pos..];
+/// A one-line fix for the common slips at `pos` in a parse of `text[range]` (see
+/// [`ParseError::hint`]).
+fn slip(text: &str, range: std::ops::Range<usize>, pos: usize) -> Option<String> {
+    let rest = &text[pos..range.end];
     let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
     let before = text[line_start..pos].trim();
     // An unclosed `"""`: the grammar sees the rest of the file as text.
@@ -288,23 +443,18 @@ fn slip(text: &str, pos: usize) -> Option<String> {
             line_of(text, open)
         ));
     }
-    if rest.is_empty() || rest.trim_start().is_empty() {
-        // The innermost `{` that nothing closes, and the words before it on its line.
-        let mut open: Vec<usize> = Vec::new();
-        for (i, b) in brackets(text) {
-            match b {
-                b'{' => open.push(i),
-                b'}' => {
-                    open.pop();
-                }
-                _ => {}
-            }
-        }
-        let at = *open.last()?;
+    if rest.trim_start().is_empty() {
+        let (at, by_indent) = unclosed_block(&text[range.clone()])?;
+        let at = range.start + at;
         let head_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
         let head = text[head_start..at].trim();
+        let next = if range.end < text.len() && !by_indent {
+            format!(" before line {}", line_of(text, range.end))
+        } else {
+            String::new()
+        };
         return Some(format!(
-            "the `{head} {{` block that opens on line {} is never closed: add `}}`",
+            "the `{head} {{` block that opens on line {} is never closed: add `}}`{next}",
             line_of(text, at)
         ));
     }
@@ -327,6 +477,42 @@ fn slip(text: &str, pos: usize) -> Option<String> {
         );
     }
     None
+}
+
+/// The offset of the `{` whose `}` is missing in a piece that ends with blocks open. The braces
+/// pair up innermost first, so a missing `}` is only seen at the end; the indentation tells which
+/// block lost it: a `}` that starts a line left of its block's first line closed an outer block.
+/// Without such a clue, the innermost open block. The flag tells whether indentation decided.
+fn unclosed_block(piece: &str) -> Option<(usize, bool)> {
+    let indent_at = |at: usize| -> (usize, bool) {
+        let line_start = piece[..at].rfind('\n').map_or(0, |i| i + 1);
+        let before = &piece[line_start..at];
+        let indent = before.len() - before.trim_start_matches([' ', '\t']).len();
+        (indent, before.trim().is_empty())
+    };
+    let mut open: Vec<usize> = Vec::new();
+    let mut suspect = None;
+    for (i, b) in brackets(piece) {
+        match b {
+            b'{' => open.push(i),
+            b'}' => {
+                if let Some(opener) = open.pop() {
+                    let (close_indent, starts_line) = indent_at(i);
+                    if suspect.is_none() && starts_line && close_indent < indent_at(opener).0 {
+                        suspect = Some(opener);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if open.is_empty() {
+        return None;
+    }
+    match suspect {
+        Some(at) => Some((at, true)),
+        None => open.last().map(|at| (*at, false)),
+    }
 }
 
 /// Levenshtein distance; small and local so that the syntax crate needs no extra dependency.
@@ -523,7 +709,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::kw_ceiling => "`ceiling`",
         Rule::kw_var => "`var`",
         Rule::kw_ended => "`ended`",
-        Rule::unknown_stmt | Rule::statement_keyword => return None,
+        Rule::unknown_stmt | Rule::unknown_block_stmt | Rule::statement_keyword => return None,
         _ => return None,
     })
 }
@@ -684,15 +870,13 @@ impl Lower {
         Span::new(self.file, self.offset + s.start(), self.offset + s.end())
     }
 
-    /// A statement's span, ending at its last token: pest counts the white space it skipped while
-    /// trying an optional part that was absent, and a label would then cover the line break.
+    /// A statement's span, ending at its last token: pest counts the white space and comments it
+    /// skipped while trying an optional part that was absent, and a label would then cover the
+    /// line break, the formatter would take a trailing comment for one inside the statement.
     fn token_span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        let end = s.start()
-            + pair
-                .as_str()
-                .trim_end_matches([' ', '\t', '\n', '\r'])
-                .len();
+        let text = pair.as_str();
+        let end = s.start() + crate::lex::last_token_end(text, 0, text.len());
         Span::new(self.file, self.offset + s.start(), self.offset + end)
     }
 
@@ -747,6 +931,7 @@ impl Lower {
             version: None,
             attrs: Vec::new(),
             items: Vec::new(),
+            broken: Vec::new(),
         };
         for p in pair.into_inner().filter(is_meaningful) {
             match p.as_rule() {
@@ -793,7 +978,7 @@ impl Lower {
     }
 
     fn item(&self, pair: Pair<Rule>) -> Item {
-        let span = self.span(&pair);
+        let span = self.token_span(&pair);
         let mut docs = Vec::new();
         let mut attrs = Vec::new();
         let mut kind = None;
@@ -1365,7 +1550,7 @@ impl Lower {
 
     fn agent_stmt_kind(&self, p: Pair<Rule>) -> AgentStmtKind {
         let rule = p.as_rule();
-        if rule == Rule::unknown_stmt {
+        if matches!(rule, Rule::unknown_stmt | Rule::unknown_block_stmt) {
             return AgentStmtKind::Unknown(self.unknown(p));
         }
         if rule == Rule::router_stmt {

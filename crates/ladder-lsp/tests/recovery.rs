@@ -1,0 +1,170 @@
+//! The language server on a file with syntax errors: every broken item is reported, and the
+//! diagnostics, navigation and symbols of everything else stay, at the offsets of the text as it
+//! is now (not of the last text that parsed).
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use tower_lsp::jsonrpc::Request;
+use tower_service::Service;
+
+const BROKEN: &str = r#"ladder 1
+ladder help_desk { entry triage }
+model mini { provider: openai, name: "gpt-4o-mini" }
+intent billing "Bills" {}
+intent support "Help" {}
+
+agent triage {
+  router
+  model mini
+  prompt "Route."
+  handoff billing -> billing
+  handoff support -> support
+}
+
+agent billing {
+  model mini
+  accepts billing
+  prompt: "You handle invoices."
+}
+
+agent support {
+  model mini
+  accepts support
+  prompt "You help."
+  escalate -> on_cal
+}
+
+tool lookup(id: string) -> string {
+  mock "paid"
+  retries: 2
+}
+
+human on_call "On call"
+"#;
+
+struct Outcome {
+    responses: Vec<(i64, Value)>,
+    published: Vec<Value>,
+}
+
+impl Outcome {
+    fn response(&self, id: i64) -> &Value {
+        &self
+            .responses
+            .iter()
+            .find(|(i, _)| *i == id)
+            .unwrap_or_else(|| panic!("no response to request {id}"))
+            .1
+    }
+
+    /// The codes of the last diagnostics published.
+    fn codes(&self) -> Vec<String> {
+        self.published.last().expect("diagnostics were published")["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["code"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+async fn session(messages: Vec<Value>) -> Outcome {
+    let (mut service, socket, _stop) = ladder_lsp::service(Default::default());
+    let published = tokio::spawn(async move {
+        socket
+            .filter_map(|r| async move {
+                (r.method() == "textDocument/publishDiagnostics")
+                    .then(|| r.params().cloned().unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .await
+    });
+    let mut responses = Vec::new();
+    for message in messages {
+        let request: Request = serde_json::from_value(message).unwrap();
+        std::future::poll_fn(|cx| service.poll_ready(cx))
+            .await
+            .unwrap();
+        if let Some(response) = service.call(request).await.unwrap() {
+            let value = serde_json::to_value(&response).unwrap();
+            responses.push((value["id"].as_i64().unwrap_or(-1), value["result"].clone()));
+        }
+    }
+    drop(service);
+    Outcome {
+        responses,
+        published: published.await.unwrap(),
+    }
+}
+
+fn document() -> (PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("ladder-lsp-recovery-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let path = dir.join("main.ladder");
+    std::fs::write(&path, BROKEN).unwrap();
+    let uri = format!("file://{}", path.display());
+    (dir, uri)
+}
+
+/// Line and character of the `nth` occurrence of `needle` in `text`.
+fn position(text: &str, needle: &str, nth: usize) -> Value {
+    let at = text
+        .match_indices(needle)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("`{needle}` occurs {nth} times"))
+        .0;
+    let line = text[..at].matches('\n').count();
+    let character = at - text[..at].rfind('\n').map_or(0, |n| n + 1);
+    json!({"line": line, "character": character})
+}
+
+fn definition(id: i64, uri: &str, text: &str, needle: &str, nth: usize) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "textDocument/definition", "params": {
+        "textDocument": {"uri": uri}, "position": position(text, needle, nth)}})
+}
+
+#[tokio::test]
+async fn every_broken_item_is_reported_and_the_rest_still_navigates() {
+    let (dir, uri) = document();
+    let shifted = format!("// one\n// two\n// three\n{BROKEN}");
+    let outcome = session(vec![
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "capabilities": {}, "processId": null,
+            "workspaceFolders": [{"uri": format!("file://{}", dir.display()), "name": "ws"}]}}),
+        json!({"jsonrpc": "2.0", "method": "initialized", "params": {}}),
+        json!({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
+            "uri": uri, "languageId": "ladder", "version": 1, "text": BROKEN}}}),
+        // `support` in `handoff support -> support`, the target (the 4th `support` in the text).
+        definition(2, &uri, BROKEN, "support", 3),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "textDocument/documentSymbol", "params": {
+            "textDocument": {"uri": uri}}}),
+        // Three lines inserted above: the same name, three lines down, still resolves.
+        json!({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
+            "textDocument": {"uri": uri, "version": 2},
+            "contentChanges": [{"text": shifted}]}}),
+        definition(4, &uri, &shifted, "support", 3),
+        json!({"jsonrpc": "2.0", "id": 5, "method": "shutdown"}),
+    ])
+    .await;
+
+    // Both broken items, and the semantic error in an item that parsed; no follow-on error for
+    // the names of broken items (`billing` is handed to, `lookup` is a broken tool).
+    assert_eq!(outcome.codes(), ["L0001", "L0004", "L0001"]);
+
+    let target = outcome.response(2);
+    assert_eq!(target["range"]["start"]["line"], 20, "{target}");
+    let names: Vec<&str> = outcome
+        .response(3)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for name in ["triage", "support", "on_call", "mini"] {
+        assert!(names.contains(&name), "{name} in {names:?}");
+    }
+    let moved = outcome.response(4);
+    assert_eq!(moved["range"]["start"]["line"], 23, "{moved}");
+}
