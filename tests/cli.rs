@@ -305,3 +305,39 @@ fn graph_of_a_ladder_with_errors_draws_nothing() {
         assert!(line.contains("constraint=false"), "{line}");
     }
 }
+
+#[test]
+fn an_emitted_program_is_the_program_the_runtime_would_compile() {
+    let dir = std::env::temp_dir().join(format!("ladderc-emit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for example in EXAMPLES {
+        let out = dir.join("program.json");
+        let run = ladderc(&["check", example, "--emit-program", out.to_str().unwrap()]);
+        assert_eq!(run.status.code(), Some(0), "{}", transcript(&run));
+        let emitted: ladder_check::program::Program =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let source = std::fs::read_to_string(root.join(example)).unwrap();
+        let compiled = ladder_check::compile(&source).unwrap();
+        assert_eq!(emitted, compiled, "{example}");
+    }
+    // One ladder at a time; none for a ladder with errors.
+    let out = dir.join("none.json");
+    let two = ladderc(&[
+        "check",
+        EXAMPLES[0],
+        EXAMPLES[1],
+        "--emit-program",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(two.status.code(), Some(2));
+    std::fs::write(dir.join("bad.ladder"), "ladder 1\nagent a {}\n").unwrap();
+    let bad = ladderc(&[
+        "check",
+        dir.join("bad.ladder").to_str().unwrap(),
+        "--emit-program",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(!out.exists());
+}

@@ -4,7 +4,8 @@
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::graph::{AgentGraph, EdgeKind, RungKind};
 use crate::index::Index;
-use crate::program::{Budget, Limits, Model};
+use crate::program::{Limits, Model};
+use crate::props::Budget;
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;

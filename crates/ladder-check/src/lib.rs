@@ -25,7 +25,8 @@ mod index;
 mod load;
 mod lower;
 mod miette_adapter;
-pub mod program;
+/// The checked program (the IR), from its own crate so that the runtime needs no compiler.
+pub use ladder_program as program;
 mod props;
 mod scenarios;
 mod suggest;
@@ -228,8 +229,16 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
     let diagnostics =
         diagnostics::finish(without_follow_ons(out.into_vec()), &scopes, &options.lints);
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
-    let program =
-        (!has_errors).then(|| lower::lower(&index, &parsed, limits, budget, models, &session_vars));
+    let program = (!has_errors).then(|| {
+        lower::lower(
+            &index,
+            &parsed,
+            limits,
+            budget.values,
+            models,
+            &session_vars,
+        )
+    });
     let graph = graph.view();
     drop((index, parsed, session_vars));
     Checked {

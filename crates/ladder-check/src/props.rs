@@ -3,7 +3,7 @@
 
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::index::Index;
-use crate::program::{Budget, Limits, Model};
+use crate::program::{Limits, Model};
 use crate::suggest::did_you_mean;
 use ladder_syntax::ast::{HumanDecl, ModelDecl, Prop, ValueKind};
 use ladder_syntax::Span;
@@ -345,6 +345,29 @@ const HUMAN: &[(&str, Expect)] = &[
 ];
 
 /// Checks the `limits` and `budget` blocks (and unknown header blocks); returns them with defaults.
+/// The header's budget, with where each value was written (for diagnostics; the program keeps
+/// only the values). Reads as the program's budget.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Budget {
+    pub values: crate::program::Budget,
+    pub spans: BudgetSpans,
+}
+
+impl std::ops::Deref for Budget {
+    type Target = crate::program::Budget;
+
+    fn deref(&self) -> &Self::Target {
+        &self.values
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct BudgetSpans {
+    pub latency_p95: Option<Span>,
+    pub cost_per_turn: Option<Span>,
+    pub cost_per_session: Option<Span>,
+}
+
 pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
     let mut limits = Limits::default();
     let mut budget = Budget::default();
@@ -398,11 +421,13 @@ pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
                 let get = |k: &str| v.get(k).and_then(|(c, _)| c.number());
                 let span = |k: &str| v.get(k).map(|(_, s)| *s);
                 budget = Budget {
-                    latency_p95_seconds: get("latency_p95"),
-                    cost_per_turn: get("cost_per_turn"),
-                    cost_per_session: get("cost_per_session"),
-                    min_pass_rate: get("min_pass_rate"),
-                    spans: crate::program::BudgetSpans {
+                    values: crate::program::Budget {
+                        latency_p95_seconds: get("latency_p95"),
+                        cost_per_turn: get("cost_per_turn"),
+                        cost_per_session: get("cost_per_session"),
+                        min_pass_rate: get("min_pass_rate"),
+                    },
+                    spans: BudgetSpans {
                         latency_p95: span("latency_p95"),
                         cost_per_turn: span("cost_per_turn"),
                         cost_per_session: span("cost_per_session"),

@@ -44,7 +44,7 @@ pub use backend::{
     TokenUsage, ToolCall, ToolChoice, ToolSpec,
 };
 pub use event::Event;
-pub use ladder_check::program::Program;
+pub use ladder_program::Program;
 pub use schema::validate;
 pub use session::{Awaiting, Counters, Entry, Inbound, LadderStamp, SessionState};
 pub use store::{
@@ -59,7 +59,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::{mpsc, Mutex};
 
-/// Compiles a ladder's source text into a [`Program`], or returns its diagnostics.
+/// Compiles a ladder's source text into a [`Program`], or returns its diagnostics (feature
+/// `compile`, on by default).
+#[cfg(feature = "compile")]
 pub fn compile(source: &str) -> Result<Program, Vec<ladder_check::Diagnostic>> {
     ladder_check::compile(source)
 }
@@ -91,7 +93,7 @@ pub struct Prices {
 
 impl Prices {
     /// A ladder model's declared prices.
-    pub fn of(model: &ladder_check::program::Model) -> Self {
+    pub fn of(model: &ladder_program::Model) -> Self {
         Prices {
             input_per_mtok: model.input_per_mtok.unwrap_or(0.0),
             output_per_mtok: model.output_per_mtok.unwrap_or(0.0),

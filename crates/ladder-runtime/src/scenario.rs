@@ -5,7 +5,7 @@ use crate::backend::{
 };
 use crate::{Event, Runtime, SessionState};
 use async_trait::async_trait;
-use ladder_check::program::{Expectation, TestCase, TestStep};
+use ladder_program::{Expectation, TestCase, TestStep};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -194,7 +194,7 @@ pub fn holds(expectation: &Expectation, events: &[Event], state: &SessionState) 
 /// or `exec` tool the test does not stub fails (the test is hermetic) unless `live_tools`.
 /// Returns the names of the live tools that were cut off.
 fn hermetic(program: &mut crate::Program, case: &TestCase, live_tools: bool) -> Vec<String> {
-    use ladder_check::program::ToolImpl;
+    use ladder_program::ToolImpl;
     let mut stubbed = std::collections::BTreeSet::new();
     for step in &case.steps {
         if let TestStep::Stub {

@@ -3,7 +3,7 @@
 
 use crate::backend::ChatMessage;
 use crate::event::Event;
-use ladder_check::program::ContextPolicy;
+use ladder_program::ContextPolicy;
 use serde::{Deserialize, Serialize};
 
 /// Cumulative counters of a session.
@@ -114,7 +114,7 @@ pub struct LadderStamp {
 }
 
 impl LadderStamp {
-    pub fn of(program: &ladder_check::program::Program) -> Self {
+    pub fn of(program: &ladder_program::Program) -> Self {
         let mut p = program.clone();
         p.tests.clear();
         let bytes = serde_json::to_vec(&p).unwrap_or_default();

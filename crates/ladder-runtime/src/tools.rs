@@ -1,7 +1,7 @@
 //! Running tools: `mock`, `host` (registered by the embedder), `http` and `exec`.
 
 use async_trait::async_trait;
-use ladder_check::program::{BoundParam, HeaderValue, Tool, ToolImpl};
+use ladder_program::{BoundParam, HeaderValue, Tool, ToolImpl};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::future::Future;

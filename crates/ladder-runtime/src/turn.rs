@@ -11,7 +11,7 @@ use crate::store::{Journal, RecordedCall, StoreError};
 use crate::tools::{self, ToolContext};
 use crate::Inner;
 use crate::Prices;
-use ladder_check::program::{Agent, Condition, ContextPolicy, Program, ScriptStep};
+use ladder_program::{Agent, Condition, ContextPolicy, Program, ScriptStep};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1121,13 +1121,12 @@ impl<'a> Turn<'a> {
                 var => self.state.vars.get(var).cloned().unwrap_or(Value::Null),
             }
         };
-        let eval =
-            |c: &ladder_check::program::Comparison| compare(&signal(&c.signal), &c.op, &c.value);
+        let eval = |c: &ladder_program::Comparison| compare(&signal(&c.signal), &c.op, &c.value);
         let mut result = eval(&condition.first);
         for (logic, c) in &condition.rest {
             result = match logic {
-                ladder_check::program::Logic::And => result && eval(c),
-                ladder_check::program::Logic::Or => result || eval(c),
+                ladder_program::Logic::And => result && eval(c),
+                ladder_program::Logic::Or => result || eval(c),
             };
         }
         result
@@ -1523,12 +1522,12 @@ fn condition_uses(c: &Condition, signal: &str) -> bool {
 }
 
 fn condition_text(c: &Condition) -> String {
-    let one = |x: &ladder_check::program::Comparison| format!("{} {} {}", x.signal, x.op, x.value);
+    let one = |x: &ladder_program::Comparison| format!("{} {} {}", x.signal, x.op, x.value);
     let mut s = one(&c.first);
     for (logic, x) in &c.rest {
         s.push_str(match logic {
-            ladder_check::program::Logic::And => " and ",
-            ladder_check::program::Logic::Or => " or ",
+            ladder_program::Logic::And => " and ",
+            ladder_program::Logic::Or => " or ",
         });
         s.push_str(&one(x));
     }

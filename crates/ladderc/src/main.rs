@@ -95,6 +95,10 @@ enum Command {
         allow: Vec<String>,
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
+        /// Write the checked program as JSON to FILE (one ladder, no errors), for a runtime
+        /// embedded without the compiler (see docs/runtime.md).
+        #[arg(long, value_name = "FILE")]
+        emit_program: Option<PathBuf>,
     },
     /// Hold a conversation with a ladder: interactive, or one turn per `--message`.
     Run {
@@ -305,7 +309,15 @@ fn main() -> ExitCode {
             deny,
             allow,
             color,
+            emit_program,
         } => {
+            if emit_program.is_some() && files.len() != 1 {
+                eprintln!(
+                    "error: `--emit-program` takes one ladder, {} given",
+                    files.len()
+                );
+                return ExitCode::from(2);
+            }
             let lints = match lint_options(&deny, &allow) {
                 Ok(l) => l,
                 Err(e) => {
@@ -338,6 +350,13 @@ fn main() -> ExitCode {
             match format {
                 Format::Json => println!("{}", report::json(&results)),
                 Format::Human => print!("{}", report::human(&results, color)),
+            }
+            if let (Some(path), Some(program)) = (&emit_program, &results[0].program) {
+                let json = serde_json::to_string_pretty(program).expect("a program serialises");
+                if let Err(e) = std::fs::write(path, json + "\n") {
+                    eprintln!("error: cannot write `{}`: {e}", path.display());
+                    return ExitCode::from(2);
+                }
             }
             ExitCode::from(if errors > 0 { 1 } else { 0 })
         }

@@ -76,22 +76,6 @@ pub struct Budget {
     pub cost_per_turn: Option<f64>,
     pub cost_per_session: Option<f64>,
     pub min_pass_rate: Option<f64>,
-    #[serde(skip)]
-    pub(crate) spans: BudgetSpans,
-}
-
-/// Where the budget values were written, for diagnostics; not part of the program's identity.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct BudgetSpans {
-    pub latency_p95: Option<ladder_syntax::Span>,
-    pub cost_per_turn: Option<ladder_syntax::Span>,
-    pub cost_per_session: Option<ladder_syntax::Span>,
-}
-
-impl PartialEq for BudgetSpans {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
