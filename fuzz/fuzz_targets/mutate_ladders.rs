@@ -6,7 +6,9 @@
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        ladder_check::fuzzing::check_and_render(text);
+        ladder_check::fuzzing::check_and_render(text, |report| {
+            let _ = miette::GraphicalReportHandler::new().render_report(&mut String::new(), report);
+        });
         ladder_check::fuzzing::format_properties(text);
     }
 });

@@ -112,6 +112,23 @@ impl Label {
     }
 }
 
+/// A change to the source that fixes a diagnostic: the editor's quick fix, `fixes` in the JSON
+/// report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fix {
+    /// What the fix does, e.g. "replace with `billing`".
+    pub title: String,
+    /// Replacements, applied together; an empty span inserts.
+    pub edits: Vec<Edit>,
+}
+
+/// Replace the text under `span` with `text`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Edit {
+    pub span: Span,
+    pub text: String,
+}
+
 /// One problem found in the source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
@@ -122,6 +139,8 @@ pub struct Diagnostic {
     pub secondary: Vec<Label>,
     pub help: Option<String>,
     pub notes: Vec<String>,
+    /// Machine-applicable fixes (a did-you-mean, a missing `accepts`, a missing variable).
+    pub fixes: Vec<Fix>,
 }
 
 impl Diagnostic {
@@ -134,7 +153,31 @@ impl Diagnostic {
             secondary: Vec::new(),
             help: None,
             notes: Vec::new(),
+            fixes: Vec::new(),
         }
+    }
+
+    /// "did you mean `suggestion`?", with the fix that replaces the primary span (the misspelt
+    /// name) by it.
+    pub fn suggest(self, suggestion: &str) -> Self {
+        let span = self.primary.span;
+        self.help(format!("did you mean `{suggestion}`?")).fix(
+            format!("replace with `{suggestion}`"),
+            span,
+            suggestion,
+        )
+    }
+
+    /// A fix that replaces (or, with an empty span, inserts at) one span.
+    pub fn fix(mut self, title: impl Into<String>, span: Span, text: impl Into<String>) -> Self {
+        self.fixes.push(Fix {
+            title: title.into(),
+            edits: vec![Edit {
+                span,
+                text: text.into(),
+            }],
+        });
+        self
     }
 
     /// Text under the primary span.
@@ -223,7 +266,7 @@ pub(crate) fn lint_scopes(attrs: &[Attr], region: Span, out: &mut Diagnostics) -
                 )
                 .label("no diagnostic has this code or name");
                 d = match crate::suggest::did_you_mean(&lint.name, names) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    Some(s) => d.suggest(s),
                     None => d.help("lints are named by code (`L0017`) or name (`unused`); see docs/diagnostics.md"),
                 };
                 out.push(d);

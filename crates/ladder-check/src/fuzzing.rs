@@ -4,8 +4,9 @@
 use crate::{check_source, CheckOptions, MietteReport};
 
 /// Parse, check and render: never a panic, and every diagnostic points inside its file at
-/// character boundaries.
-pub fn check_and_render(text: &str) {
+/// character boundaries. `render` draws each report (with miette's graphical handler: the
+/// `fancy` renderer is a dependency of the binary, not of this library).
+pub fn check_and_render(text: &str, mut render: impl FnMut(&MietteReport)) {
     let checked = check_source("fuzz.ladder", text, &CheckOptions::default());
     for d in &checked.diagnostics {
         for span in std::iter::once(&d.primary.span).chain(d.secondary.iter().map(|l| &l.span)) {
@@ -19,9 +20,7 @@ pub fn check_and_render(text: &str) {
                 "span splits a character: {d:?}"
             );
         }
-        let report = MietteReport::new(d, &checked.sources);
-        let mut out = String::new();
-        let _ = miette::GraphicalReportHandler::new().render_report(&mut out, &report);
+        render(&MietteReport::new(d, &checked.sources));
     }
 }
 

@@ -252,6 +252,10 @@ fn condition_text(c: &ladder_syntax::ast::Condition) -> String {
     s
 }
 
+/// The message of the L0006 for a ladder with no header (a follow-on error when a `use`d file
+/// could not be read).
+pub(crate) const NO_HEADER: &str = "no ladder header";
+
 fn entry(index: &Index, g: &AgentGraph, out: &mut Diagnostics) -> Option<NodeIndex> {
     let Some(ladder) = index.ladder else {
         if index.broken_header {
@@ -260,7 +264,7 @@ fn entry(index: &Index, g: &AgentGraph, out: &mut Diagnostics) -> Option<NodeInd
         let at = index.items.first().map(|i| i.span).unwrap_or_default();
         let at = Span::new(at.file, at.start, at.start);
         out.push(
-            Diagnostic::new(Code::Entry, at, "no ladder header")
+            Diagnostic::new(Code::Entry, at, NO_HEADER)
                 .label("expected `ladder NAME { entry AGENT }` somewhere in this ladder")
                 .help("add a header such as `ladder support { entry triage }` naming the first rung of every session"),
         );
@@ -758,7 +762,7 @@ fn check_signal(
     )
     .label("the runtime does not compute this");
     d = match crate::suggest::did_you_mean(name, candidates) {
-        Some(s) => d.help(format!("did you mean `{s}`?")),
+        Some(s) => d.suggest(s),
         None => d.help(format!(
             "conditions may use {} or a session variable",
             SIGNALS
@@ -809,6 +813,16 @@ pub(crate) fn handoff_rules(index: &Index, out: &mut Diagnostics) {
                             d = d.secondary(
                                 first.span,
                                 format!("`{}` accepts only {listed}", h.target.name),
+                            );
+                        }
+                        if let Some(last) = accepts.last() {
+                            d = d.fix(
+                                format!(
+                                    "add `{}` to the accepts of `{}`",
+                                    h.intent.name, h.target.name
+                                ),
+                                Span::new(last.span.file, last.span.end, last.span.end),
+                                format!(", {}", h.intent.name),
                             );
                         }
                         out.push(d);

@@ -220,7 +220,7 @@ impl<'a> Index<'a> {
         )
         .label(format!("no {} is called `{}`", ns.noun(), name.name));
         d = match did_you_mean(&name.name, names.iter().copied()) {
-            Some(s) => d.help(format!("did you mean `{s}`?")),
+            Some(s) => d.suggest(s),
             None if names.is_empty() => d.help(format!("declare it: no {} exists yet", ns.noun())),
             None => d.help(format!(
                 "declare it, or use one of: {}",
@@ -237,13 +237,7 @@ impl<'a> Index<'a> {
     }
 }
 
-const AGENT_STATEMENTS: &[&str] = &[
-    "model", "prompt", "tools", "accepts", "handoff", "escalate", "consult", "sla", "fallback",
-    "router",
-];
-const HEADER_STATEMENTS: &[&str] = &["entry", "limits", "budget", "vars", "meta"];
-const TOOL_STATEMENTS: &[&str] = &["http", "exec", "mock", "host", "timeout", "retries"];
-const SCRIPT_STATEMENTS: &[&str] = &["say", "collect", "handoff", "end"];
+use crate::vocabulary::{AGENT_STATEMENTS, HEADER_STATEMENTS, SCRIPT_STATEMENTS, TOOL_STATEMENTS};
 
 pub(crate) fn unknown_statement(
     stmt: &UnknownStmt,
@@ -258,7 +252,7 @@ pub(crate) fn unknown_statement(
     )
     .label(format!("not {} statement", with_article(block)));
     d = match did_you_mean(&stmt.keyword.name, known.iter().copied()) {
-        Some(s) => d.help(format!("did you mean `{s}`?")),
+        Some(s) => d.suggest(s),
         None => d.help(format!(
             "{block} statements are: {}",
             known

@@ -25,6 +25,7 @@ mod index;
 mod load;
 mod lower;
 mod miette_adapter;
+pub mod vocabulary;
 /// The checked program (the IR), from its own crate so that the runtime needs no compiler.
 pub use ladder_program as program;
 mod props;
@@ -37,7 +38,7 @@ mod types;
 
 pub use access::{FilePolicy, DEFAULT_MAX_FILE_BYTES};
 pub use bounds::WorstCase;
-pub use diagnostics::{Code, Diagnostic, Label, LintOptions, Severity};
+pub use diagnostics::{Code, Diagnostic, Edit, Fix, Label, LintOptions, Severity};
 pub use graph::{EdgeKind, GraphEdge, GraphNode, GraphView, RungKind};
 pub use load::{Loader, MemoryLoader};
 pub use miette_adapter::MietteReport;
@@ -258,9 +259,11 @@ fn without_follow_ons(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     if !diagnostics.iter().any(|d| d.code == Code::MissingFile) {
         return diagnostics;
     }
-    let before = diagnostics.len();
+    // The header may be in the unread file too.
+    diagnostics.retain(|d| !(d.code == Code::Entry && d.message == graph::NO_HEADER));
+    let before_undefined = diagnostics.len();
     diagnostics.retain(|d| d.code != Code::Undefined);
-    let dropped = before - diagnostics.len();
+    let dropped = before_undefined - diagnostics.len();
     if dropped > 0 {
         if let Some(missing) = diagnostics.iter_mut().find(|d| d.code == Code::MissingFile) {
             missing.notes.push(format!(

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 /// The kind of value a key takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Expect {
+pub(crate) enum Expect {
     /// A whole number in `[min, max]`; above `max` is absurd.
     Count {
         min: f64,
@@ -131,7 +131,7 @@ fn check_block(
             )
             .label(format!("{block} has no `{key}`"));
             d = match did_you_mean(key, schema.iter().map(|(k, _)| *k)) {
-                Some(s) => d.help(format!("did you mean `{s}`?")),
+                Some(s) => d.suggest(s),
                 None => d.help(format!(
                     "{block} takes: {}",
                     schema
@@ -244,7 +244,7 @@ fn check_value(
     }
 }
 
-const LIMITS: &[(&str, Expect)] = &[
+pub(crate) const LIMITS: &[(&str, Expect)] = &[
     (
         "steps_per_turn",
         Expect::Count {
@@ -297,7 +297,7 @@ const LIMITS: &[(&str, Expect)] = &[
     ),
 ];
 
-const BUDGET: &[(&str, Expect)] = &[
+pub(crate) const BUDGET: &[(&str, Expect)] = &[
     ("latency_p95", Expect::Duration { max: 600.0 }),
     ("cost_per_turn", Expect::Money { max: 100.0 }),
     ("cost_per_session", Expect::Money { max: 1000.0 }),
@@ -306,7 +306,7 @@ const BUDGET: &[(&str, Expect)] = &[
 
 pub(crate) const PROVIDERS: &[&str] = &["openai", "azure", "vllm", "ollama", "llamacpp", "sim"];
 
-const MODEL: &[(&str, Expect)] = &[
+pub(crate) const MODEL: &[(&str, Expect)] = &[
     ("provider", Expect::Choice(PROVIDERS)),
     ("name", Expect::String),
     ("input", Expect::Price { max: 1000.0 }),
@@ -333,7 +333,7 @@ const MODEL: &[(&str, Expect)] = &[
     ("timeout", Expect::Duration { max: 600.0 }),
 ];
 
-const HUMAN: &[(&str, Expect)] = &[
+pub(crate) const HUMAN: &[(&str, Expect)] = &[
     ("queue", Expect::String),
     ("contact", Expect::String),
     (
@@ -442,7 +442,7 @@ pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
                 )
                 .label("the ladder header has no such block");
                 d = match did_you_mean(other, ["limits", "budget", "vars", "meta"]) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    Some(s) => d.suggest(s),
                     None => d.help("the header takes `entry`, `limits { .. }`, `budget { .. }`, `vars { .. }` and `meta { .. }`"),
                 };
                 out.push(d);

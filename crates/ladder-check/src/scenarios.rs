@@ -370,7 +370,7 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
                 )
                 .label("the runtime has no such ceiling");
                 d = match did_you_mean(&name.name, CEILINGS.iter().copied()) {
-                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    Some(s) => d.suggest(s),
                     None => d.help(format!("ceilings are {}", CEILINGS.join(", "))),
                 };
                 out.push(d);

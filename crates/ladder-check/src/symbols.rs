@@ -123,6 +123,23 @@ fn r(out: &mut Vec<Reference>, i: &Ident, namespace: SymbolNamespace) {
     });
 }
 
+/// The rung or tool a scripted model call names: `transfer_to_X`, `escalate_to_X`,
+/// `consult_X` name the rung `X` (the span covers only `X`); any other name is a tool's.
+fn function_ref(out: &mut Vec<Reference>, function: &Ident) {
+    for prefix in ["transfer_to_", "escalate_to_", "consult_"] {
+        if let Some(rung) = function.name.strip_prefix(prefix) {
+            let start = function.span.start + prefix.len();
+            out.push(Reference {
+                name: rung.to_string(),
+                namespace: SymbolNamespace::Rung,
+                span: Span::new(function.span.file, start, function.span.end),
+            });
+            return;
+        }
+    }
+    r(out, function, SymbolNamespace::Tool);
+}
+
 fn value_text(v: &ValueKind) -> String {
     match v {
         ValueKind::Price(p) => format!("${p}/Mtok"),
@@ -431,8 +448,14 @@ pub fn symbols(file: &File) -> Symbols {
             ItemKind::Test(t) => {
                 for st in &t.steps {
                     match &st.kind {
-                        TestStepKind::Says { agent, .. } | TestStepKind::Calls { agent, .. } => {
-                            r(refs, agent, SymbolNamespace::Rung)
+                        TestStepKind::Says { agent, .. } => r(refs, agent, SymbolNamespace::Rung),
+                        TestStepKind::Calls {
+                            agent, function, ..
+                        } => {
+                            r(refs, agent, SymbolNamespace::Rung);
+                            // `transfer_to_billing` names the rung `billing` (or calls a tool),
+                            // so that a rename of the rung or tool renames the call.
+                            function_ref(refs, function);
                         }
                         TestStepKind::Stub { tool, .. } => r(refs, tool, SymbolNamespace::Tool),
                         TestStepKind::Expect(e) => match e {

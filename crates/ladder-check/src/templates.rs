@@ -84,7 +84,7 @@ pub(crate) fn policy(clause: Option<&ContextClause>, out: &mut Diagnostics) -> C
             )
             .label("not a context policy");
             d = match did_you_mean(other, POLICIES.iter().copied()) {
-                Some(s) => d.help(format!("did you mean `{s}`?")),
+                Some(s) => d.suggest(s),
                 None => d.help("policies are `full`, `no_tools`, `last(N)`, `summary` and `none`"),
             };
             out.push(d);
@@ -305,10 +305,39 @@ fn check_prompt(
                         "declare it in the ladder header: `vars {{ {other}: string }}`"
                     )),
                 };
+                if let Some((at, text)) = declaration_site(index, other) {
+                    d = d.fix(
+                        format!("declare `{other}: string` in the ladder's `vars`"),
+                        at,
+                        text,
+                    );
+                }
                 out.push(d);
             }
         }
     }
+}
+
+/// Where and what to insert to declare a session variable `name: string`: after the last
+/// variable of the header's `vars`, or a new `vars` block after its `entry`.
+fn declaration_site(index: &Index, name: &str) -> Option<(ladder_syntax::Span, String)> {
+    use ladder_syntax::Span;
+    let ladder = index.ladder?;
+    if let Some(last) = ladder.vars.last() {
+        let end = last
+            .default
+            .as_ref()
+            .map_or(last.ty.span.end, |d| d.span.end);
+        return Some((
+            Span::new(last.name.span.file, end, end),
+            format!(", {name}: string"),
+        ));
+    }
+    let entry = ladder.entries.last()?;
+    Some((
+        Span::new(entry.span.file, entry.span.end, entry.span.end),
+        format!("\n  vars {{ {name}: string }}"),
+    ))
 }
 
 fn history(

@@ -59,7 +59,7 @@ pub(crate) fn check_type(
             )
             .label("no builtin or declared type has this name");
             d = match did_you_mean(&name.name, candidates) {
-                Some(s) => d.help(format!("did you mean `{s}`?")),
+                Some(s) => d.suggest(s),
                 None => d.help(format!(
                     "declare it with `type {} {{ .. }}`, or use a builtin: {}",
                     name.name,

@@ -28,7 +28,10 @@ fn parse_check_regressions() {
     for target in ["parse_check", "mutate_ladders", "fmt"] {
         for (name, text) in inputs(target) {
             eprintln!("{target}/{name}");
-            ladder_check::fuzzing::check_and_render(&text);
+            ladder_check::fuzzing::check_and_render(&text, |report| {
+                let _ =
+                    miette::GraphicalReportHandler::new().render_report(&mut String::new(), report);
+            });
         }
     }
 }

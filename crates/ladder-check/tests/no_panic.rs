@@ -81,7 +81,9 @@ const TOKENS: &[&str] = &[
 ];
 
 fn assert_well_formed(text: &str) {
-    ladder_check::fuzzing::check_and_render(text);
+    ladder_check::fuzzing::check_and_render(text, |report| {
+        let _ = miette::GraphicalReportHandler::new().render_report(&mut String::new(), report);
+    });
 }
 
 fn mutate(base: &str, edits: &[(usize, u8, String)]) -> String {

@@ -284,12 +284,31 @@ fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-const KEYWORDS: &[&str] = &[
-    "ladder", "use", "model", "intent", "type", "tool", "agent", "human", "script", "test",
-    "entry", "limits", "budget", "vars", "meta", "prompt", "tools", "accepts", "handoff",
-    "escalate", "consult", "sla", "fallback", "router", "say", "collect", "end", "http", "exec",
-    "mock", "host", "timeout", "retries", "context", "when", "expect", "user",
-];
+/// The words that may start a line at `at`: the statements or keys of the innermost block the
+/// cursor is in (its opening line says which), or the item keywords at the top level.
+fn line_starts_at(text: &str, at: usize) -> Vec<&'static str> {
+    let Some(&open) = ladder_syntax::open_blocks(text, at).last() else {
+        return ladder_check::vocabulary::ITEMS.to_vec();
+    };
+    let line_start = text[..open].rfind('\n').map_or(0, |i| i + 1);
+    // `limits {` inside `ladder x {` on one line: the words right before the brace decide.
+    let head = text[line_start..open]
+        .rsplit(['{', ',', ';'])
+        .next()
+        .unwrap_or("")
+        .trim();
+    ladder_check::vocabulary::words_in(head).unwrap_or_default()
+}
+
+/// Whether `name` can be a ladder name: an identifier that is not a keyword of an item.
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !ladder_check::vocabulary::ITEMS.contains(&name)
+}
 
 #[tower_lsp::async_trait]
 impl LanguageServer for Backend {
@@ -324,6 +343,16 @@ impl LanguageServer for Backend {
                 hover_provider: Some(HoverProviderCapability::Simple(true)),
                 document_symbol_provider: Some(OneOf::Left(true)),
                 document_formatting_provider: Some(OneOf::Left(true)),
+                rename_provider: Some(OneOf::Right(RenameOptions {
+                    prepare_provider: Some(true),
+                    work_done_progress_options: Default::default(),
+                })),
+                code_action_provider: Some(CodeActionProviderCapability::Options(
+                    CodeActionOptions {
+                        code_action_kinds: Some(vec![CodeActionKind::QUICKFIX]),
+                        ..Default::default()
+                    },
+                )),
                 completion_provider: Some(CompletionOptions {
                     trigger_characters: Some(vec![">".into(), "[".into(), " ".into(), ",".into()]),
                     ..Default::default()
@@ -483,7 +512,22 @@ impl LanguageServer for Backend {
                     ..Default::default()
                 })
                 .collect(),
-            _ => KEYWORDS
+            // Only what may start a line here: the statements of the block the cursor is in.
+            _ if before.is_empty()
+                || before
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                line_starts_at(&file.text, at)
+                    .into_iter()
+                    .map(|k| CompletionItem {
+                        label: k.to_string(),
+                        kind: Some(CompletionItemKind::KEYWORD),
+                        ..Default::default()
+                    })
+                    .collect()
+            }
+            _ => Vec::<&str>::new()
                 .iter()
                 .map(|k| CompletionItem {
                     label: k.to_string(),
@@ -493,6 +537,107 @@ impl LanguageServer for Backend {
                 .collect(),
         };
         Ok(Some(CompletionResponse::Array(items)))
+    }
+
+    async fn prepare_rename(
+        &self,
+        params: TextDocumentPositionParams,
+    ) -> Result<Option<PrepareRenameResponse>> {
+        let Some((path, analysis)) = self.analysis(&params.text_document.uri) else {
+            return Ok(None);
+        };
+        let Some((_, syms, file)) = analysis
+            .symbols
+            .iter()
+            .find(|(p, _, _)| absolute(p) == absolute(&path))
+        else {
+            return Ok(None);
+        };
+        let at = offset(file, params.position);
+        let span = syms
+            .definitions
+            .iter()
+            .map(|d| d.name_span)
+            .chain(syms.references.iter().map(|r| r.span))
+            .find(|s| s.start <= at && at <= s.end);
+        Ok(span.map(|s| PrepareRenameResponse::Range(range(file, s))))
+    }
+
+    async fn rename(&self, params: RenameParams) -> Result<Option<WorkspaceEdit>> {
+        if !is_identifier(&params.new_name) {
+            return Err(tower_lsp::jsonrpc::Error::invalid_params(format!(
+                "`{}` is not a name: letters, digits and `_`, not starting with a digit, and not an item keyword",
+                params.new_name
+            )));
+        }
+        let Some((analysis, name, ns)) = self.target(&params.text_document_position) else {
+            return Ok(None);
+        };
+        let mut changes: HashMap<Url, Vec<TextEdit>> = HashMap::new();
+        for (path, syms, file) in &analysis.symbols {
+            let Ok(uri) = Url::from_file_path(absolute(path)) else {
+                continue;
+            };
+            let spans = syms
+                .definitions
+                .iter()
+                .filter(|d| d.name == name && d.kind.namespace() == ns)
+                .map(|d| d.name_span)
+                .chain(syms.references_to(&name, ns).map(|r| r.span));
+            let edits: Vec<TextEdit> = spans
+                .map(|s| TextEdit::new(range(file, s), params.new_name.clone()))
+                .collect();
+            if !edits.is_empty() {
+                changes.entry(uri).or_default().extend(edits);
+            }
+        }
+        Ok(Some(WorkspaceEdit::new(changes)))
+    }
+
+    async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
+        let Some((_, analysis)) = self.analysis(&params.text_document.uri) else {
+            return Ok(None);
+        };
+        let sources = &analysis.checked.sources;
+        let document = sources.get(FileId(0));
+        let wanted = (
+            offset(document, params.range.start),
+            offset(document, params.range.end),
+        );
+        let mut actions = Vec::new();
+        for d in &analysis.checked.diagnostics {
+            let span = d.primary.span;
+            if span.file != FileId(0) || span.end < wanted.0 || span.start > wanted.1 {
+                continue;
+            }
+            for fix in &d.fixes {
+                let mut changes: HashMap<Url, Vec<TextEdit>> = HashMap::new();
+                for e in &fix.edits {
+                    let file = sources.get(e.span.file);
+                    let Ok(uri) = Url::from_file_path(absolute(&file.path)) else {
+                        continue;
+                    };
+                    changes
+                        .entry(uri)
+                        .or_default()
+                        .push(TextEdit::new(range(file, e.span), e.text.clone()));
+                }
+                actions.push(CodeActionOrCommand::CodeAction(CodeAction {
+                    title: fix.title.clone(),
+                    kind: Some(CodeActionKind::QUICKFIX),
+                    diagnostics: Some(vec![Diagnostic {
+                        range: range(document, span),
+                        code: Some(NumberOrString::String(d.code.as_str().to_string())),
+                        message: d.message.clone(),
+                        ..Default::default()
+                    }]),
+                    edit: Some(WorkspaceEdit::new(changes)),
+                    is_preferred: Some(d.fixes.len() == 1),
+                    ..Default::default()
+                }));
+            }
+        }
+        Ok(Some(actions))
     }
 
     async fn document_symbol(

@@ -2,11 +2,11 @@
 //! diagnostics, navigation and symbols of everything else stay, at the offsets of the text as it
 //! is now (not of the last text that parsed).
 
-use futures_util::StreamExt;
-use serde_json::{json, Value};
+mod support;
+
+use serde_json::json;
 use std::path::PathBuf;
-use tower_lsp::jsonrpc::Request;
-use tower_service::Service;
+use support::{definition, session};
 
 const BROKEN: &str = r#"ladder 1
 ladder help_desk { entry triage }
@@ -43,61 +43,6 @@ tool lookup(id: string) -> string {
 human on_call "On call"
 "#;
 
-struct Outcome {
-    responses: Vec<(i64, Value)>,
-    published: Vec<Value>,
-}
-
-impl Outcome {
-    fn response(&self, id: i64) -> &Value {
-        &self
-            .responses
-            .iter()
-            .find(|(i, _)| *i == id)
-            .unwrap_or_else(|| panic!("no response to request {id}"))
-            .1
-    }
-
-    /// The codes of the last diagnostics published.
-    fn codes(&self) -> Vec<String> {
-        self.published.last().expect("diagnostics were published")["diagnostics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["code"].as_str().unwrap().to_string())
-            .collect()
-    }
-}
-
-async fn session(messages: Vec<Value>) -> Outcome {
-    let (mut service, socket, _stop) = ladder_lsp::service(Default::default());
-    let published = tokio::spawn(async move {
-        socket
-            .filter_map(|r| async move {
-                (r.method() == "textDocument/publishDiagnostics")
-                    .then(|| r.params().cloned().unwrap_or_default())
-            })
-            .collect::<Vec<_>>()
-            .await
-    });
-    let mut responses = Vec::new();
-    for message in messages {
-        let request: Request = serde_json::from_value(message).unwrap();
-        std::future::poll_fn(|cx| service.poll_ready(cx))
-            .await
-            .unwrap();
-        if let Some(response) = service.call(request).await.unwrap() {
-            let value = serde_json::to_value(&response).unwrap();
-            responses.push((value["id"].as_i64().unwrap_or(-1), value["result"].clone()));
-        }
-    }
-    drop(service);
-    Outcome {
-        responses,
-        published: published.await.unwrap(),
-    }
-}
-
 fn document() -> (PathBuf, String) {
     let dir = std::env::temp_dir().join(format!("ladder-lsp-recovery-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -106,23 +51,6 @@ fn document() -> (PathBuf, String) {
     std::fs::write(&path, BROKEN).unwrap();
     let uri = format!("file://{}", path.display());
     (dir, uri)
-}
-
-/// Line and character of the `nth` occurrence of `needle` in `text`.
-fn position(text: &str, needle: &str, nth: usize) -> Value {
-    let at = text
-        .match_indices(needle)
-        .nth(nth)
-        .unwrap_or_else(|| panic!("`{needle}` occurs {nth} times"))
-        .0;
-    let line = text[..at].matches('\n').count();
-    let character = at - text[..at].rfind('\n').map_or(0, |n| n + 1);
-    json!({"line": line, "character": character})
-}
-
-fn definition(id: i64, uri: &str, text: &str, needle: &str, nth: usize) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "textDocument/definition", "params": {
-        "textDocument": {"uri": uri}, "position": position(text, needle, nth)}})
 }
 
 #[tokio::test]

@@ -5,10 +5,9 @@
 mod support;
 
 use async_trait::async_trait;
+use ladder_check::compile;
 use ladder_fake_openai::{FakeOpenAi, Reply};
-use ladder_runtime::{
-    compile, Backend, BackendError, ChatRequest, ChatResponse, DeltaSink, Runtime,
-};
+use ladder_runtime::{Backend, BackendError, ChatRequest, ChatResponse, DeltaSink, Runtime};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::Arc;

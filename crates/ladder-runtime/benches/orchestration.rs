@@ -4,7 +4,8 @@
 mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ladder_runtime::{compile, Runtime};
+use ladder_check::compile;
+use ladder_runtime::Runtime;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -1,10 +1,12 @@
 //! The embeddable `.ladder` interpreter.
 //!
-//! Compile a ladder, give the runtime a model backend (and any host tools), open sessions and
+//! Compile a ladder (with `ladder_check::compile`, this crate's `compile` feature, or ahead of
+//! time with `ladderc check --emit-program`), give the runtime a model backend (and any host tools), open sessions and
 //! send them messages; each turn comes back as a stream of [`Event`]s.
 //!
 //! ```
-//! use ladder_runtime::{compile, Event, Runtime};
+//! use ladder_check::compile;
+//! use ladder_runtime::{Event, Runtime};
 //! # use ladder_runtime::{Backend, ChatRequest, ChatResponse, BackendError, DeltaSink};
 //! # struct Echo;
 //! # #[async_trait::async_trait]

@@ -1,9 +1,10 @@
 //! What callers see: deadlines that never cut a reply mid-sentence, ceilings that are never
 //! overrun silently, causes that are named, refusals that say what was refused.
 
+use ladder_check::compile;
 use ladder_fake_openai::{FakeOpenAi, Reply};
 use ladder_llm::{OpenAi, Retry};
-use ladder_runtime::{compile, Event, Runtime, Session};
+use ladder_runtime::{Event, Runtime, Session};
 use serde_json::json;
 use std::time::Duration;
 

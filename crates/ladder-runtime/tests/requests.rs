@@ -2,9 +2,10 @@
 //! through the real `OpenAi` backend against the strict fake, which answers 400 wherever the
 //! OpenAI API would. Every defect of the "requests real providers accept" issue has a test here.
 
+use ladder_check::compile;
 use ladder_fake_openai::{FakeOpenAi, Reply};
 use ladder_llm::{OpenAi, Retry};
-use ladder_runtime::{compile, Event, Prices, Runtime, Session, TokenUsage};
+use ladder_runtime::{Event, Prices, Runtime, Session, TokenUsage};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -127,6 +127,14 @@ fn diagnostic(d: &Diagnostic, sources: &SourceMap) -> Value {
         }).collect::<Vec<_>>(),
         "help": d.help,
         "notes": d.notes,
+        "fixes": d.fixes.iter().map(|f| json!({
+            "title": f.title,
+            "edits": f.edits.iter().map(|e| {
+                let mut v = position(sources, &e.span);
+                v["text"] = json!(e.text);
+                v
+            }).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     })
 }
 
