@@ -29,11 +29,32 @@ fn bench(c: &mut Criterion) {
     lsp.sample_size(30);
     let agents = 1_000usize;
     let text = generate::ladder(agents, 10);
-    lsp.bench_with_input(BenchmarkId::from_parameter(agents), &text, |b, text| {
+    // What the server does on each change: one check, whose trees give the symbols.
+    lsp.bench_with_input(BenchmarkId::new("clean", agents), &text, |b, text| {
         b.iter(|| {
             let checked = check_source("generated.ladder", text, &CheckOptions::default());
-            let parsed = parse(FileId(0), text).expect("parses");
-            (checked, ladder_check::symbols::symbols(&parsed))
+            let symbols = ladder_check::symbols::symbols(&checked.files[0]);
+            (checked, symbols)
+        })
+    });
+    // The same file while an item in the middle is broken: recovery parses it again in pieces.
+    let middle = text.len() / 2;
+    let cut = middle
+        + text[middle..]
+            .find("\nagent ")
+            .expect("an agent after the middle")
+        + 1;
+    let broken = format!(
+        "{}agent broken {{ prompt: \"x\" }}\n{}",
+        &text[..cut],
+        &text[cut..]
+    );
+    lsp.bench_with_input(BenchmarkId::new("broken", agents), &broken, |b, text| {
+        b.iter(|| {
+            let checked = check_source("generated.ladder", text, &CheckOptions::default());
+            assert_eq!(checked.error_count(), 1);
+            let symbols = ladder_check::symbols::symbols(&checked.files[0]);
+            (checked, symbols)
         })
     });
     lsp.finish();
