@@ -5,7 +5,7 @@ use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::graph::{AgentGraph, EdgeKind, RungKind};
 use crate::index::Index;
 use crate::program::{Limits, Model};
-use crate::props::Budget;
+use crate::props::{seconds_text, Budget};
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
@@ -25,14 +25,6 @@ pub struct WorstCase {
     pub cost_unknown: Option<String>,
     /// Sum of SLAs along the slowest chain, when every agent on it has one.
     pub latency_seconds: Option<f64>,
-}
-
-pub(crate) fn seconds_text(s: f64) -> String {
-    if s < 1.0 {
-        format!("{}ms", (s * 1000.0).round())
-    } else {
-        format!("{s}s")
-    }
 }
 
 fn per_call_cost(model: &Model) -> Result<f64, &'static str> {

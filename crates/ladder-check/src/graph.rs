@@ -199,7 +199,7 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
                     name,
                     target,
                     EdgeKind::Fallback,
-                    Some(format!("sla {}", crate::bounds::seconds_text(seconds))),
+                    Some(format!("sla {}", crate::props::seconds_text(seconds))),
                 );
             }
         }

@@ -5,40 +5,10 @@ use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::index::Index;
 use crate::program::{Limits, Model};
 use crate::suggest::did_you_mean;
+use crate::vocabulary::{Expect, BUDGET, HUMAN, LIMITS, MODEL};
 use ladder_syntax::ast::{HumanDecl, ModelDecl, Prop, ValueKind};
 use ladder_syntax::Span;
 use std::collections::BTreeMap;
-
-/// The kind of value a key takes.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Expect {
-    /// A whole number in `[min, max]`; above `max` is absurd.
-    Count {
-        min: f64,
-        max: f64,
-    },
-    /// A duration in seconds in `(0, max]`.
-    Duration {
-        max: f64,
-    },
-    /// A money amount in dollars in `(0, max]`.
-    Money {
-        max: f64,
-    },
-    /// A price per million tokens in `[0, max]`.
-    Price {
-        max: f64,
-    },
-    /// A plain number in `[min, max]`.
-    Number {
-        min: f64,
-        max: f64,
-    },
-    String,
-    /// One of a fixed set of names (or a string with that text).
-    Choice(&'static [&'static str]),
-    Env,
-}
 
 impl Expect {
     fn describe(self) -> String {
@@ -244,106 +214,6 @@ fn check_value(
     }
 }
 
-pub(crate) const LIMITS: &[(&str, Expect)] = &[
-    (
-        "steps_per_turn",
-        Expect::Count {
-            min: 1.0,
-            max: 1000.0,
-        },
-    ),
-    (
-        "tool_calls_per_turn",
-        Expect::Count {
-            min: 0.0,
-            max: 1000.0,
-        },
-    ),
-    (
-        "handoffs_per_turn",
-        Expect::Count {
-            min: 0.0,
-            max: 100.0,
-        },
-    ),
-    (
-        "escalation_depth",
-        Expect::Count {
-            min: 0.0,
-            max: 100.0,
-        },
-    ),
-    (
-        "corrections_per_step",
-        Expect::Count {
-            min: 0.0,
-            max: 20.0,
-        },
-    ),
-    (
-        "consult_depth",
-        Expect::Count {
-            min: 0.0,
-            max: 10.0,
-        },
-    ),
-    ("turn_deadline", Expect::Duration { max: 3600.0 }),
-    (
-        "turns_per_session",
-        Expect::Count {
-            min: 1.0,
-            max: 100_000.0,
-        },
-    ),
-];
-
-pub(crate) const BUDGET: &[(&str, Expect)] = &[
-    ("latency_p95", Expect::Duration { max: 600.0 }),
-    ("cost_per_turn", Expect::Money { max: 100.0 }),
-    ("cost_per_session", Expect::Money { max: 1000.0 }),
-    ("min_pass_rate", Expect::Number { min: 0.0, max: 1.0 }),
-];
-
-pub(crate) const PROVIDERS: &[&str] = &["openai", "azure", "vllm", "ollama", "llamacpp", "sim"];
-
-pub(crate) const MODEL: &[(&str, Expect)] = &[
-    ("provider", Expect::Choice(PROVIDERS)),
-    ("name", Expect::String),
-    ("input", Expect::Price { max: 1000.0 }),
-    ("output", Expect::Price { max: 1000.0 }),
-    ("cached_input", Expect::Price { max: 1000.0 }),
-    ("tool_schemas", Expect::Choice(&["lean", "strict"])),
-    (
-        "max_input_tokens",
-        Expect::Count {
-            min: 1.0,
-            max: 10_000_000.0,
-        },
-    ),
-    (
-        "max_output_tokens",
-        Expect::Count {
-            min: 1.0,
-            max: 1_000_000.0,
-        },
-    ),
-    ("temperature", Expect::Number { min: 0.0, max: 2.0 }),
-    ("base_url", Expect::String),
-    ("api_key", Expect::Env),
-    ("timeout", Expect::Duration { max: 600.0 }),
-];
-
-pub(crate) const HUMAN: &[(&str, Expect)] = &[
-    ("queue", Expect::String),
-    ("contact", Expect::String),
-    (
-        "sla",
-        Expect::Duration {
-            max: 7.0 * 24.0 * 3600.0,
-        },
-    ),
-];
-
 /// Checks the `limits` and `budget` blocks (and unknown header blocks); returns them with defaults.
 /// The header's budget, with where each value was written (for diagnostics; the program keeps
 /// only the values). Reads as the program's budget.
@@ -510,4 +380,13 @@ pub(crate) fn human(decl: &HumanDecl, out: &mut Diagnostics) -> BTreeMap<String,
             (k.to_string(), text)
         })
         .collect()
+}
+
+/// A duration as written in a ladder: `800ms`, `2s`.
+pub(crate) fn seconds_text(s: f64) -> String {
+    if s < 1.0 {
+        format!("{}ms", (s * 1000.0).round())
+    } else {
+        format!("{s}s")
+    }
 }

@@ -32,11 +32,12 @@
 
 mod backend;
 mod collect;
+mod durable;
 mod event;
 pub mod scenario;
 mod schema;
 mod session;
-mod store;
+pub mod store;
 mod template;
 mod tools;
 mod turn;
@@ -45,13 +46,12 @@ pub use backend::{
     Backend, BackendError, ChatMessage, ChatRequest, ChatResponse, DeltaSink, Role, TextSink,
     TokenUsage, ToolCall, ToolChoice, ToolSpec,
 };
+pub use durable::Durable;
 pub use event::Event;
 pub use ladder_program::Program;
 pub use schema::validate;
 pub use session::{Awaiting, Counters, Entry, Inbound, LadderStamp, SessionState};
-pub use store::{
-    Claim, Durable, OpenTurn, RecordedCall, SessionSummary, Store, StoreError, Stored,
-};
+pub use store::{SessionSummary, StoreError};
 pub use tools::HostTool;
 
 use std::collections::HashMap;

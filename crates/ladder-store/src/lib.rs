@@ -1,6 +1,6 @@
 //! Durable ladder sessions through sqlx: [`SqliteStore`] (the default, one file in WAL mode) and
 //! [`PgStore`] (PostgreSQL, for several workers sharing one database). Both implement
-//! [`ladder_runtime::Store`] with the same SQL, apart from how each database tells the time; both
+//! [`ladder_runtime::store::Store`] with the same SQL, apart from how each database tells the time; both
 //! run their versioned migrations (`migrations/`) when opened.
 //!
 //! Schema: `sessions` holds each session's state after its last committed turn, the turn begun
@@ -8,9 +8,10 @@
 //! event; `tool_calls` records completed tool calls by idempotency key.
 
 use async_trait::async_trait;
-use ladder_runtime::{
-    Claim, Event, OpenTurn, RecordedCall, SessionState, SessionSummary, Store, StoreError, Stored,
+use ladder_runtime::store::{
+    Claim, OpenTurn, RecordedCall, SessionSummary, Store, StoreError, Stored,
 };
+use ladder_runtime::{Event, SessionState};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, PgPool, QueryBuilder, Row, SqlitePool};

@@ -4,9 +4,8 @@
 
 use ladder_fake_openai::{FakeOpenAi, Reply};
 use ladder_llm::{OpenAi, Retry};
-use ladder_runtime::{
-    compile, Durable, Event, RecordedCall, Runtime, SessionState, Store, StoreError,
-};
+use ladder_runtime::store::{RecordedCall, Store, StoreError};
+use ladder_runtime::{compile, Durable, Event, Runtime, SessionState};
 use ladder_store::testing::{fresh_sqlite_path, fresh_store_urls};
 use serde_json::json;
 use std::sync::atomic::{AtomicU32, Ordering};

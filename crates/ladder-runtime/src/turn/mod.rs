@@ -1,6 +1,8 @@
 //! One turn: run the current rung until it replies, pauses for a human or the session ends,
 //! following handoffs, escalations and fallbacks, and enforcing every ceiling.
 
+mod request;
+
 use crate::backend::{
     BackendError, ChatMessage, ChatRequest, Role, TokenUsage, ToolCall, ToolChoice, ToolSpec,
 };
@@ -11,7 +13,10 @@ use crate::store::{Journal, RecordedCall, StoreError};
 use crate::tools::{self, ToolContext};
 use crate::Inner;
 use crate::Prices;
-use ladder_program::{Agent, Condition, ContextPolicy, Program, ScriptStep};
+use ladder_program::{
+    Agent, Condition, ContextPolicy, EscalationEdge, HandoffEdge, Program, ScriptStep, Tool,
+};
+use request::{add_param, estimate_tokens};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -72,6 +77,46 @@ pub(crate) struct Turn<'a> {
 
 fn program(rt: &Inner) -> &Program {
     &rt.program
+}
+
+/// A function the model called, decoded once against what the agent is offered at this depth.
+/// A checked program declares every listed tool; a hand-built one may not (then `Unknown`).
+enum Call<'p> {
+    Transfer(&'p HandoffEdge),
+    Escalate(&'p EscalationEdge),
+    Consult(&'p str),
+    Tool(&'p Tool),
+    Unknown,
+}
+
+fn decode<'p>(prog: &'p Program, agent: &'p Agent, function: &str, consult_depth: u32) -> Call<'p> {
+    let top = consult_depth == 0;
+    if let Some(target) = function.strip_prefix("transfer_to_").filter(|_| top) {
+        if let Some(edge) = agent.handoffs.iter().find(|h| h.target == target) {
+            return Call::Transfer(edge);
+        }
+    }
+    if let Some(target) = function.strip_prefix("escalate_to_").filter(|_| top) {
+        if let Some(edge) = agent.escalations.iter().find(|e| e.target == target) {
+            return Call::Escalate(edge);
+        }
+    }
+    if let Some(target) = function.strip_prefix("consult_") {
+        if let Some(target) = agent.consults.iter().find(|c| *c == target) {
+            if prog.agents.contains_key(target) && consult_depth < prog.limits.consult_depth {
+                return Call::Consult(target);
+            }
+        }
+    }
+    match agent
+        .tools
+        .iter()
+        .any(|t| t == function)
+        .then(|| prog.tools.get(function))
+    {
+        Some(Some(tool)) => Call::Tool(tool),
+        _ => Call::Unknown,
+    }
 }
 
 impl<'a> Turn<'a> {
@@ -842,214 +887,237 @@ impl<'a> Turn<'a> {
                 ))
             }
         };
-        if let Some(target) = call.name.strip_prefix("transfer_to_") {
-            if consult_depth == 0 {
-                if let Some(edge) = agent.handoffs.iter().find(|h| h.target == target) {
-                    let mut schema = prog
-                        .intents
-                        .get(&edge.intent)
-                        .map(|i| i.payload.clone())
-                        .unwrap_or_else(|| json!({"type": "object"}));
-                    if edge.context == ContextPolicy::Summary {
-                        add_param(&mut schema, "summary", json!({"type": "string"}), true);
-                    }
-                    let mut arguments = arguments.clone();
-                    schema::drop_unknown(&mut arguments, &schema);
-                    if let Err(e) = schema::validate(&arguments, &schema) {
-                        return Act::Correct(with_example(e, &call.name, &schema));
-                    }
-                    if self.handoffs >= prog.limits.handoffs_per_turn {
-                        return Act::Leave(self.ceiling(
-                            name,
-                            "handoffs_per_turn",
-                            prog.limits.handoffs_per_turn.into(),
-                        ));
-                    }
-                    self.handoffs += 1;
-                    self.state.counters.handoffs += 1;
-                    let mut payload = arguments;
-                    let summary = payload
-                        .as_object_mut()
-                        .and_then(|m| m.remove("summary"))
-                        .and_then(|s| s.as_str().map(String::from));
-                    self.emit(Event::Handoff {
-                        from: name.into(),
-                        to: target.into(),
-                        intent: Some(edge.intent.clone()),
-                        payload: payload.clone(),
-                    });
-                    let mut note = format!(
-                        "`{name}` handed this conversation over to you for intent `{}`",
-                        edge.intent
-                    );
-                    if payload.as_object().is_some_and(|m| !m.is_empty()) {
-                        note.push_str(&format!(" with {payload}"));
-                    }
-                    if let Some(s) = &summary {
-                        note.push_str(&format!(". Summary: {s}"));
-                    }
-                    note.push_str(". You now answer the caller.");
-                    self.transfer(
-                        name,
-                        target,
-                        Some(edge.intent.clone()),
-                        payload,
-                        summary,
-                        edge.context.clone(),
-                    );
-                    self.state.inbound.note = Some(note);
-                    return Act::Leave(Outcome::Moved);
-                }
+        match decode(prog, agent, &call.name, consult_depth) {
+            Call::Transfer(edge) => self.hand_off(name, call, edge, arguments),
+            Call::Escalate(edge) => self.escalate(name, call, edge, arguments),
+            Call::Consult(target) => self.ask(name, target, arguments, consult_depth).await,
+            Call::Tool(tool) => self.run_tool(name, call, tool, arguments).await,
+            Call::Unknown => {
+                let mut allowed: Vec<String> = self
+                    .tool_specs(agent, consult_depth)
+                    .into_iter()
+                    .map(|t| t.name)
+                    .collect();
+                allowed.sort();
+                Act::Correct(format!(
+                    "`{}` is not a tool you can call here; you can call: {}",
+                    call.name,
+                    allowed.join(", ")
+                ))
             }
         }
-        if let Some(target) = call.name.strip_prefix("escalate_to_") {
-            if consult_depth == 0 {
-                if let Some(edge) = agent.escalations.iter().find(|e| e.target == target) {
-                    if let Some(condition) = &edge.condition {
-                        if !self.holds(condition, &arguments) {
-                            self.refused.push(call.name.clone());
-                            return Act::Correct(format!(
-                                "escalating to `{target}` is only allowed when {}",
-                                condition_text(condition)
-                            ));
-                        }
-                    }
-                    let depth = self.state.escalation_stack.len() as u32;
-                    if depth >= prog.limits.escalation_depth {
-                        return Act::Leave(self.ceiling(
-                            name,
-                            "escalation_depth",
-                            prog.limits.escalation_depth.into(),
-                        ));
-                    }
-                    let reason = arguments
-                        .get("reason")
-                        .and_then(Value::as_str)
-                        .map(String::from);
-                    self.state.counters.escalations += 1;
-                    self.emit(Event::Escalation {
-                        from: name.into(),
-                        to: target.into(),
-                        reason: reason.clone(),
-                    });
-                    if !prog.humans.contains_key(target) {
-                        self.state.escalation_stack.push(name.to_string());
-                    }
-                    let note = match &reason {
-                        Some(r) => format!("`{name}` escalated this conversation to you: {r}. You now answer the caller."),
-                        None => format!("`{name}` escalated this conversation to you. You now answer the caller."),
-                    };
-                    self.transfer(name, target, None, arguments, reason, ContextPolicy::Full);
-                    self.state.inbound.note = Some(note);
-                    return Act::Leave(Outcome::Moved);
-                }
+    }
+
+    /// A `transfer_to_X` call: validate the intent's payload, count the handoff, move.
+    fn hand_off(
+        &mut self,
+        name: &str,
+        call: &ToolCall,
+        edge: &HandoffEdge,
+        arguments: Value,
+    ) -> Act {
+        let prog = program(self.rt);
+        let target = edge.target.as_str();
+        let mut schema = prog
+            .intents
+            .get(&edge.intent)
+            .map(|i| i.payload.clone())
+            .unwrap_or_else(|| json!({"type": "object"}));
+        if edge.context == ContextPolicy::Summary {
+            add_param(&mut schema, "summary", json!({"type": "string"}), true);
+        }
+        let mut arguments = arguments;
+        schema::drop_unknown(&mut arguments, &schema);
+        if let Err(e) = schema::validate(&arguments, &schema) {
+            return Act::Correct(with_example(e, &call.name, &schema));
+        }
+        if self.handoffs >= prog.limits.handoffs_per_turn {
+            return Act::Leave(self.ceiling(
+                name,
+                "handoffs_per_turn",
+                prog.limits.handoffs_per_turn.into(),
+            ));
+        }
+        self.handoffs += 1;
+        self.state.counters.handoffs += 1;
+        let mut payload = arguments;
+        let summary = payload
+            .as_object_mut()
+            .and_then(|m| m.remove("summary"))
+            .and_then(|s| s.as_str().map(String::from));
+        self.emit(Event::Handoff {
+            from: name.into(),
+            to: target.into(),
+            intent: Some(edge.intent.clone()),
+            payload: payload.clone(),
+        });
+        let mut note = format!(
+            "`{name}` handed this conversation over to you for intent `{}`",
+            edge.intent
+        );
+        if payload.as_object().is_some_and(|m| !m.is_empty()) {
+            note.push_str(&format!(" with {payload}"));
+        }
+        if let Some(s) = &summary {
+            note.push_str(&format!(". Summary: {s}"));
+        }
+        note.push_str(". You now answer the caller.");
+        self.transfer(
+            name,
+            target,
+            Some(edge.intent.clone()),
+            payload,
+            summary,
+            edge.context.clone(),
+        );
+        self.state.inbound.note = Some(note);
+        Act::Leave(Outcome::Moved)
+    }
+
+    /// An `escalate_to_X` call: its guard must hold, and the escalation stack has a depth.
+    fn escalate(
+        &mut self,
+        name: &str,
+        call: &ToolCall,
+        edge: &EscalationEdge,
+        arguments: Value,
+    ) -> Act {
+        let prog = program(self.rt);
+        let target = edge.target.as_str();
+        if let Some(condition) = &edge.condition {
+            if !self.holds(condition, &arguments) {
+                self.refused.push(call.name.clone());
+                return Act::Correct(format!(
+                    "escalating to `{target}` is only allowed when {}",
+                    condition_text(condition)
+                ));
             }
         }
-        if let Some(target) = call.name.strip_prefix("consult_") {
-            if agent.consults.iter().any(|c| c == target)
-                && prog.agents.contains_key(target)
-                && consult_depth < prog.limits.consult_depth
-            {
-                let Some(question) = arguments
-                    .get("question")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-                else {
-                    return Act::Correct("arguments.question is required".into());
-                };
-                // A consult is a tool call: it counts against `tool_calls_per_turn`, so that
-                // the worst case `check` prints covers it (docs/language.md, "What check proves").
-                if let Some(ceiling) = self.take_tool_call(name) {
-                    return Act::Leave(ceiling);
-                }
-                return self.consult(name, target, question, consult_depth).await;
-            }
+        let depth = self.state.escalation_stack.len() as u32;
+        if depth >= prog.limits.escalation_depth {
+            return Act::Leave(self.ceiling(
+                name,
+                "escalation_depth",
+                prog.limits.escalation_depth.into(),
+            ));
         }
-        // A checked program declares every listed tool; a hand-built one may not.
-        if let Some(tool) = agent
-            .tools
-            .iter()
-            .any(|t| t == &call.name)
-            .then(|| prog.tools.get(&call.name))
-            .flatten()
-        {
-            let mut arguments = arguments;
-            schema::drop_unknown(&mut arguments, &tool.parameters);
-            if let Err(e) = schema::validate(&arguments, &tool.parameters) {
-                return Act::Correct(with_example(e, &call.name, &tool.parameters));
+        let reason = arguments
+            .get("reason")
+            .and_then(Value::as_str)
+            .map(String::from);
+        self.state.counters.escalations += 1;
+        self.emit(Event::Escalation {
+            from: name.into(),
+            to: target.into(),
+            reason: reason.clone(),
+        });
+        if !prog.humans.contains_key(target) {
+            self.state.escalation_stack.push(name.to_string());
+        }
+        let note = match &reason {
+            Some(r) => format!(
+                "`{name}` escalated this conversation to you: {r}. You now answer the caller."
+            ),
+            None => {
+                format!("`{name}` escalated this conversation to you. You now answer the caller.")
             }
-            // Small models often repeat a call once they have its result: the same call in the
-            // same turn is not run again (nor counted); the model is told to use the result.
-            if let Some(result) = self.earlier_result(name, &call.name, &arguments) {
-                self.answer_now = true;
-                return Act::Done(result.to_string());
-            }
-            if let Some(ceiling) = self.take_tool_call(name) {
-                return Act::Leave(ceiling);
-            }
-            self.call_index += 1;
-            self.emit(Event::ToolCall {
-                agent: name.into(),
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                arguments: arguments.clone(),
-            });
-            let key = format!("{}-{}-{}", self.state.id, self.state.turn, self.call_index);
-            let (result, ok) = match self.recall(&key, &call.name).await {
-                Ok(Some(recorded)) => (recorded.result, recorded.ok),
-                // Without the record we cannot tell whether the call already happened: running
-                // it again could repeat a side effect, so the call fails instead.
-                Err(e) => (
-                    json!({"error": format!("the session store is unavailable: {e}")}),
-                    false,
-                ),
-                Ok(None) => {
-                    let cx = ToolContext {
-                        http: &self.rt.http,
-                        host_tools: &self.rt.host_tools,
-                        allow_exec: self.rt.allow_exec,
-                        vars: &self.state.vars,
-                        idempotency_key: key.clone(),
-                    };
-                    let map = arguments.as_object().cloned().unwrap_or_default();
-                    let (result, ok) = match tools::run(&call.name, tool, map, &cx).await {
-                        Ok(v) => (v, true),
-                        Err(e) => (json!({"error": e}), false),
-                    };
-                    if let Some(j) = self.journal {
-                        let recorded = RecordedCall {
-                            tool: call.name.clone(),
-                            arguments: arguments.clone(),
-                            result: result.clone(),
-                            ok,
-                        };
-                        // The call happened; failing to record it only loses the protection
-                        // against a repeat if this worker dies before the turn commits.
-                        let _ = j.store.record(&j.id, &key, &recorded).await;
-                    }
-                    (result, ok)
-                }
-            };
-            self.emit(Event::ToolResult {
-                agent: name.into(),
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                result: result.clone(),
-                ok,
-            });
+        };
+        self.transfer(name, target, None, arguments, reason, ContextPolicy::Full);
+        self.state.inbound.note = Some(note);
+        Act::Leave(Outcome::Moved)
+    }
+
+    /// A `consult_X` call: a question to another agent, counted as a tool call.
+    async fn ask(&mut self, name: &str, target: &str, arguments: Value, consult_depth: u32) -> Act {
+        let Some(question) = arguments
+            .get("question")
+            .and_then(Value::as_str)
+            .map(String::from)
+        else {
+            return Act::Correct("arguments.question is required".into());
+        };
+        // A consult is a tool call: it counts against `tool_calls_per_turn`, so that
+        // the worst case `check` prints covers it (docs/language.md, "What check proves").
+        if let Some(ceiling) = self.take_tool_call(name) {
+            return Act::Leave(ceiling);
+        }
+        self.consult(name, target, question, consult_depth).await
+    }
+
+    /// A call of one of the agent's tools: validate, de-duplicate, count, run (or recall from
+    /// the journal), report.
+    async fn run_tool(
+        &mut self,
+        name: &str,
+        call: &ToolCall,
+        tool: &Tool,
+        arguments: Value,
+    ) -> Act {
+        let mut arguments = arguments;
+        schema::drop_unknown(&mut arguments, &tool.parameters);
+        if let Err(e) = schema::validate(&arguments, &tool.parameters) {
+            return Act::Correct(with_example(e, &call.name, &tool.parameters));
+        }
+        // Small models often repeat a call once they have its result: the same call in the
+        // same turn is not run again (nor counted); the model is told to use the result.
+        if let Some(result) = self.earlier_result(name, &call.name, &arguments) {
+            self.answer_now = true;
             return Act::Done(result.to_string());
         }
-        let mut allowed: Vec<String> = self
-            .tool_specs(agent, consult_depth)
-            .into_iter()
-            .map(|t| t.name)
-            .collect();
-        allowed.sort();
-        Act::Correct(format!(
-            "`{}` is not a tool you can call here; you can call: {}",
-            call.name,
-            allowed.join(", ")
-        ))
+        if let Some(ceiling) = self.take_tool_call(name) {
+            return Act::Leave(ceiling);
+        }
+        self.call_index += 1;
+        self.emit(Event::ToolCall {
+            agent: name.into(),
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            arguments: arguments.clone(),
+        });
+        let key = format!("{}-{}-{}", self.state.id, self.state.turn, self.call_index);
+        let (result, ok) = match self.recall(&key, &call.name).await {
+            Ok(Some(recorded)) => (recorded.result, recorded.ok),
+            // Without the record we cannot tell whether the call already happened: running
+            // it again could repeat a side effect, so the call fails instead.
+            Err(e) => (
+                json!({"error": format!("the session store is unavailable: {e}")}),
+                false,
+            ),
+            Ok(None) => {
+                let cx = ToolContext {
+                    http: &self.rt.http,
+                    host_tools: &self.rt.host_tools,
+                    allow_exec: self.rt.allow_exec,
+                    vars: &self.state.vars,
+                    idempotency_key: key.clone(),
+                };
+                let map = arguments.as_object().cloned().unwrap_or_default();
+                let (result, ok) = match tools::run(&call.name, tool, map, &cx).await {
+                    Ok(v) => (v, true),
+                    Err(e) => (json!({"error": e}), false),
+                };
+                if let Some(j) = self.journal {
+                    let recorded = RecordedCall {
+                        tool: call.name.clone(),
+                        arguments: arguments.clone(),
+                        result: result.clone(),
+                        ok,
+                    };
+                    // The call happened; failing to record it only loses the protection
+                    // against a repeat if this worker dies before the turn commits.
+                    let _ = j.store.record(&j.id, &key, &recorded).await;
+                }
+                (result, ok)
+            }
+        };
+        self.emit(Event::ToolResult {
+            agent: name.into(),
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            result: result.clone(),
+            ok,
+        });
+        Act::Done(result.to_string())
     }
 
     /// The recorded result of this call from an earlier attempt at the turn, if any.
@@ -1228,262 +1296,6 @@ impl<'a> Turn<'a> {
         self.emit(Event::SessionEnded { by: name.into() });
         Outcome::Ended
     }
-
-    fn fill(&self, template: &str, agent: &str, transcript: &dyn Fn() -> String) -> String {
-        let scope = crate::template::Scope {
-            ladder: &program(self.rt).name,
-            agent,
-            turn: self.state.turn,
-            transcript,
-            summary: self.state.inbound.summary.as_deref(),
-            intent: self.state.inbound.intent.as_deref(),
-            payload: &self.state.inbound.payload,
-            vars: &self.state.vars,
-        };
-        crate::template::fill(template, &scope)
-    }
-
-    /// The messages an agent sees: its inbound context policy applied to the history before it
-    /// received control, then everything since.
-    fn history(&self, consulted: bool) -> Vec<ChatMessage> {
-        let entries = &self.state.transcript;
-        if consulted {
-            return entries.iter().map(|e| e.message.clone()).collect();
-        }
-        let since = self.state.inbound.since.min(entries.len());
-        let (before, after) = entries.split_at(since);
-        let last_user = |slice: &[Entry]| {
-            slice
-                .iter()
-                .rposition(|e| e.message.role == Role::User && e.by == "user")
-        };
-        let mut kept: Vec<ChatMessage> = match &self.state.inbound.context {
-            ContextPolicy::Full => before.iter().map(|e| e.message.clone()).collect(),
-            ContextPolicy::NoTools => before
-                .iter()
-                .filter(|e| e.message.role != Role::Tool)
-                .filter_map(|e| {
-                    let mut m = e.message.clone();
-                    m.tool_calls.clear();
-                    (m.content.as_deref().is_some_and(|c| !c.is_empty())
-                        || m.role != Role::Assistant)
-                        .then_some(m)
-                })
-                .collect(),
-            ContextPolicy::LastTurns { turns } => {
-                let users: Vec<usize> = before
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| e.by == "user")
-                    .map(|(i, _)| i)
-                    .collect();
-                let from = users
-                    .len()
-                    .checked_sub(*turns as usize)
-                    .map(|k| users[k])
-                    .unwrap_or(0);
-                before[from..].iter().map(|e| e.message.clone()).collect()
-            }
-            ContextPolicy::Summary | ContextPolicy::None => {
-                let from = last_user(before).unwrap_or(before.len());
-                before[from..]
-                    .iter()
-                    .filter(|e| e.by == "user")
-                    .map(|e| e.message.clone())
-                    .collect()
-            }
-        };
-        kept.extend(after.iter().map(|e| e.message.clone()));
-        kept
-    }
-
-    fn request(&self, name: &str, agent: &Agent, consult_depth: u32) -> ChatRequest {
-        let consulted = consult_depth > 0;
-        let prog = program(self.rt);
-        let history = self.history(consulted);
-        let transcript_text = || {
-            history
-                .iter()
-                .filter_map(|m| {
-                    let role = match m.role {
-                        Role::System => "system",
-                        Role::User => "user",
-                        Role::Assistant => "assistant",
-                        Role::Tool => "tool",
-                    };
-                    m.content.as_ref().map(|c| format!("{role}: {c}"))
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let mut system = self.fill(&agent.prompt, name, &transcript_text);
-        if let Some(note) = self.state.inbound.note.as_ref().filter(|_| !consulted) {
-            system.push_str("\n\n(ladder) ");
-            system.push_str(note);
-        }
-        let model = prog.models.get(&agent.model);
-        // After a repeated call the model gets no functions: it has what it needs to answer.
-        let tools = if self.answer_now {
-            Vec::new()
-        } else {
-            self.tool_specs(agent, consult_depth)
-        };
-        let routing = agent.router && !consulted && !tools.is_empty();
-        let mut messages = Vec::with_capacity(history.len() + 1);
-        messages.push(ChatMessage::system(system));
-        if self.answer_now {
-            let (rest, results) = without_calls(history);
-            if let Some(ChatMessage {
-                content: Some(system),
-                ..
-            }) = messages.first_mut()
-            {
-                if results.is_empty() {
-                    system.push_str(
-                        "\n\n(ladder) Answer the caller's last message now, in plain text.",
-                    );
-                } else {
-                    system.push_str("\n\n(ladder) You already called functions in this conversation; their results:\n");
-                    system.push_str(&results);
-                    system.push_str(
-                        "Answer the caller's last message now, in plain text, using these results.",
-                    );
-                }
-            }
-            messages.extend(rest);
-        } else {
-            messages.extend(history);
-        }
-        ChatRequest {
-            model: self
-                .rt
-                .model_override
-                .clone()
-                .or_else(|| model.map(|m| m.name.clone()))
-                .unwrap_or_default(),
-            agent: name.to_string(),
-            messages,
-            tool_choice: if routing {
-                ToolChoice::Required
-            } else {
-                ToolChoice::Auto
-            },
-            tools,
-            max_tokens: model.and_then(|m| m.max_output_tokens),
-            temperature: Some(
-                self.rt
-                    .temperature_override
-                    .or(model.and_then(|m| m.temperature))
-                    .unwrap_or(if routing { 0.0 } else { DEFAULT_TEMPERATURE }),
-            ),
-            base_url: model.and_then(|m| m.base_url.clone()),
-            api_key_env: model.and_then(|m| m.api_key_env.clone()),
-            timeout_seconds: model.and_then(|m| m.timeout_seconds),
-        }
-    }
-
-    /// The functions offered to the model: its tools, then one per declared edge.
-    /// The functions offered to `agent`, called at `consult_depth` (0: not consulted). Consults
-    /// are offered only while the depth allows another one, so that the model is never offered
-    /// a function the runtime would refuse.
-    fn tool_specs(&self, agent: &Agent, consult_depth: u32) -> Vec<ToolSpec> {
-        let consulted = consult_depth > 0;
-        let prog = program(self.rt);
-        let mut specs = Vec::new();
-        for name in &agent.tools {
-            if let Some(tool) = prog.tools.get(name) {
-                specs.push(ToolSpec {
-                    name: name.clone(),
-                    description: tool.description.clone().unwrap_or_default(),
-                    parameters: tool.parameters.clone(),
-                });
-            }
-        }
-        let consults = if consult_depth < prog.limits.consult_depth {
-            agent.consults.as_slice()
-        } else {
-            &[]
-        };
-        for target in consults {
-            specs.push(ToolSpec {
-                name: format!("consult_{target}"),
-                description: format!("Ask `{target}` a question; its answer comes back to you, the caller does not see it."),
-                parameters: json!({"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"], "additionalProperties": false}),
-            });
-        }
-        if consulted {
-            return specs;
-        }
-        for edge in &agent.handoffs {
-            let intent = prog.intents.get(&edge.intent);
-            let mut parameters = intent
-                .map(|i| i.payload.clone())
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-            if edge.context == ContextPolicy::Summary {
-                add_param(
-                    &mut parameters,
-                    "summary",
-                    json!({"type": "string", "description": "A short summary of the conversation for the receiver."}),
-                    true,
-                );
-            }
-            let mut description = format!(
-                "Hand the conversation over to `{}` for intent `{}`",
-                edge.target, edge.intent
-            );
-            if let Some(d) = intent.and_then(|i| i.description.as_ref()) {
-                description.push_str(&format!(": {d}"));
-            }
-            if let Some(i) = intent.filter(|i| !i.examples.is_empty()) {
-                description.push_str(&format!(". Examples: {}", i.examples.join("; ")));
-            }
-            specs.push(ToolSpec {
-                name: format!("transfer_to_{}", edge.target),
-                description,
-                parameters,
-            });
-        }
-        for edge in &agent.escalations {
-            let name = format!("escalate_to_{}", edge.target);
-            // An escalation whose guard cannot hold now is not offered: a small model calls
-            // whatever it is shown. Guards on the model's own `confidence`/`sentiment` are
-            // offered until refused once in the turn.
-            if let Some(c) = &edge.condition {
-                let self_reported = ["confidence", "sentiment"]
-                    .iter()
-                    .any(|s| condition_uses(c, s));
-                if self.refused.contains(&name) || (!self_reported && !self.holds(c, &Value::Null))
-                {
-                    continue;
-                }
-            }
-            let mut parameters = json!({"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"], "additionalProperties": false});
-            let mut description = format!("Escalate the conversation to `{}`", edge.target);
-            if let Some(c) = &edge.condition {
-                description.push_str(&format!(" (allowed only when {})", condition_text(c)));
-                for signal in ["confidence", "sentiment"] {
-                    if condition_uses(c, signal) {
-                        add_param(&mut parameters, signal, json!({"type": "number"}), true);
-                    }
-                }
-            }
-            specs.push(ToolSpec {
-                name,
-                description,
-                parameters,
-            });
-        }
-        let strict = prog
-            .models
-            .get(&agent.model)
-            .is_some_and(|m| m.strict_tool_schemas);
-        if !strict {
-            for spec in &mut specs {
-                lean_schema(&mut spec.parameters);
-            }
-        }
-        specs
-    }
 }
 
 enum Act {
@@ -1493,28 +1305,6 @@ enum Act {
     Correct(String),
     /// Control leaves this rung.
     Leave(Outcome),
-}
-
-fn add_param(schema: &mut Value, name: &str, param: Value, required: bool) {
-    if let Some(obj) = schema.as_object_mut() {
-        obj.entry("type").or_insert(json!("object"));
-        if let Some(props) = obj
-            .entry("properties")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-        {
-            props.insert(name.to_string(), param);
-        }
-        if required {
-            if let Some(req) = obj
-                .entry("required")
-                .or_insert_with(|| json!([]))
-                .as_array_mut()
-            {
-                req.push(json!(name));
-            }
-        }
-    }
 }
 
 fn condition_uses(c: &Condition, signal: &str) -> bool {
@@ -1551,67 +1341,6 @@ pub(crate) fn compare(left: &Value, op: &str, right: &Value) -> bool {
         "!=" => left != right,
         _ => false,
     }
-}
-
-/// Keeps only what constrains a model's answer: no `additionalProperties: false` and no empty
-/// `required` (small models copy such keywords into their arguments). The runtime still
-/// validates arguments against the full schema. A model declared with `tool_schemas: strict`
-/// gets the full schema.
-fn lean_schema(schema: &mut Value) {
-    let Some(o) = schema.as_object_mut() else {
-        return;
-    };
-    if o.get("additionalProperties") == Some(&Value::Bool(false)) {
-        o.remove("additionalProperties");
-    }
-    if o.get("required")
-        .and_then(Value::as_array)
-        .is_some_and(Vec::is_empty)
-    {
-        o.remove("required");
-    }
-    if let Some(props) = o.get_mut("properties").and_then(Value::as_object_mut) {
-        props.values_mut().for_each(lean_schema);
-    }
-    if let Some(items) = o.get_mut("items") {
-        lean_schema(items);
-    }
-}
-
-/// The history without function calls and their results, and the results as lines of text, for
-/// a request that offers no functions: a small model shown call syntax writes more calls
-/// instead of answering.
-fn without_calls(history: Vec<ChatMessage>) -> (Vec<ChatMessage>, String) {
-    let mut names: Vec<(String, String)> = Vec::new();
-    let mut rest = Vec::with_capacity(history.len());
-    let mut results = String::new();
-    for m in history {
-        match m.role {
-            Role::Assistant if !m.tool_calls.is_empty() => {
-                names.extend(
-                    m.tool_calls
-                        .iter()
-                        .map(|c| (c.id.clone(), format!("{}({})", c.name, c.arguments))),
-                );
-                if m.content.as_deref().is_some_and(|c| !c.trim().is_empty()) {
-                    rest.push(ChatMessage::assistant(m.content, Vec::new()));
-                }
-            }
-            Role::Tool => {
-                let call = m
-                    .tool_call_id
-                    .as_ref()
-                    .and_then(|id| names.iter().find(|(i, _)| i == id))
-                    .map_or("a function", |(_, c)| c.as_str());
-                results.push_str(&format!(
-                    "- {call} returned: {}\n",
-                    m.content.unwrap_or_default()
-                ));
-            }
-            _ => rest.push(m),
-        }
-    }
-    (rest, results)
 }
 
 /// A schema error with the shape of a good call: `arguments.day is required (expected
@@ -1659,28 +1388,6 @@ fn example(schema: &Value) -> Value {
 
 fn parses_as_object(arguments: &str) -> bool {
     serde_json::from_str::<Value>(arguments).is_ok_and(|v| v.is_object())
-}
-
-/// A rough token count of a request (four characters a token), for calls that report none.
-fn estimate_tokens(request: &ChatRequest) -> u64 {
-    let messages: usize = request
-        .messages
-        .iter()
-        .map(|m| {
-            m.content.as_deref().map_or(0, str::len)
-                + m.tool_calls
-                    .iter()
-                    .map(|c| c.name.len() + c.arguments.len())
-                    .sum::<usize>()
-                + 4
-        })
-        .sum();
-    let tools: usize = request
-        .tools
-        .iter()
-        .map(|t| t.name.len() + t.description.len() + t.parameters.to_string().len())
-        .sum();
-    (messages + tools).div_ceil(4) as u64
 }
 
 fn looks_like_a_call(text: &str) -> bool {
@@ -1852,6 +1559,7 @@ impl TextGate {
 
 #[cfg(test)]
 mod tests {
+    use super::request::lean_schema;
     use super::*;
 
     fn spec(name: &str) -> ToolSpec {

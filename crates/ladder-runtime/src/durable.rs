@@ -1,0 +1,222 @@
+//! Durable sessions: [`Durable`], the turn protocol on top of a [`Store`](crate::store::Store).
+//!
+//! A turn against a store goes: take the session's lease, finish a turn that a dead worker left
+//! open, record the new turn as open, run it (recording each completed tool call under its
+//! idempotency key before going on), then commit its events and the new state in one transaction
+//! that also releases the lease. A crash at any point leaves either the committed state of the last
+//! turn or an open turn whose completed tool calls are on record; the next worker re-runs that turn
+//! and reuses the recorded results, so no tool side effect happens twice.
+
+use crate::event::Event;
+use crate::session::SessionState;
+use crate::store::{Claim, Journal, Store, StoreError};
+use crate::{turn, EventStream, Runtime};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Stops a background task when dropped (the lease heartbeat must not outlive its turn).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A runtime bound to a store: sessions are created, loaded and advanced through it, one turn at
+/// a time per session across every worker sharing the store.
+#[derive(Clone)]
+pub struct Durable {
+    runtime: Runtime,
+    store: Arc<dyn Store>,
+    worker: String,
+    lease: Duration,
+}
+
+impl Runtime {
+    /// Binds this runtime to a store. `worker` names this process in leases (e.g. host and pid).
+    pub fn durable(&self, store: Arc<dyn Store>, worker: impl Into<String>) -> Durable {
+        Durable {
+            runtime: self.clone(),
+            store,
+            worker: worker.into(),
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Durable {
+    /// How long a worker's claim on a session lasts without renewal (renewed while a turn runs);
+    /// after it, another worker may take a session over from a dead one. Default 30 s.
+    pub fn lease(mut self, ttl: Duration) -> Self {
+        self.lease = ttl.max(Duration::from_millis(100));
+        self
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Creates a session at the ladder's entry, with `id` or a fresh one; returns its id.
+    pub async fn create(&self, id: Option<String>) -> Result<String, StoreError> {
+        let session = match id {
+            Some(id) => self.runtime.session_with_id(id),
+            None => self.runtime.session(),
+        };
+        let state = session.state().await;
+        self.store.create(&state).await?;
+        Ok(state.id)
+    }
+
+    /// Session `id`, created at the ladder's entry if it does not exist yet; returns the id.
+    pub async fn open(&self, id: String) -> Result<String, StoreError> {
+        match self.create(Some(id)).await {
+            Ok(id) | Err(StoreError::Exists(id)) => Ok(id),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The session's state after its last committed turn, with its whole event log.
+    pub async fn state(&self, id: &str) -> Result<SessionState, StoreError> {
+        Ok(self.store.history(id).await?.state)
+    }
+
+    /// Runs a turn of session `id`. Fails at once if the session does not exist or another turn
+    /// holds it ([`StoreError::Busy`]); otherwise the events arrive on the stream, and the turn is
+    /// committed before the stream ends (a failure to commit arrives as a final [`Event::Error`]).
+    /// A turn left open by a dead worker is finished first, reusing its recorded tool results.
+    ///
+    /// Everything runs on a task of its own: a caller that stops waiting (a client that hangs
+    /// up) neither stops the turn nor strands the lease.
+    pub async fn send(&self, id: &str, text: impl Into<String>) -> Result<EventStream, StoreError> {
+        self.check_ladder(id).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (claimed, on_claim) = oneshot::channel();
+        let this = self.clone();
+        let id = id.to_string();
+        let text = text.into();
+        let handle = tokio::spawn(async move {
+            let owner = format!("{}/{:08x}", this.worker, fastrand::u32(..));
+            let claim = match this.store.acquire(&id, &owner, this.lease, &text).await {
+                Ok(claim) => claim,
+                Err(e) => {
+                    let _ = claimed.send(Err(e));
+                    return;
+                }
+            };
+            let heartbeat = AbortOnDrop(this.heartbeat(&id, &owner));
+            let mut state = match this.recover(&id, &owner, claim, &text).await {
+                Ok(state) => state,
+                Err(e) => {
+                    let _ = this.store.release(&id, &owner).await;
+                    let _ = claimed.send(Err(e));
+                    return;
+                }
+            };
+            let _ = claimed.send(Ok(()));
+            let journal = Journal {
+                store: this.store.clone(),
+                id: id.clone(),
+            };
+            turn::Turn::new(&this.runtime.inner, &mut state, &tx)
+                .journal(&journal)
+                .run(text)
+                .await;
+            let events = std::mem::take(&mut state.events);
+            let committed = this
+                .store
+                .commit_turn(&id, &owner, &state, &events, true)
+                .await;
+            drop(heartbeat);
+            if let Err(e) = committed {
+                let _ = this.store.release(&id, &owner).await;
+                let _ = tx.send(Event::Error {
+                    agent: state.current.clone(),
+                    message: format!("the turn could not be stored: {e}"),
+                });
+            }
+        });
+        match on_claim.await {
+            Ok(Ok(())) => Ok(EventStream {
+                rx,
+                _handle: handle,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Backend(
+                "the turn stopped before it began".into(),
+            )),
+        }
+    }
+
+    /// Refuses a session stamped with another ladder (or another version of this one), unless
+    /// the runtime migrates. Sessions stored before stamps existed are accepted.
+    async fn check_ladder(&self, id: &str) -> Result<(), StoreError> {
+        if self.runtime.inner.migrate {
+            return Ok(());
+        }
+        let Some(stored) = self.store.load(id).await? else {
+            return Err(StoreError::NotFound(id.to_string()));
+        };
+        match stored.state.ladder {
+            Some(stamp) if stamp != self.runtime.inner.stamp => Err(StoreError::OtherLadder {
+                id: id.to_string(),
+                stored: format!("{} ({})", stamp.name, stamp.hash),
+                current: format!(
+                    "ladder `{}` ({})",
+                    self.runtime.inner.stamp.name, self.runtime.inner.stamp.hash
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Finishes a turn that a dead worker left open, then records the new one as begun.
+    async fn recover(
+        &self,
+        id: &str,
+        owner: &str,
+        claim: Claim,
+        text: &str,
+    ) -> Result<SessionState, StoreError> {
+        let mut state = claim.state;
+        state.events.clear();
+        let Some(open) = claim.interrupted else {
+            return Ok(state);
+        };
+        // The state is the one before the open turn: re-running it with the same turn number
+        // gives its tool calls the same idempotency keys, so recorded ones are reused.
+        state.turn = open.turn.saturating_sub(1);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let journal = Journal {
+            store: self.store.clone(),
+            id: id.to_string(),
+        };
+        turn::Turn::new(&self.runtime.inner, &mut state, &tx)
+            .journal(&journal)
+            .run(open.text)
+            .await;
+        let events = std::mem::take(&mut state.events);
+        self.store
+            .commit_turn(id, owner, &state, &events, false)
+            .await?;
+        self.store
+            .begin_turn(id, owner, state.turn + 1, text)
+            .await?;
+        Ok(state)
+    }
+
+    /// Renews the lease every third of its length until aborted.
+    fn heartbeat(&self, id: &str, owner: &str) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        let (id, owner, ttl) = (id.to_string(), owner.to_string(), self.lease);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                if store.renew(&id, &owner, ttl).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}
