@@ -157,6 +157,19 @@ impl Diagnostic {
         }
     }
 
+    /// L0032: `what` (a statement, key or block) is given twice where one is allowed. The one
+    /// wording of every repeated-statement diagnostic.
+    pub(crate) fn repeated(first: Span, again: Span, what: &str, help: &str) -> Self {
+        Diagnostic::new(
+            Code::RepeatedStatement,
+            again,
+            format!("{what} is given twice"),
+        )
+        .label("given again here")
+        .secondary(first, "first given here")
+        .help(help.to_string())
+    }
+
     /// "did you mean `suggestion`?", with the fix that replaces the primary span (the misspelt
     /// name) by it.
     pub fn suggest(self, suggestion: &str) -> Self {

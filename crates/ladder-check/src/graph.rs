@@ -290,16 +290,12 @@ fn entry(index: &Index, g: &AgentGraph, out: &mut Diagnostics) -> Option<NodeInd
         }
         [first, rest @ ..] => {
             for again in rest {
-                out.push(
-                    Diagnostic::new(
-                        Code::RepeatedStatement,
-                        again.span,
-                        "`entry` is given twice",
-                    )
-                    .label("second entry")
-                    .secondary(first.span, "first entry")
-                    .help("a ladder has one entry rung; route to others with `handoff`"),
-                );
+                out.push(Diagnostic::repeated(
+                    first.span,
+                    again.span,
+                    "`entry`",
+                    "a ladder has one entry rung; route to others with `handoff`",
+                ));
             }
             if !index.resolve(Namespace::Rung, first, "the entry", out) {
                 return None;

@@ -265,19 +265,6 @@ pub(crate) fn unknown_statement(
     out.push(d);
 }
 
-fn repeated(first: Span, again: Span, what: &str, out: &mut Diagnostics) {
-    out.push(
-        Diagnostic::new(
-            Code::RepeatedStatement,
-            again,
-            format!("{what} is given twice"),
-        )
-        .label("given again here")
-        .secondary(first, "first given here")
-        .help("keep one of them"),
-    );
-}
-
 pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> {
     let mut index = Index::default();
     let mut seen: HashMap<(&'static str, &'a str), Span> = HashMap::default();
@@ -480,7 +467,12 @@ fn agent_info<'a>(
         };
         if let Some(what) = single {
             if let Some(first) = spans.get(what) {
-                repeated(*first, stmt.span, what, out);
+                out.push(Diagnostic::repeated(
+                    *first,
+                    stmt.span,
+                    what,
+                    "keep one of them",
+                ));
             } else {
                 spans.insert(what, stmt.span);
             }

@@ -81,16 +81,12 @@ fn check_block(
     for prop in props {
         let key = prop.key.name.as_str();
         if let Some(first) = seen.insert(key, prop.key.span) {
-            out.push(
-                Diagnostic::new(
-                    Code::RepeatedStatement,
-                    prop.key.span,
-                    format!("`{key}` is given twice in {block}"),
-                )
-                .label("given again here")
-                .secondary(first, "first given here")
-                .help("keep one of them"),
-            );
+            out.push(Diagnostic::repeated(
+                first,
+                prop.key.span,
+                &format!("`{key}` in {block}"),
+                "keep one of them",
+            ));
             continue;
         }
         let Some((name, expect)) = schema.iter().find(|(k, _)| *k == key) else {
@@ -248,16 +244,12 @@ pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
     for block in &ladder.blocks {
         let name = block.name.name.as_str();
         if let Some(first) = seen.insert(name, block.name.span) {
-            out.push(
-                Diagnostic::new(
-                    Code::RepeatedStatement,
-                    block.name.span,
-                    format!("`{name}` is given twice"),
-                )
-                .label("given again here")
-                .secondary(first, "first given here")
-                .help("merge the two blocks into one"),
-            );
+            out.push(Diagnostic::repeated(
+                first,
+                block.name.span,
+                &format!("`{name}`"),
+                "merge the two blocks into one",
+            ));
             continue;
         }
         match name {

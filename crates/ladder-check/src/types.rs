@@ -299,16 +299,12 @@ pub(crate) fn check_tool(
         [_] => {}
         [first, rest @ ..] => {
             for again in rest {
-                out.push(
-                    Diagnostic::new(
-                        Code::RepeatedStatement,
-                        again.span,
-                        format!("tool `{}` has two implementations", tool.name.name),
-                    )
-                    .label("second implementation")
-                    .secondary(first.span, "first implementation")
-                    .help("a tool has exactly one of `http`, `exec`, `mock` or `host`"),
-                );
+                out.push(Diagnostic::repeated(
+                    first.span,
+                    again.span,
+                    &format!("an implementation of tool `{}`", tool.name.name),
+                    "a tool has exactly one of `http`, `exec`, `mock` or `host`",
+                ));
             }
         }
     }

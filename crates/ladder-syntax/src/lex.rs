@@ -39,10 +39,25 @@ impl Lexeme {
 pub(crate) struct Lexer<'t> {
     text: &'t str,
     at: usize,
+    /// Whether line breaks are lexemes (the bracket scans skip them, which is faster).
+    newlines: bool,
 }
 
 pub(crate) fn lex(text: &str) -> Lexer<'_> {
-    Lexer { text, at: 0 }
+    Lexer {
+        text,
+        at: 0,
+        newlines: true,
+    }
+}
+
+/// [`lex`] without [`Lexeme::Newline`].
+pub(crate) fn lex_without_newlines(text: &str) -> Lexer<'_> {
+    Lexer {
+        text,
+        at: 0,
+        newlines: false,
+    }
 }
 
 impl Iterator for Lexer<'_> {
@@ -86,13 +101,17 @@ impl Iterator for Lexer<'_> {
                 ),
                 b @ (b'{' | b'[' | b'(') => (Lexeme::Open(b), i + 1),
                 b @ (b'}' | b']' | b')') => (Lexeme::Close(b), i + 1),
-                b'\n' => (Lexeme::Newline, i + 1),
+                b'\n' if self.newlines => (Lexeme::Newline, i + 1),
                 _ => {
                     // Skip to the next byte that may start a lexeme.
                     let next = i + text[i..].chars().next().map_or(1, char::len_utf8);
-                    self.at = text[next..]
-                        .find(['"', '/', '{', '[', '(', '}', ']', ')', '\n'])
-                        .map_or(bytes.len(), |n| next + n);
+                    let rest = &text[next..];
+                    let found = if self.newlines {
+                        rest.find(['"', '/', '{', '[', '(', '}', ']', ')', '\n'])
+                    } else {
+                        rest.find(['"', '/', '{', '[', '(', '}', ']', ')'])
+                    };
+                    self.at = found.map_or(bytes.len(), |n| next + n);
                     continue;
                 }
             };
@@ -110,8 +129,13 @@ pub(crate) fn last_token_end(text: &str, start: usize, end: usize) -> usize {
     // Most statements end in no comment: only a last line with `//` or a trailing `*/` needs
     // the scan.
     let trimmed = piece.trim_end();
-    let last_line = &trimmed[trimmed.rfind('\n').map_or(0, |n| n + 1)..];
-    if !last_line.contains("//") && !trimmed.ends_with("*/") {
+    // One backward pass over the last line: no `/` on it, no comment ends the statement.
+    let slash_on_last_line = trimmed
+        .bytes()
+        .rev()
+        .take_while(|b| *b != b'\n')
+        .any(|b| b == b'/');
+    if !slash_on_last_line {
         return start + trimmed.len();
     }
     let mut last = 0;

@@ -118,7 +118,7 @@ pub const MAX_NESTING: usize = 128;
 
 /// Byte offsets of `{ } [ ] ( )` outside strings and comments, with the byte.
 fn brackets(text: &str) -> impl Iterator<Item = (usize, u8)> + '_ {
-    crate::lex::lex(text).filter_map(|(lexeme, at, _)| match lexeme {
+    crate::lex::lex_without_newlines(text).filter_map(|(lexeme, at, _)| match lexeme {
         crate::lex::Lexeme::Open(b) | crate::lex::Lexeme::Close(b) => Some((at, b)),
         _ => None,
     })
