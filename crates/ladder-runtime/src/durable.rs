@@ -54,6 +54,11 @@ impl Durable {
         self
     }
 
+    /// The runtime this is bound to.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -2,10 +2,8 @@
 
 mod fmt;
 mod graph_render;
-mod metrics;
 mod report;
 mod run;
-mod serve;
 mod sessions;
 mod test_cmd;
 
@@ -14,6 +12,7 @@ use ladder_check::{check_path, CheckOptions, Code, LintOptions};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -416,7 +415,7 @@ fn main() -> ExitCode {
                 (Ok(l), Ok(g)) => (l, g),
                 (Err(e), _) | (_, Err(e)) => return finish(Err(e)),
             };
-            let options = serve::ServeOptions {
+            let options = ladder_serve::ServeOptions {
                 addr,
                 store,
                 token: token.filter(|t| !t.is_empty()),
@@ -425,9 +424,14 @@ fn main() -> ExitCode {
                 max_body,
                 allowed_hosts,
                 cors_origins,
-                model,
             };
-            block_on(serve::serve(program, options), finish)
+            let metrics = Arc::new(ladder_serve::Metrics::default());
+            let backend = Arc::new(ladder_serve::TimedBackend {
+                inner: model.backend(),
+                metrics: metrics.clone(),
+            });
+            let runtime = model.runtime(program, backend);
+            block_on(ladder_serve::serve(runtime, metrics, options), finish)
         }
         Command::Sessions { command, store } => block_on(sessions::run(command, store), finish),
         Command::Test {

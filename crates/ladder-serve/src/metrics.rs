@@ -74,7 +74,7 @@ struct Counts {
 
 /// Counters and histograms of one server process.
 #[derive(Default)]
-pub(crate) struct Metrics {
+pub struct Metrics {
     counts: Mutex<Counts>,
 }
 
@@ -86,11 +86,11 @@ impl Metrics {
     }
 
     /// A turn refused because another held the session.
-    pub(crate) fn busy(&self) {
+    pub fn busy(&self) {
         self.with(|c| c.busy += 1);
     }
 
-    pub(crate) fn observe(&self, event: &Event) {
+    pub fn observe(&self, event: &Event) {
         self.with(|c| match event {
             Event::Handoff { .. } => c.handoffs += 1,
             Event::Escalation { .. } => c.escalations += 1,
@@ -132,7 +132,7 @@ impl Metrics {
         });
     }
 
-    pub(crate) fn render(&self) -> String {
+    pub fn render(&self) -> String {
         let mut out = String::new();
         self.with(|c| {
             let counters = [
@@ -222,7 +222,7 @@ impl Metrics {
 }
 
 /// Times every model call of the backend it wraps.
-pub(crate) struct TimedBackend {
+pub struct TimedBackend {
     pub inner: Arc<dyn Backend>,
     pub metrics: Arc<Metrics>,
 }

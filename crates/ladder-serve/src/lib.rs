@@ -1,11 +1,15 @@
-//! `ladderc serve`: a ladder over HTTP, with sessions in a store shared by any number of workers.
+//! A ladder over HTTP, with sessions in a store shared by any number of workers: what
+//! `ladderc serve` runs, as a library (docs/serve.md).
 //!
 //! Routes: `POST /v1/sessions`, `POST /v1/sessions/{id}/messages` (the turn's events as SSE, the
 //! same JSON as `run --json`), `GET /v1/sessions/{id}`, `GET /healthz`, `GET /metrics`
 //! (Prometheus text), and an OpenAI-compatible `POST /v1/chat/completions` facade.
+//!
+//! [`serve`] binds, serves and drains on SIGTERM; [`app`] is the same service without a socket,
+//! for in-process tests and embedding in another axum server.
 
-use crate::metrics::{Metrics, TimedBackend};
-use crate::run::ModelArgs;
+pub mod metrics;
+
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -16,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
-use ladder_runtime::{Durable, Event, Program, StoreError};
+use ladder_runtime::{Durable, Event, Runtime, StoreError};
+pub use metrics::{Metrics, TimedBackend};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -26,16 +31,34 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
-pub(crate) struct ServeOptions {
+/// How to serve (the `ladderc serve` flags).
+pub struct ServeOptions {
+    /// Where to listen; anything but a loopback address needs a `token`.
     pub addr: SocketAddr,
+    /// The store: a SQLite path or `sqlite:PATH`, or `postgres://...`.
     pub store: String,
+    /// The bearer token every request must carry (none: loopback only).
     pub token: Option<String>,
+    /// How long a worker's claim on a session lasts without renewal.
     pub lease: Duration,
+    /// How long running turns may finish after SIGTERM.
     pub grace: Duration,
+    /// The largest request body accepted, in bytes.
     pub max_body: usize,
+    /// `Host` names served besides the bound address (and `localhost` on loopback).
     pub allowed_hosts: Vec<String>,
+    /// Origins allowed to call from a browser (CORS); none by default.
     pub cors_origins: Vec<String>,
-    pub model: ModelArgs,
+}
+
+/// What the HTTP layer needs besides the runtime, for [`app`].
+pub struct AppOptions {
+    /// The bearer token every request must carry, if any.
+    pub token: Option<String>,
+    /// `Host` header values served (lower case); `None`: any.
+    pub hosts: Option<Vec<String>>,
+    /// The largest request body accepted, in bytes.
+    pub max_body: usize,
 }
 
 #[derive(Clone)]
@@ -130,7 +153,31 @@ fn body<T: serde::de::DeserializeOwned>(
     })
 }
 
-pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(), String> {
+/// The service over an already durable runtime, without a socket: the routes, the host guard
+/// and the token check, as [`serve`] runs them. `metrics` must be the one the runtime's backend
+/// reports to (a [`TimedBackend`]). Running turns are not waited for when it is dropped.
+pub fn app(durable: Durable, metrics: Arc<Metrics>, options: AppOptions) -> Router {
+    // Nobody waits on this channel: turns hold a sender only for `serve`'s drain.
+    let (turns, _) = mpsc::channel::<()>(1);
+    let ladder: Arc<str> = durable.runtime().program().name.as_str().into();
+    let app = App {
+        durable,
+        token: options.token.map(Into::into),
+        metrics,
+        ladder,
+        turns,
+        hosts: options.hosts.map(Arc::new),
+    };
+    router(app, options.max_body)
+}
+
+/// Serves `runtime` (whose backend reports to `metrics`, see [`TimedBackend`]) until SIGINT or
+/// SIGTERM, then drains: no new requests, running turns get `grace` to finish.
+pub async fn serve(
+    runtime: Runtime,
+    metrics: Arc<Metrics>,
+    options: ServeOptions,
+) -> Result<(), String> {
     if !options.addr.ip().is_loopback() && options.token.is_none() {
         return Err(format!(
             "refusing to listen on {} without a token: pass --token or set LADDER_TOKEN (only loopback addresses may go without)",
@@ -140,12 +187,7 @@ pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(),
     let store = ladder_store::open(&options.store)
         .await
         .map_err(|e| e.to_string())?;
-    let metrics = Arc::new(Metrics::default());
-    let ladder: Arc<str> = program.name.as_str().into();
-    let backend = Arc::new(TimedBackend {
-        inner: options.model.backend(),
-        metrics: metrics.clone(),
-    });
+    let ladder: Arc<str> = runtime.program().name.as_str().into();
     // Names this process in leases and 409 messages: host and pid.
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -154,11 +196,7 @@ pub(crate) async fn serve(program: Program, options: ServeOptions) -> Result<(),
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "ladderc".into());
     let worker = format!("{host}:{}", std::process::id());
-    let durable = options
-        .model
-        .runtime(program, backend)
-        .durable(store, worker)
-        .lease(options.lease);
+    let durable = runtime.durable(store, worker).lease(options.lease);
     let (turns, mut all_done) = mpsc::channel::<()>(1);
     let listener = tokio::net::TcpListener::bind(options.addr)
         .await
