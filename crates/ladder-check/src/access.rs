@@ -56,11 +56,13 @@ impl FilePolicy {
         Self::new(&project)
     }
 
+    /// Refuses files larger than `max_bytes`.
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;
         self
     }
 
+    /// The directory files must be inside.
     pub fn root(&self) -> &Path {
         &self.root
     }

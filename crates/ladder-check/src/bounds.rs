@@ -14,14 +14,19 @@ use std::collections::BTreeMap;
 /// Upper bounds for one turn (and a session, where `turns_per_session` is set).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorstCase {
+    /// The most model calls one turn can make.
     pub llm_calls: u32,
+    /// The most tool calls (consults included) one turn can make.
     pub tool_calls: u32,
+    /// The most handoffs one turn can make.
     pub handoffs: u32,
     /// The rungs of the longest chain of handoffs and fallbacks from the entry.
     pub longest_chain: Vec<String>,
     /// Dollars; `None` when a model on the way lacks prices or token limits (see `cost_unknown`).
     pub cost_per_turn: Option<f64>,
+    /// The worst cost of a session (`turns_per_session` worst turns), in dollars, when bounded.
     pub cost_per_session: Option<f64>,
+    /// Why the cost is unbounded (a model with no prices, ...), if it is.
     pub cost_unknown: Option<String>,
     /// Sum of SLAs along the slowest chain, when every agent on it has one.
     pub latency_seconds: Option<f64>,

@@ -8,10 +8,13 @@ use ladder_syntax::ast::{Attr, AttrLevel};
 use ladder_syntax::Span;
 use serde::Serialize;
 
+/// How bad a diagnostic is; `--deny` and `#[deny(..)]` turn warnings into errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Reported; the ladder still runs.
     Warning,
+    /// The ladder does not run until it is fixed.
     Error,
 }
 
@@ -19,9 +22,10 @@ macro_rules! codes {
     ($($variant:ident = $code:literal, $slug:literal, $severity:ident, $summary:literal;)*) => {
         /// A stable diagnostic code.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum Code { $($variant,)* }
+        pub enum Code { $(#[doc = $summary] $variant,)* }
 
         impl Code {
+            /// Every code, in order.
             pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
 
             /// `L0001`, ...
@@ -34,6 +38,7 @@ macro_rules! codes {
                 match self { $(Code::$variant => $slug,)* }
             }
 
+            /// The severity before lint options and attributes.
             pub fn default_severity(self) -> Severity {
                 match self { $(Code::$variant => Severity::$severity,)* }
             }
@@ -99,11 +104,14 @@ impl Code {
 /// A labelled span.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Label {
+    /// What the label points at.
     pub span: Span,
+    /// The text shown under it.
     pub message: String,
 }
 
 impl Label {
+    /// A label on `span`.
     pub fn new(span: Span, message: impl Into<String>) -> Self {
         Label {
             span,
@@ -125,25 +133,35 @@ pub struct Fix {
 /// Replace the text under `span` with `text`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Edit {
+    /// What to replace (empty: where to insert).
     pub span: Span,
+    /// The new text.
     pub text: String,
 }
 
 /// One problem found in the source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
+    /// The stable code (`L0004`).
     pub code: Code,
+    /// Error or warning, after lint options and attributes.
     pub severity: Severity,
+    /// One line saying what is wrong.
     pub message: String,
+    /// Where: the span the diagnostic is about, with its label.
     pub primary: Label,
+    /// Other places that explain it (the first definition of a duplicate, ...).
     pub secondary: Vec<Label>,
+    /// How to fix it, in words.
     pub help: Option<String>,
+    /// More context (`note:` lines).
     pub notes: Vec<String>,
     /// Machine-applicable fixes (a did-you-mean, a missing `accepts`, a missing variable).
     pub fixes: Vec<Fix>,
 }
 
 impl Diagnostic {
+    /// A diagnostic of `code` at `span`, with the code's default severity.
     pub fn new(code: Code, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             code,
@@ -199,16 +217,19 @@ impl Diagnostic {
         self
     }
 
+    /// Another place that explains the diagnostic.
     pub fn secondary(mut self, span: Span, message: impl Into<String>) -> Self {
         self.secondary.push(Label::new(span, message));
         self
     }
 
+    /// How to fix it, in words.
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
     }
 
+    /// A `note:` line.
     pub fn note(mut self, note: impl Into<String>) -> Self {
         self.notes.push(note.into());
         self
@@ -233,14 +254,17 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
+    /// Adds a diagnostic.
     pub fn push(&mut self, diagnostic: Diagnostic) {
         self.items.push(diagnostic);
     }
 
+    /// Whether an error was added.
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)
     }
 
+    /// Every diagnostic added, in order.
     pub fn into_vec(self) -> Vec<Diagnostic> {
         self.items
     }

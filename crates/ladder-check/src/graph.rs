@@ -12,14 +12,19 @@ use rustc_hash::FxHashMap as HashMap;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 
+/// What kind of rung a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RungKind {
+    /// An agent (a model).
     Agent,
+    /// A person.
     Human,
+    /// A model-free script.
     Script,
 }
 
+/// What kind of transfer of control an edge is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EdgeKind {
@@ -59,23 +64,35 @@ pub(crate) struct AgentGraph {
 /// A serialisable view of the graph for `ladderc graph`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GraphView {
+    /// The entry rung, if the header names one.
     pub entry: Option<String>,
+    /// Every rung.
     pub nodes: Vec<GraphNode>,
+    /// Every edge between rungs.
     pub edges: Vec<GraphEdge>,
 }
 
+/// A rung in [`GraphView`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GraphNode {
+    /// The rung's name.
     pub name: String,
+    /// Agent, human or script.
     pub kind: RungKind,
+    /// Whether a path from the entry reaches it.
     pub reachable: bool,
 }
 
+/// An edge in [`GraphView`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GraphEdge {
+    /// The rung control leaves.
     pub from: String,
+    /// The rung control goes to.
     pub to: String,
+    /// Handoff, escalation, consult or fallback.
     pub kind: EdgeKind,
+    /// The intent, condition or SLA written on the edge.
     pub label: Option<String>,
 }
 

@@ -13,6 +13,8 @@
 //! assert_eq!(checked.program.unwrap().entry, "greeter");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod access;
 mod bounds;
 pub mod diagnostics;
@@ -52,8 +54,10 @@ use ladder_syntax::SourceMap;
 use std::collections::BTreeSet;
 use std::path::Path;
 
+/// How to check: lint levels and input limits.
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
+    /// `--deny` / `--allow` from the command line.
     pub lints: LintOptions,
     /// The most items (agents, tools, intents, ...) a ladder may declare over all its files;
     /// past it the check stops with L0035 before any analysis, so that memory stays bounded.
@@ -76,6 +80,7 @@ pub const DEFAULT_MAX_ITEMS: usize = 200_000;
 /// Everything the checker learnt about a ladder.
 #[derive(Debug)]
 pub struct Checked {
+    /// Every file read: the root and what it `use`s.
     pub sources: SourceMap,
     /// Sorted by file and position; warnings and errors.
     pub diagnostics: Vec<Diagnostic>,
@@ -91,6 +96,7 @@ pub struct Checked {
 }
 
 impl Checked {
+    /// How many diagnostics are errors.
     pub fn error_count(&self) -> usize {
         self.diagnostics
             .iter()
@@ -98,6 +104,7 @@ impl Checked {
             .count()
     }
 
+    /// How many diagnostics are warnings.
     pub fn warning_count(&self) -> usize {
         self.diagnostics
             .iter()

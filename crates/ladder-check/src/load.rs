@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// Reads source files. `ladderc` reads the file system; tests and embedders may serve memory.
 pub trait Loader {
+    /// The text of the file at `path`.
     fn load(&self, path: &Path) -> std::io::Result<String>;
 }
 
@@ -19,10 +20,12 @@ pub struct MemoryLoader {
 }
 
 impl MemoryLoader {
+    /// No files.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Adds a file.
     pub fn with(mut self, path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
         self.files.insert(normalize(&path.into()), text.into());
         self

@@ -18,6 +18,7 @@ pub struct MietteReport {
 }
 
 impl MietteReport {
+    /// The report of `d`, with the text of the file its primary span is in.
     pub fn new(d: &Diagnostic, sources: &SourceMap) -> Self {
         let file = sources.get(d.primary.span.file);
         let len = file.text.len();

@@ -9,26 +9,40 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SymbolNamespace {
+    /// Agents, humans and scripts.
     Rung,
+    /// Tools.
     Tool,
+    /// Intents.
     Intent,
+    /// Models.
     Model,
+    /// Types.
     Type,
 }
 
+/// What a definition defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SymbolKind {
+    /// `agent`
     Agent,
+    /// `human`
     Human,
+    /// `script`
     Script,
+    /// `tool`
     Tool,
+    /// `intent`
     Intent,
+    /// `model`
     Model,
+    /// `type`
     Type,
 }
 
 impl SymbolKind {
+    /// The namespace the name lives in.
     pub fn namespace(self) -> SymbolNamespace {
         match self {
             SymbolKind::Agent | SymbolKind::Human | SymbolKind::Script => SymbolNamespace::Rung,
@@ -43,23 +57,35 @@ impl SymbolKind {
 /// A definition: the name's span, the whole item's span, and a Markdown description for hover.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Definition {
+    /// The defined name.
     pub name: String,
+    /// What it defines.
     pub kind: SymbolKind,
+    /// The name where it is defined.
     pub name_span: Span,
+    /// The whole item.
     pub item_span: Span,
+    /// Markdown for hover: the signature and the doc comments.
     pub hover: String,
 }
 
+/// A use of a name.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reference {
+    /// The name used.
     pub name: String,
+    /// The namespace it is looked up in.
     pub namespace: SymbolNamespace,
+    /// Where it is used.
     pub span: Span,
 }
 
+/// The definitions and references of one file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Symbols {
+    /// Every definition, in source order.
     pub definitions: Vec<Definition>,
+    /// Every reference, in source order.
     pub references: Vec<Reference>,
 }
 
@@ -76,12 +102,14 @@ impl Symbols {
             .map(|r| (r.name.as_str(), r.namespace))
     }
 
+    /// The definition of `name` in `namespace`, if this file has it.
     pub fn definition(&self, name: &str, namespace: SymbolNamespace) -> Option<&Definition> {
         self.definitions
             .iter()
             .find(|d| d.name == name && d.kind.namespace() == namespace)
     }
 
+    /// The references to `name` in `namespace`.
     pub fn references_to<'a>(
         &'a self,
         name: &'a str,
@@ -92,6 +120,7 @@ impl Symbols {
             .filter(move |r| r.name == name && r.namespace == namespace)
     }
 
+    /// The definitions in `namespace` (for completion).
     pub fn names(&self, namespace: SymbolNamespace) -> impl Iterator<Item = &Definition> + '_ {
         self.definitions
             .iter()

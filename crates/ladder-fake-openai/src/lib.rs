@@ -8,6 +8,8 @@
 //! ([`FakeOpenAi::rejections`]). Its answers are checked by the official `openai` Python SDK in
 //! the oracle test (`tests/oracle.rs`).
 
+#![warn(missing_docs)]
+
 pub mod validate;
 
 use axum::body::Body;
@@ -30,19 +32,32 @@ pub enum Reply {
     ToolCalls(Vec<(String, Value)>),
     /// An error status, with an optional `Retry-After` in seconds.
     Status {
+        /// The HTTP status (429, 500, 503, ...).
         status: u16,
+        /// The `Retry-After` header, in seconds.
         retry_after: Option<u64>,
     },
     /// Streams this text, then cuts the connection without finishing.
-    Drop { partial: String },
+    Drop {
+        /// The text streamed before the cut.
+        partial: String,
+    },
     /// A chunk that is not JSON.
     Malformed,
     /// An `error` object inside a 200 stream (or body) before any text, as OpenAI and llama.cpp
     /// send when generation fails after the headers went out.
-    StreamError { message: String },
+    StreamError {
+        /// The error's message.
+        message: String,
+    },
     /// Text, then an `error` object in the same stream (llama.cpp's answer when the model's
     /// output turns into a call it cannot parse after some text).
-    TextThenError { text: String, message: String },
+    TextThenError {
+        /// The text streamed first.
+        text: String,
+        /// The error's message.
+        message: String,
+    },
     /// `[DONE]` before any chunk.
     DoneFirst,
     /// `content` that is not a string (`5`).
@@ -52,21 +67,35 @@ pub enum Reply {
     /// `message: null` (`delta: null` when streamed).
     NullMessage,
     /// A text answer streamed one word every `gap` (a slow model).
-    SlowText { text: String, gap: Duration },
+    SlowText {
+        /// The whole answer.
+        text: String,
+        /// The pause before each word.
+        gap: Duration,
+    },
     /// One tool call whose arguments are this exact text (which need not be JSON).
-    RawToolCall { name: String, arguments: String },
+    RawToolCall {
+        /// The function's name.
+        name: String,
+        /// The arguments, sent as they are.
+        arguments: String,
+    },
     /// A tool call cut by `max_tokens`: partial arguments, `finish_reason: "length"`.
     Truncated {
+        /// The function's name.
         name: String,
+        /// The arguments as far as they got.
         partial_arguments: String,
     },
 }
 
 impl Reply {
+    /// A text answer.
     pub fn text(t: impl Into<String>) -> Self {
         Reply::Text(t.into())
     }
 
+    /// One tool call.
     pub fn tool(name: impl Into<String>, arguments: Value) -> Self {
         Reply::ToolCalls(vec![(name.into(), arguments)])
     }
@@ -181,6 +210,7 @@ impl FakeOpenAi {
         *self.shared.usage.lock().expect("lock") = Some((prompt, completion, cached));
     }
 
+    /// How many scripted replies have not been used yet.
     pub fn remaining(&self) -> usize {
         self.shared.queue.lock().expect("lock").len()
     }

@@ -8,7 +8,9 @@ use std::collections::HashSet;
 /// A rejected request: the offending parameter (`messages[3].tool_call_id`) and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Violation {
+    /// Where in the request, in OpenAI's notation (`messages[3].tool_call_id`).
     pub param: String,
+    /// What is wrong, as the API would say it.
     pub message: String,
 }
 

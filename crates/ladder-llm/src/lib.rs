@@ -2,6 +2,8 @@
 //! vLLM, Ollama, llama.cpp), streamed over SSE with retries, and the deterministic offline
 //! [`Simulator`].
 
+#![warn(missing_docs)]
+
 mod openai;
 mod simulator;
 

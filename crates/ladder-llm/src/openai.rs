@@ -78,6 +78,7 @@ impl OpenAi {
         ))
     }
 
+    /// Retries with this policy instead of the default.
     pub fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self

@@ -9,6 +9,7 @@ use ladder_runtime::{
 };
 use serde_json::{json, Map, Value};
 
+/// The deterministic offline model described above (`--backend sim`).
 #[derive(Debug, Clone, Default)]
 pub struct Simulator;
 

@@ -18,6 +18,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 #[doc(hidden)]
 pub mod fuzzing;
 

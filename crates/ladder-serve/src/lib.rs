@@ -8,6 +8,8 @@
 //! [`serve`] binds, serves and drains on SIGTERM; [`app`] is the same service without a socket,
 //! for in-process tests and embedding in another axum server.
 
+#![warn(missing_docs)]
+
 pub mod metrics;
 
 use axum::body::Bytes;

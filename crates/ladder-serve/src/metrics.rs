@@ -90,6 +90,7 @@ impl Metrics {
         self.with(|c| c.busy += 1);
     }
 
+    /// Counts what an event of a turn says (turns, tokens, ceilings, latencies).
     pub fn observe(&self, event: &Event) {
         self.with(|c| match event {
             Event::Handoff { .. } => c.handoffs += 1,
@@ -132,6 +133,7 @@ impl Metrics {
         });
     }
 
+    /// The Prometheus text exposition of everything counted so far.
     pub fn render(&self) -> String {
         let mut out = String::new();
         self.with(|c| {
@@ -223,7 +225,9 @@ impl Metrics {
 
 /// Times every model call of the backend it wraps.
 pub struct TimedBackend {
+    /// The backend whose calls are timed.
     pub inner: Arc<dyn Backend>,
+    /// Where the times go.
     pub metrics: Arc<Metrics>,
 }
 

@@ -7,6 +7,8 @@
 //! and not committed (if any) and the lease; `events` is the append-only log of every committed
 //! event; `tool_calls` records completed tool calls by idempotency key.
 
+#![warn(missing_docs)]
+
 use async_trait::async_trait;
 use ladder_runtime::store::{
     Claim, OpenTurn, RecordedCall, SessionSummary, Store, StoreError, Stored,
