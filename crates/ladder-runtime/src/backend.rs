@@ -6,16 +6,21 @@ use serde::{Deserialize, Serialize};
 /// One message of a chat, in the OpenAI chat-completions shape.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
+    /// Who speaks.
     pub role: Role,
+    /// The text, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Function calls (assistant messages).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall>,
+    /// The call this answers (tool messages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
+    /// A system message.
     pub fn system(text: impl Into<String>) -> Self {
         ChatMessage {
             role: Role::System,
@@ -25,6 +30,7 @@ impl ChatMessage {
         }
     }
 
+    /// A user message.
     pub fn user(text: impl Into<String>) -> Self {
         ChatMessage {
             role: Role::User,
@@ -34,6 +40,7 @@ impl ChatMessage {
         }
     }
 
+    /// An assistant message: text, calls, or both.
     pub fn assistant(text: Option<String>, tool_calls: Vec<ToolCall>) -> Self {
         ChatMessage {
             role: Role::Assistant,
@@ -43,6 +50,7 @@ impl ChatMessage {
         }
     }
 
+    /// The result of the call `call_id`.
     pub fn tool(call_id: impl Into<String>, content: impl Into<String>) -> Self {
         ChatMessage {
             role: Role::Tool,
@@ -53,28 +61,39 @@ impl ChatMessage {
     }
 }
 
+/// Who speaks in a chat message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// The system prompt.
     System,
+    /// The caller.
     User,
+    /// The model.
     Assistant,
+    /// A tool's result.
     Tool,
 }
 
 /// A function call requested by the model. `arguments` is the raw JSON text the model produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The call's id, which its result answers.
     pub id: String,
+    /// The function called.
     pub name: String,
+    /// Its arguments, as the model wrote them (JSON text).
     pub arguments: String,
 }
 
 /// A function the model may call: name, description and JSON Schema of the parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolSpec {
+    /// The function's name.
     pub name: String,
+    /// What it does, for the model.
     pub description: String,
+    /// JSON Schema of its parameters.
     pub parameters: serde_json::Value,
 }
 
@@ -85,9 +104,13 @@ pub struct ChatRequest {
     pub model: String,
     /// The ladder agent making the call (for logs and the simulator; not sent to providers).
     pub agent: String,
+    /// The conversation, system prompt first.
     pub messages: Vec<ChatMessage>,
+    /// The functions offered.
     pub tools: Vec<ToolSpec>,
+    /// The most tokens the answer may take.
     pub max_tokens: Option<u64>,
+    /// The sampling temperature.
     pub temperature: Option<f64>,
     /// Whether the model must call one of `tools` (`required`) or may also answer in text.
     #[serde(default)]
@@ -105,14 +128,19 @@ pub struct ChatRequest {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolChoice {
+    /// The model may call a function or answer in text.
     #[default]
     Auto,
+    /// The model must call one of the offered functions.
     Required,
 }
 
+/// Tokens a call used, as the provider reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUsage {
+    /// Prompt tokens.
     pub prompt_tokens: u64,
+    /// Completion tokens.
     pub completion_tokens: u64,
     /// The part of `prompt_tokens` the provider served from its prompt cache.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -128,6 +156,7 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl TokenUsage {
+    /// Adds another call's usage.
     pub fn add(&mut self, other: TokenUsage) {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
@@ -139,8 +168,11 @@ impl TokenUsage {
 /// The assembled answer of a model: text, tool calls, or both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChatResponse {
+    /// The text answer, if any.
     pub content: Option<String>,
+    /// The function calls, if any.
     pub tool_calls: Vec<ToolCall>,
+    /// What the call used.
     pub usage: TokenUsage,
     /// The answer was cut by `max_tokens` (`finish_reason: "length"`): a tool call in it may
     /// have incomplete arguments.
@@ -148,6 +180,7 @@ pub struct ChatResponse {
     pub truncated: bool,
 }
 
+/// Why a model call failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum BackendError {
     /// Could not reach the endpoint, after retries.
@@ -155,10 +188,16 @@ pub enum BackendError {
     Connect(String),
     /// The endpoint answered with an error status, after retries where they apply.
     #[error("the model endpoint answered {status}: {body}")]
-    Status { status: u16, body: String },
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// What the endpoint said.
+        body: String,
+    },
     /// The answer was cut off or could not be understood.
     #[error("malformed or interrupted model answer: {0}")]
     Protocol(String),
+    /// The call took longer than the model's timeout (seconds).
     #[error("the model did not answer within {0:.1}s")]
     Timeout(f64),
     /// The endpoint failed on what the model generated (an `error` inside the stream, such as

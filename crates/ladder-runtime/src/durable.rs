@@ -59,6 +59,7 @@ impl Durable {
         &self.runtime
     }
 
+    /// The store sessions live in.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

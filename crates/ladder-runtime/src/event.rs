@@ -4,67 +4,110 @@
 use crate::backend::TokenUsage;
 use serde::{Deserialize, Serialize};
 
+/// One thing that happened in a turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// A turn began with the caller's message.
     TurnStarted {
+        /// The session's id.
         session: String,
+        /// The turn's number, from 1.
         turn: u32,
+        /// The caller's message.
         text: String,
     },
     /// An agent, script or human became the active rung.
     AgentActive {
+        /// The rung.
         agent: String,
+        /// `agent`, `script` or `human`.
         kind: String,
     },
+    /// A piece of the reply as it streams.
     TextDelta {
+        /// The rung replying.
         agent: String,
+        /// The new text.
         text: String,
     },
     /// Text that streamed to the caller is not the answer after all (the model call failed
     /// after it began): surfaces take it back where they can.
     Withdrawn {
+        /// The rung whose text it was.
         agent: String,
+        /// The text taken back.
         text: String,
     },
+    /// A tool is called.
     ToolCall {
+        /// The calling agent.
         agent: String,
+        /// The call's id, which its result repeats.
         call_id: String,
+        /// The tool.
         tool: String,
+        /// The arguments, validated.
         arguments: serde_json::Value,
     },
+    /// A tool answered.
     ToolResult {
+        /// The calling agent.
         agent: String,
+        /// The call answered.
         call_id: String,
+        /// The tool.
         tool: String,
+        /// The result (or `{"error"}`).
         result: serde_json::Value,
+        /// Whether the call succeeded.
         ok: bool,
     },
+    /// Control moved down a `handoff` edge.
     Handoff {
+        /// The rung handing over.
         from: String,
+        /// The receiving rung.
         to: String,
+        /// The intent carried (none for a script's handoff).
         intent: Option<String>,
+        /// The intent's payload, validated.
         payload: serde_json::Value,
     },
+    /// Control moved up an `escalate` edge.
     Escalation {
+        /// The rung escalating.
         from: String,
+        /// The rung above.
         to: String,
+        /// Why, as the model said.
         reason: Option<String>,
     },
+    /// An agent asked another agent a question.
     Consult {
+        /// The asking agent.
         from: String,
+        /// The agent asked.
         to: String,
+        /// The question.
         question: String,
     },
+    /// The consulted agent's answer.
     ConsultAnswer {
+        /// The agent that answered.
         from: String,
+        /// The agent that asked.
         to: String,
+        /// The answer.
         answer: String,
     },
     /// The model asked for something the ladder does not allow; it was told so and retried.
     Correction {
+        /// The agent corrected.
         agent: String,
+        /// What the model was told.
         reason: String,
+        /// Which correction of this step (from 1).
         attempt: u32,
         /// What was refused: `{"function", "arguments"}` (the arguments as the model wrote them)
         /// or `{"text"}`; absent when the endpoint could not say.
@@ -73,46 +116,72 @@ pub enum Event {
     },
     /// A hard ceiling was reached: which one, and its value.
     CeilingHit {
+        /// The rung running when it fired.
         agent: String,
+        /// The ceiling (`steps_per_turn`, ...).
         ceiling: String,
+        /// Its value.
         limit: f64,
     },
     /// The rung failed and control moved to its fallback.
     Fallback {
+        /// The rung that failed.
         from: String,
+        /// The rung taking over.
         to: String,
+        /// What failed.
         reason: String,
     },
     /// A human endpoint was reached: the session is paused for a person.
     HumanNeeded {
+        /// The person.
         human: String,
+        /// The rung that reached them.
         from: String,
     },
     /// A script asks the user for a value; the next message answers it.
     Collect {
+        /// The script.
         script: String,
+        /// The variable the answer goes to.
         var: String,
+        /// What it asks, if anything.
         question: Option<String>,
     },
+    /// The turn's answer to the caller.
     Reply {
+        /// The rung that replied.
         agent: String,
+        /// The reply.
         text: String,
     },
+    /// The session ended.
     SessionEnded {
+        /// The rung that ended it.
         by: String,
     },
     /// Something failed with no fallback left; the session keeps its state.
     Error {
+        /// The rung that failed.
         agent: String,
+        /// What failed.
         message: String,
     },
+    /// The turn is over: what it used.
     TurnEnded {
+        /// The turn's number.
         turn: u32,
+        /// Tokens used.
         usage: TokenUsage,
+        /// Model calls.
         llm_calls: u32,
+        /// Tool calls.
         tool_calls: u32,
+        /// Handoffs.
         handoffs: u32,
+        /// Dollars.
         cost: f64,
+        /// Wall time of the turn, in milliseconds.
         latency_ms: u64,
     },
 }

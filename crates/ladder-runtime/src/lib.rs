@@ -30,6 +30,8 @@
 //! # });
 //! ```
 
+#![warn(missing_docs)]
+
 mod backend;
 mod collect;
 mod durable;
@@ -87,7 +89,9 @@ pub(crate) struct Inner {
 /// Dollars per million tokens of a model.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Prices {
+    /// Dollars per million prompt tokens.
     pub input_per_mtok: f64,
+    /// Dollars per million completion tokens.
     pub output_per_mtok: f64,
     /// Input served from the provider's prompt cache (defaults to the input price).
     pub cached_input_per_mtok: Option<f64>,
@@ -121,6 +125,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// A runtime for `program`, with no backend yet (see [`Runtime::backend`]).
     pub fn new(program: Program) -> Self {
         let stamp = LadderStamp::of(&program);
         Runtime {
@@ -168,6 +173,7 @@ impl Runtime {
         self.backend_arc(Arc::new(backend))
     }
 
+    /// [`Runtime::backend`] with a shared backend.
     pub fn backend_arc(self, backend: Arc<dyn Backend>) -> Self {
         self.with(|i| i.backend = Some(backend))
     }
@@ -211,6 +217,7 @@ impl Runtime {
         self.with(|i| i.temperature_override = temperature)
     }
 
+    /// The program it runs.
     pub fn program(&self) -> &Program {
         &self.inner.program
     }
@@ -221,6 +228,7 @@ impl Runtime {
         self.session_with_id(id)
     }
 
+    /// A new session with a chosen id.
     pub fn session_with_id(&self, id: impl Into<String>) -> Session {
         let vars = self
             .inner
@@ -275,6 +283,7 @@ impl Session {
         self.state.lock().await.clone()
     }
 
+    /// The session's id.
     pub async fn id(&self) -> String {
         self.state.lock().await.id.clone()
     }

@@ -93,7 +93,9 @@ fn scripted(case: &TestCase) -> Option<Scripted> {
 /// An expectation that did not hold.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Failure {
+    /// The turn (from 1) after which it was checked.
     pub turn: u32,
+    /// The expectation, as written.
     pub expected: String,
     /// What the turn did instead: its route and replies.
     pub actual: String,
@@ -102,13 +104,19 @@ pub struct Failure {
 /// The outcome of one run of one test.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TestRun {
+    /// The test's name.
     pub name: String,
+    /// Whether every expectation held.
     pub passed: bool,
+    /// The expectations that did not hold.
     pub failures: Vec<Failure>,
     /// Handoffs, escalations, fallbacks, ceilings and human hand-overs, over all turns.
     pub route: Vec<String>,
+    /// Model calls over the whole test.
     pub llm_calls: u64,
+    /// Tokens over the whole test.
     pub tokens: u64,
+    /// Dollars over the whole test.
     pub cost: f64,
     /// Latency of each turn, in milliseconds.
     pub turn_latency_ms: Vec<u64>,

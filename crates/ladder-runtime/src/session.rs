@@ -9,15 +9,23 @@ use serde::{Deserialize, Serialize};
 /// Cumulative counters of a session.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
+    /// Turns taken.
     pub turns: u32,
+    /// Model calls.
     pub llm_calls: u64,
+    /// Tool calls.
     pub tool_calls: u64,
+    /// Handoffs.
     pub handoffs: u64,
+    /// Escalations.
     pub escalations: u64,
+    /// Prompt tokens.
     pub prompt_tokens: u64,
+    /// Completion tokens.
     pub completion_tokens: u64,
     /// Dollars.
     pub cost: f64,
+    /// Time spent in turns, in milliseconds.
     pub elapsed_ms: u64,
     /// Prompt tokens served from the provider's cache (part of `prompt_tokens`).
     #[serde(default)]
@@ -30,10 +38,15 @@ pub struct Counters {
 /// What the current rung received when control reached it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Inbound {
+    /// The rung that handed over, escalated or fell back to this one.
     pub from: Option<String>,
+    /// The intent of a handoff.
     pub intent: Option<String>,
+    /// The handoff's payload (`null` if none).
     pub payload: serde_json::Value,
+    /// The sender's summary, for the `summary` context policy.
     pub summary: Option<String>,
+    /// How much history the receiver sees.
     pub context: ContextPolicy,
     /// Transcript length when control arrived: the policy applies to the history before it.
     pub since: usize,
@@ -61,17 +74,22 @@ impl Default for Inbound {
 /// A script waiting for the user's answer to `collect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Awaiting {
+    /// The script.
     pub script: String,
+    /// The index of its `collect` step.
     pub step: usize,
+    /// The variable the answer goes to.
     pub var: String,
 }
 
 /// One transcript entry: a chat message and who produced it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The turn it belongs to.
     pub turn: u32,
     /// The rung that produced it (`user` for the caller).
     pub by: String,
+    /// The message.
     pub message: ChatMessage,
     /// An attempt the runtime refused (a correction and the answer to it): the model sees it for
     /// the rest of its turn, then it leaves the transcript (the event log keeps it).
@@ -82,21 +100,29 @@ pub struct Entry {
 /// The whole state of a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionState {
+    /// The session's id.
     pub id: String,
+    /// The number of the last turn (0 before the first).
     pub turn: u32,
     /// The rung that owns the conversation.
     pub current: String,
     /// Rungs to return to, innermost last.
     pub escalation_stack: Vec<String>,
+    /// Session variables.
     pub vars: serde_json::Map<String, serde_json::Value>,
+    /// The conversation so far.
     pub transcript: Vec<Entry>,
+    /// What the session has used.
     pub counters: Counters,
+    /// What the current rung received when control reached it.
     pub inbound: Inbound,
     /// Turns the current rung has owned (the `turns` escalation signal).
     pub rung_turns: u32,
+    /// A script waiting for the caller's answer.
     pub awaiting: Option<Awaiting>,
     /// Set when a human endpoint was reached.
     pub paused_for: Option<String>,
+    /// Whether the session has ended.
     pub ended: bool,
     /// The append-only event log of every turn.
     pub events: Vec<Event>,
@@ -109,11 +135,14 @@ pub struct SessionState {
 /// tests excluded). A stored session is continued only by the same program.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LadderStamp {
+    /// The ladder's name.
     pub name: String,
+    /// A hash of the checked program.
     pub hash: String,
 }
 
 impl LadderStamp {
+    /// The stamp of `program`.
     pub fn of(program: &ladder_program::Program) -> Self {
         let mut p = program.clone();
         p.tests.clear();
@@ -132,6 +161,7 @@ impl LadderStamp {
 }
 
 impl SessionState {
+    /// A new session at `entry`, with these variables.
     pub fn new(
         id: String,
         entry: String,

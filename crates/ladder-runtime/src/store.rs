@@ -9,24 +9,37 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why a store operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
+    /// No session has this id.
     #[error("session `{0}` does not exist")]
     NotFound(String),
+    /// The id is taken.
     #[error("session `{0}` already exists")]
     Exists(String),
+    /// Another worker is running a turn of the session.
     #[error("session `{id}` is busy: a turn is running on {owner}")]
-    Busy { id: String, owner: String },
+    Busy {
+        /// The session.
+        id: String,
+        /// The worker running it.
+        owner: String,
+    },
+    /// This worker lost the session to another.
     #[error("the lease on session `{0}` expired and another worker took the session over")]
     LeaseLost(String),
+    /// The session was started by another ladder (or another version of it).
     #[error("session `{id}` belongs to ladder `{stored}`, not to this {current}; continue it with the ladder it was started with, or migrate it explicitly (`--migrate`)")]
     OtherLadder {
+        /// The session.
         id: String,
         /// `name` (hash) of the stored session's ladder.
         stored: String,
         /// `ladder `name` (hash)` of this runtime.
         current: String,
     },
+    /// The database failed.
     #[error("{0}")]
     Backend(String),
 }
@@ -45,27 +58,37 @@ pub struct Claim {
 /// [`Store::events`] reads) and the turn that was begun but not committed, if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
+    /// The state after the last committed turn.
     pub state: SessionState,
+    /// A turn begun and not committed, if any.
     pub open_turn: Option<OpenTurn>,
 }
 
 /// A turn recorded as begun and never committed: its worker died or was stopped mid-turn.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenTurn {
+    /// Its number.
     pub turn: u32,
+    /// The user's message.
     pub text: String,
 }
 
 /// One line of `ladderc sessions list`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionSummary {
+    /// The session's id.
     pub id: String,
+    /// The rung that owns the conversation.
     pub current: String,
+    /// Turns taken.
     pub turns: u32,
+    /// Whether it has ended.
     pub ended: bool,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// Unix milliseconds of the last change.
     pub updated_at: i64,
+    /// The number of a turn begun and not committed.
     pub open_turn: Option<u32>,
     /// The worker holding the lease, while it is valid.
     pub leased_by: Option<String>,
@@ -74,9 +97,13 @@ pub struct SessionSummary {
 /// A completed tool call, recorded under its idempotency key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedCall {
+    /// The tool.
     pub tool: String,
+    /// Its arguments.
     pub arguments: serde_json::Value,
+    /// Its result (or `{"error"}`).
     pub result: serde_json::Value,
+    /// Whether it succeeded.
     pub ok: bool,
 }
 
@@ -86,6 +113,7 @@ pub struct RecordedCall {
 pub trait Store: Send + Sync {
     /// Stores a new session; [`StoreError::Exists`] if the id is taken.
     async fn create(&self, state: &SessionState) -> Result<(), StoreError>;
+    /// The stored session, if it exists.
     async fn load(&self, id: &str) -> Result<Option<Stored>, StoreError>;
     /// The session's committed events, in order.
     async fn events(&self, id: &str) -> Result<Vec<Event>, StoreError>;
