@@ -6,6 +6,8 @@
 //! assert_eq!(file.items.len(), 1);
 //! ```
 
+#![warn(missing_docs)]
+
 // The pest derive refers to `::alloc` when pest is built without its `std` feature (see parser.rs).
 extern crate alloc;
 
