@@ -22,6 +22,19 @@ pub fn check_and_render(text: &str, mut render: impl FnMut(&MietteReport)) {
         }
         render(&MietteReport::new(d, &checked.sources));
     }
+    // One resolver: the checker looked up every name the editor's walk finds, and only those.
+    let key = |r: &crate::symbols::Reference| (r.span.file, r.span.start, r.span.end, r.namespace);
+    let walked: std::collections::BTreeSet<_> = checked
+        .files
+        .iter()
+        .flat_map(|f| crate::symbols::symbols(f).references)
+        .map(|r| key(&r))
+        .collect();
+    let resolved: std::collections::BTreeSet<_> = checked.references.iter().map(key).collect();
+    assert_eq!(
+        walked, resolved,
+        "the checker's references differ from the editor's walk"
+    );
 }
 
 /// The formatter `ladderc fmt` runs, on a file that parses: the output parses, formatting it

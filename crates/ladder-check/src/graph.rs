@@ -3,6 +3,7 @@
 
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::index::{Index, Namespace, Rung};
+use crate::symbols::SymbolNamespace;
 use ladder_syntax::ast::{CompareOp, Operand, ScriptStmtKind};
 use ladder_syntax::Span;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -180,10 +181,15 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
         .filter_map(|(_, n)| index.agents.get(n).map(|a| (n, a)))
     {
         for h in &agent.handoffs {
-            if !index.intents.contains_key(h.intent.name.as_str()) {
+            if index.intents.contains_key(h.intent.name.as_str()) {
+                index.record(&h.intent, SymbolNamespace::Intent);
+            } else {
                 index.resolve(Namespace::Intent, &h.intent, "a handoff's intent", out);
             }
             // Fast path: a name with a node is a rung; `resolve` only runs to report a problem.
+            if g.nodes.contains_key(&h.target.name) {
+                index.record(&h.target, SymbolNamespace::Rung);
+            }
             if g.nodes.contains_key(&h.target.name)
                 || index.resolve(Namespace::Rung, &h.target, "a handoff target", out)
             {
@@ -197,6 +203,9 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
             }
         }
         for e in &agent.escalations {
+            if g.nodes.contains_key(&e.target.name) {
+                index.record(&e.target, SymbolNamespace::Rung);
+            }
             if g.nodes.contains_key(&e.target.name)
                 || index.resolve(Namespace::Rung, &e.target, "an escalation target", out)
             {

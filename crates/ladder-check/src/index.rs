@@ -3,6 +3,7 @@
 
 use crate::diagnostics::{Code, Diagnostic, Diagnostics};
 use crate::suggest::did_you_mean;
+use crate::symbols::SymbolNamespace;
 use ladder_syntax::ast::*;
 use ladder_syntax::Span;
 use rustc_hash::FxHashMap as HashMap;
@@ -69,6 +70,9 @@ pub(crate) struct Index<'a> {
     pub broken: rustc_hash::FxHashSet<&'a str>,
     /// Whether a `ladder` header item has a syntax error.
     pub broken_header: bool,
+    /// Every reference the checker looked up, as it looked it up: the table the editor
+    /// navigates (definition, references, rename).
+    pub refs: std::cell::RefCell<Vec<crate::symbols::Reference>>,
 }
 
 impl<'a> Index<'a> {
@@ -153,6 +157,15 @@ impl Namespace {
 }
 
 impl<'a> Index<'a> {
+    /// Records a reference for the editor (see [`Index::refs`]).
+    pub fn record(&self, name: &Ident, namespace: SymbolNamespace) {
+        self.refs.borrow_mut().push(crate::symbols::Reference {
+            name: name.name.clone(),
+            namespace,
+            span: name.span,
+        });
+    }
+
     /// The declared type of a session variable (see [`Index::var_types`]).
     pub(crate) fn var_type(&self, name: &str) -> Option<&'a ladder_syntax::ast::TypeExpr> {
         self.var_types.get(name).copied()
@@ -184,6 +197,15 @@ impl<'a> Index<'a> {
     /// Resolves a reference; reports L0004 (with a suggestion) or L0005 and returns `false` if
     /// the name is not a `ns`.
     pub fn resolve(&self, ns: Namespace, name: &Ident, role: &str, out: &mut Diagnostics) -> bool {
+        self.record(
+            name,
+            match ns {
+                Namespace::Rung | Namespace::Agent => SymbolNamespace::Rung,
+                Namespace::Tool => SymbolNamespace::Tool,
+                Namespace::Intent => SymbolNamespace::Intent,
+                Namespace::Model => SymbolNamespace::Model,
+            },
+        );
         if self.defines(ns, &name.name) {
             return true;
         }
@@ -265,6 +287,15 @@ pub(crate) fn unknown_statement(
     out.push(d);
 }
 
+/// A second definition of a name is reported (L0003) and not analysed; the names it uses are
+/// still recorded for the editor.
+fn unanalysed(index: &Index, item: &Item) {
+    index
+        .refs
+        .borrow_mut()
+        .extend(crate::symbols::item_references(item));
+}
+
 pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> {
     let mut index = Index::default();
     let mut seen: HashMap<(&'static str, &'a str), Span> = HashMap::default();
@@ -320,6 +351,8 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
                     if check_dup("rung", &a.name, "agent", out) {
                         let info = agent_info(a, &item.docs, &mut index, out);
                         index.agents.insert(&a.name.name, info);
+                    } else {
+                        unanalysed(&index, item);
                     }
                 }
                 ItemKind::Human(h) => {
@@ -328,7 +361,9 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
                     }
                 }
                 ItemKind::Script(s) => {
-                    if check_dup("rung", &s.name, "script", out) {
+                    if !check_dup("rung", &s.name, "script", out) {
+                        unanalysed(&index, item);
+                    } else {
                         index.scripts.insert(&s.name.name, s);
                         for stmt in &s.stmts {
                             if let ScriptStmtKind::Unknown(u) = &stmt.kind {
@@ -343,11 +378,15 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
                         for u in &t.unknown {
                             unknown_statement(u, "tool", TOOL_STATEMENTS, out);
                         }
+                    } else {
+                        unanalysed(&index, item);
                     }
                 }
                 ItemKind::Intent(i) => {
                     if check_dup("intent", &i.name, "intent", out) {
                         index.intents.insert(&i.name.name, i);
+                    } else {
+                        unanalysed(&index, item);
                     }
                 }
                 ItemKind::Model(m) => {
@@ -358,6 +397,8 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
                 ItemKind::Type(t) => {
                     if check_dup("type", &t.name, "type", out) {
                         index.types.insert(&t.name.name, t);
+                    } else {
+                        unanalysed(&index, item);
                     }
                 }
                 ItemKind::Meta(m) => index.meta.push(m),
@@ -414,6 +455,10 @@ fn agent_info<'a>(
         }
         let single = match &stmt.kind {
             AgentStmtKind::Model(m) => {
+                if info.model.is_some() {
+                    // A repeated `model` (L0032) is not resolved; the editor still sees it.
+                    index.record(m, SymbolNamespace::Model);
+                }
                 info.model.get_or_insert(m);
                 Some("`model`")
             }
@@ -448,11 +493,17 @@ fn agent_info<'a>(
                 duration_span,
                 otherwise,
             } => {
+                if let (Some(_), Some(o)) = (info.sla, otherwise) {
+                    index.record(o, SymbolNamespace::Rung);
+                }
                 info.sla
                     .get_or_insert((*seconds, *duration_span, otherwise.as_ref()));
                 Some("`sla`")
             }
             AgentStmtKind::Fallback(f) => {
+                if info.fallback.is_some() {
+                    index.record(f, SymbolNamespace::Rung);
+                }
                 info.fallback.get_or_insert(f);
                 Some("`fallback`")
             }

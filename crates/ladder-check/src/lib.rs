@@ -90,6 +90,8 @@ pub struct Checked {
     pub graph: Option<GraphView>,
     /// Worst-case bounds, when the graph is acyclic and has an entry.
     pub worst_case: Option<WorstCase>,
+    /// Every name the checker looked up, with where: sorted by file and position, each once.
+    pub references: Vec<symbols::Reference>,
     /// The syntax tree of each file, indexed like `sources`: what parsed, with the items that
     /// did not listed in [`File::broken`]. The editor navigates these (no second parse).
     pub files: Vec<File>,
@@ -248,6 +250,9 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
         )
     });
     let graph = graph.view();
+    let mut references = index.refs.take();
+    references.sort_by_key(|r| (r.span.file, r.span.start, r.span.end));
+    references.dedup_by(|a, b| a.span == b.span && a.namespace == b.namespace);
     drop((index, parsed, session_vars));
     Checked {
         sources,
@@ -255,6 +260,7 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
         program: program.flatten(),
         graph: Some(graph),
         worst_case,
+        references,
         files,
     }
 }
@@ -291,6 +297,7 @@ fn stopped(
     options: &CheckOptions,
 ) -> Checked {
     Checked {
+        references: Vec::new(),
         files,
         sources,
         diagnostics: diagnostics::finish(out.into_vec(), &[], &options.lints),

@@ -77,6 +77,9 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
                 TestStepKind::Calls {
                     agent, function, ..
                 } => {
+                    // `transfer_to_billing` names the rung `billing`; any other name a tool.
+                    let r = crate::symbols::function_reference(function);
+                    index.refs.borrow_mut().push(r);
                     if index.resolve(Namespace::Agent, agent, "a scripted model answer", out) {
                         offered(index, agent, function, out);
                     }

@@ -6,7 +6,7 @@ use ladder_syntax::Span;
 use serde::Serialize;
 
 /// What a name refers to. Agents, humans and scripts share the rung namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SymbolNamespace {
     /// Agents, humans and scripts.
@@ -154,19 +154,26 @@ fn r(out: &mut Vec<Reference>, i: &Ident, namespace: SymbolNamespace) {
 
 /// The rung or tool a scripted model call names: `transfer_to_X`, `escalate_to_X`,
 /// `consult_X` name the rung `X` (the span covers only `X`); any other name is a tool's.
-fn function_ref(out: &mut Vec<Reference>, function: &Ident) {
+pub(crate) fn function_reference(function: &Ident) -> Reference {
     for prefix in ["transfer_to_", "escalate_to_", "consult_"] {
         if let Some(rung) = function.name.strip_prefix(prefix) {
             let start = function.span.start + prefix.len();
-            out.push(Reference {
+            return Reference {
                 name: rung.to_string(),
                 namespace: SymbolNamespace::Rung,
                 span: Span::new(function.span.file, start, function.span.end),
-            });
-            return;
+            };
         }
     }
-    r(out, function, SymbolNamespace::Tool);
+    Reference {
+        name: function.name.clone(),
+        namespace: SymbolNamespace::Tool,
+        span: function.span,
+    }
+}
+
+fn function_ref(out: &mut Vec<Reference>, function: &Ident) {
+    out.push(function_reference(function));
 }
 
 fn value_text(v: &ValueKind) -> String {
@@ -196,6 +203,19 @@ fn docs(d: &[String]) -> String {
     } else {
         format!("\n\n{}", d.join("\n"))
     }
+}
+
+/// The references in one item: for an item the checker does not analyse (a second definition
+/// of a name), so that the editor still finds and renames what it names.
+pub(crate) fn item_references(item: &Item) -> Vec<Reference> {
+    let file = File {
+        span: item.span,
+        version: None,
+        attrs: Vec::new(),
+        items: vec![item.clone()],
+        broken: Vec::new(),
+    };
+    symbols(&file).references
 }
 
 /// Every definition and reference in a parsed file.

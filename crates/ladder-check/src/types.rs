@@ -41,6 +41,7 @@ pub(crate) fn check_type(
 ) {
     match &ty.kind {
         TypeKind::Named(name) => {
+            index.record(name, crate::symbols::SymbolNamespace::Type);
             if builtin_schema(&name.name).is_some() {
                 return;
             }

@@ -188,11 +188,24 @@ impl Backend {
         .ok()?;
         // The checker recovers from syntax errors item by item, so its trees hold everything
         // outside a broken item, at the offsets of the text as it is now.
+        // Definitions from the trees; references from the checker's own table of every name it
+        // looked up (one resolver: what the editor navigates is what the checker checked).
         let symbols = checked
             .sources
             .iter()
             .zip(&checked.files)
-            .map(|((_, file), parsed)| (file.path.clone(), symbols(parsed), file.clone()))
+            .map(|((id, file), parsed)| {
+                let table = Symbols {
+                    definitions: symbols(parsed).definitions,
+                    references: checked
+                        .references
+                        .iter()
+                        .filter(|r| r.span.file == id)
+                        .cloned()
+                        .collect(),
+                };
+                (file.path.clone(), table, file.clone())
+            })
             .collect();
         let analysis = Arc::new(Analysis { checked, symbols });
         self.analyses
