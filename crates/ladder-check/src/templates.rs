@@ -243,6 +243,7 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
         let Some(prompt) = agent.prompt else { continue };
         let edges = incoming.get(name).map(Vec::as_slice).unwrap_or(&[]);
         check_prompt(index, prompt, Some((name, edges)), session_vars, out);
+        cache_order(prompt, out);
         if let Some(other) = arrivals.get(name) {
             check_arrivals(prompt, name, other, out);
         }
@@ -254,6 +255,73 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
             }
         }
     }
+}
+
+/// Template values that change every turn. Providers cache the stable prefix of a request (the
+/// tools, then the system prompt up to its first changing value), so one of these before static
+/// text makes the rest of the prompt uncacheable (L0038).
+const PER_TURN: &[&str] = &["transcript", "summary", "turn"];
+
+/// L0038: the first per-turn value of an agent's prompt comes before static text.
+fn cache_order(prompt: &Prompt, out: &mut Diagnostics) {
+    let Some(first) = prompt
+        .templates
+        .iter()
+        .filter(|r| r.path.len() == 1 && PER_TURN.contains(&r.path[0].as_str()))
+        .min_by_key(|r| r.span.start)
+    else {
+        return;
+    };
+    // Static text after it: the prompt's text after that reference, without other references.
+    let needle = &first.path[0];
+    let Some(at) = template_positions(&prompt.text)
+        .into_iter()
+        .find(|(_, _, name)| name == needle)
+        .map(|(_, end, _)| end)
+    else {
+        return;
+    };
+    let rest = &prompt.text[at..];
+    let static_after: String =
+        template_positions(rest)
+            .into_iter()
+            .rev()
+            .fold(rest.to_string(), |mut text, (s, e, _)| {
+                text.replace_range(s..e, "");
+                text
+            });
+    // Punctuation that closes the sentence of the value is not instructions.
+    if static_after
+        .chars()
+        .all(|c| c.is_whitespace() || c.is_ascii_punctuation())
+    {
+        return;
+    }
+    out.push(
+        Diagnostic::new(
+            Code::UncacheablePrompt,
+            first.span,
+            format!("`{{{{{needle}}}}}` comes before static text in this prompt"),
+        )
+        .label("it differs between requests, so the prompt's cacheable prefix ends here")
+        .help(format!(
+            "move the instructions after `{{{{{needle}}}}}` above it; providers cache the stable prefix of a request (tools, then the system prompt up to its first value that changes)"
+        )),
+    );
+}
+
+/// `(start, end, name)` of each one-word `{{name}}` in `text`.
+fn template_positions(text: &str) -> Vec<(usize, usize, String)> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(open) = text[from..].find("{{").map(|i| from + i) {
+        let Some(close) = text[open + 2..].find("}}").map(|i| open + 2 + i) else {
+            break;
+        };
+        found.push((open, close + 2, text[open + 2..close].trim().to_string()));
+        from = close + 2;
+    }
+    found
 }
 
 type Receiver<'e, 'a> = (&'e str, &'e [(&'a str, &'a Handoff)]);
