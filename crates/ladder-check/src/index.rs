@@ -340,6 +340,7 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
                                 .secondary(first.name.span, "the ladder is already declared here")
                                 .help("a ladder has one header; files that are `use`d hold only items"),
                         );
+                        unanalysed(&index, item);
                     } else {
                         index.ladder = Some(l);
                         for u in &l.unknown {
