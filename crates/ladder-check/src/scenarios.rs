@@ -296,10 +296,12 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
             index.resolve(Namespace::Rung, name, "an expected rung", out);
         }
         E::Escalation { from, to } => {
-            let ok = index.resolve(Namespace::Rung, to, "an escalation target", out)
-                && from.as_ref().is_none_or(|f| {
-                    index.resolve(Namespace::Agent, f, "the escalating agent", out)
-                });
+            // Both names are looked up (and so recorded for the editor) whatever the first says.
+            let target = index.resolve(Namespace::Rung, to, "an escalation target", out);
+            let source = from
+                .as_ref()
+                .is_none_or(|f| index.resolve(Namespace::Agent, f, "the escalating agent", out));
+            let ok = target && source;
             if ok {
                 let escalates = |a: &crate::index::AgentInfo| {
                     a.escalations.iter().any(|e| e.target.name == to.name)
@@ -380,9 +382,9 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
             }
         }
         E::Fallback { from, to } => {
-            if index.resolve(Namespace::Agent, from, "a rung with a fallback", out)
-                && index.resolve(Namespace::Rung, to, "a fallback", out)
-            {
+            let source = index.resolve(Namespace::Agent, from, "a rung with a fallback", out);
+            let target = index.resolve(Namespace::Rung, to, "a fallback", out);
+            if source && target {
                 let a = &index.agents[from.name.as_str()];
                 let declared = a.fallback.is_some_and(|f| f.name == to.name)
                     || a.sla
