@@ -316,6 +316,8 @@ fn entry(index: &Index, g: &AgentGraph, out: &mut Diagnostics) -> Option<NodeInd
         }
         [first, rest @ ..] => {
             for again in rest {
+                // Reported (L0032), not resolved; the editor still sees the name.
+                index.record(again, SymbolNamespace::Rung);
                 out.push(Diagnostic::repeated(
                     first.span,
                     again.span,
