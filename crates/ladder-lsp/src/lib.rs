@@ -279,16 +279,23 @@ impl Backend {
             .await;
     }
 
+    /// The analysis of a document, with the index of the document's own file in its symbols.
+    fn document(&self, uri: &Url) -> Option<(Arc<Analysis>, usize)> {
+        let (path, analysis) = self.analysis(uri)?;
+        let at = analysis
+            .symbols
+            .iter()
+            .position(|(p, _, _)| absolute(p) == absolute(&path))?;
+        Some((analysis, at))
+    }
+
     /// The symbol under the cursor, across the loaded files.
     fn target(
         &self,
         params: &TextDocumentPositionParams,
     ) -> Option<(Arc<Analysis>, String, SymbolNamespace)> {
-        let (path, analysis) = self.analysis(&params.text_document.uri)?;
-        let (_, syms, file) = analysis
-            .symbols
-            .iter()
-            .find(|(p, _, _)| absolute(p) == absolute(&path))?;
+        let (analysis, at) = self.document(&params.text_document.uri)?;
+        let (_, syms, file) = &analysis.symbols[at];
         let (name, ns) = syms.at(offset(file, params.position))?;
         let (name, ns) = (name.to_string(), ns);
         Some((analysis.clone(), name, ns))
@@ -558,16 +565,10 @@ impl LanguageServer for Backend {
         &self,
         params: TextDocumentPositionParams,
     ) -> Result<Option<PrepareRenameResponse>> {
-        let Some((path, analysis)) = self.analysis(&params.text_document.uri) else {
+        let Some((analysis, document)) = self.document(&params.text_document.uri) else {
             return Ok(None);
         };
-        let Some((_, syms, file)) = analysis
-            .symbols
-            .iter()
-            .find(|(p, _, _)| absolute(p) == absolute(&path))
-        else {
-            return Ok(None);
-        };
+        let (_, syms, file) = &analysis.symbols[document];
         let at = offset(file, params.position);
         let span = syms
             .definitions
@@ -659,16 +660,10 @@ impl LanguageServer for Backend {
         &self,
         params: DocumentSymbolParams,
     ) -> Result<Option<DocumentSymbolResponse>> {
-        let Some((path, analysis)) = self.analysis(&params.text_document.uri) else {
+        let Some((analysis, document)) = self.document(&params.text_document.uri) else {
             return Ok(None);
         };
-        let Some((_, syms, file)) = analysis
-            .symbols
-            .iter()
-            .find(|(p, _, _)| absolute(p) == absolute(&path))
-        else {
-            return Ok(None);
-        };
+        let (_, syms, file) = &analysis.symbols[document];
         #[allow(deprecated)]
         let list = syms
             .definitions

@@ -161,16 +161,28 @@ fn body<T: serde::de::DeserializeOwned>(
 pub fn app(durable: Durable, metrics: Arc<Metrics>, options: AppOptions) -> Router {
     // Nobody waits on this channel: turns hold a sender only for `serve`'s drain.
     let (turns, _) = mpsc::channel::<()>(1);
-    let ladder: Arc<str> = durable.runtime().program().name.as_str().into();
-    let app = App {
-        durable,
-        token: options.token.map(Into::into),
-        metrics,
-        ladder,
-        turns,
-        hosts: options.hosts.map(Arc::new),
-    };
+    let app = App::new(durable, options.token, metrics, turns, options.hosts);
     router(app, options.max_body)
+}
+
+impl App {
+    fn new(
+        durable: Durable,
+        token: Option<String>,
+        metrics: Arc<Metrics>,
+        turns: mpsc::Sender<()>,
+        hosts: Option<Vec<String>>,
+    ) -> Self {
+        let ladder: Arc<str> = durable.runtime().program().name.as_str().into();
+        App {
+            durable,
+            token: token.map(Into::into),
+            metrics,
+            ladder,
+            turns,
+            hosts: hosts.map(Arc::new),
+        }
+    }
 }
 
 /// Serves `runtime` (whose backend reports to `metrics`, see [`TimedBackend`]) until SIGINT or
@@ -189,7 +201,6 @@ pub async fn serve(
     let store = ladder_store::open(&options.store)
         .await
         .map_err(|e| e.to_string())?;
-    let ladder: Arc<str> = runtime.program().name.as_str().into();
     // Names this process in leases and 409 messages: host and pid.
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -205,14 +216,7 @@ pub async fn serve(
         .map_err(|e| format!("cannot listen on {}: {e}", options.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let hosts = served_hosts(local, &options.allowed_hosts, options.token.is_some());
-    let app = App {
-        durable,
-        token: options.token.map(Into::into),
-        metrics,
-        ladder,
-        turns,
-        hosts: hosts.map(Arc::new),
-    };
+    let app = App::new(durable, options.token, metrics, turns, hosts);
     let cors = cors_layer(&options.cors_origins)?;
     let mut router = router(app.clone(), options.max_body);
     if let Some(cors) = cors {
