@@ -164,27 +164,47 @@ pub(crate) fn worst_case(
                 .map(|e| e.target().index())
         })
         .collect();
+    // A `return` hands control back up to a delegator (an agent that hands off), which may walk
+    // down again. Returns count against `handoffs_per_turn` like handoffs, so a turn has at most
+    // that many, each starting a new walk at a delegator.
+    let return_targets: Vec<usize> = reachable_agents
+        .iter()
+        .flat_map(|n| {
+            g.graph
+                .edges(*n)
+                .filter(|e| e.weight().kind == EdgeKind::Return)
+                .map(|e| e.target().index())
+        })
+        .collect();
+    let returns = if return_targets.is_empty() {
+        0
+    } else {
+        limits.handoffs_per_turn
+    };
     let later = |per_node: &[u32]| -> u32 {
-        let most = escalation_targets
-            .iter()
-            .map(|t| per_node[*t])
-            .max()
-            .unwrap_or(0);
-        per_node[entry.index()].saturating_add(escalations.saturating_mul(most))
+        let most = |targets: &[usize]| targets.iter().map(|t| per_node[*t]).max().unwrap_or(0);
+        per_node[entry.index()]
+            .saturating_add(escalations.saturating_mul(most(&escalation_targets)))
+            .saturating_add(returns.saturating_mul(most(&return_targets)))
     };
     let allowances = later(&w.fallbacks).saturating_add(1);
     let handoffs = limits
         .handoffs_per_turn
-        .min(later(&w.handoffs))
+        .min(later(&w.handoffs).saturating_add(returns))
         .saturating_add(later(&w.script_handoffs));
-    // The turn deadline bounds every turn, whatever the SLAs add up to.
-    let latency_bound = (w.sla_seconds[entry.index()]
-        + f64::from(escalations)
-            * escalation_targets
-                .iter()
-                .map(|t| w.sla_seconds[*t])
-                .fold(0.0, f64::max))
-    .min(limits.turn_deadline_seconds);
+    // The turn deadline bounds every turn, whatever the SLAs add up to. With returns, a rung may
+    // answer more than once in a turn: the deadline is the bound.
+    let latency_bound = if returns > 0 {
+        limits.turn_deadline_seconds
+    } else {
+        (w.sla_seconds[entry.index()]
+            + f64::from(escalations)
+                * escalation_targets
+                    .iter()
+                    .map(|t| w.sla_seconds[*t])
+                    .fold(0.0, f64::max))
+        .min(limits.turn_deadline_seconds)
+    };
     // Every agent a model call may come from is reachable (consult edges count).
     let llm_calls = if reachable_agents.is_empty() {
         0

@@ -89,6 +89,7 @@ codes! {
     TooManyItems = "L0035", "too-many-items", Error, "a ladder declares more items than `--max-items` allows";
     UnprovedBudget = "L0036", "unproved-budget", Warning, "a budget that nothing bounds, so `check` cannot prove it";
     UnofferedCall = "L0037", "unoffered-call", Warning, "a scripted model answer calls a function that agent is never offered";
+    ReturnWithoutDelegator = "L0039", "return-without-delegator", Error, "`return` on an agent that no agent hands off to";
     UncacheablePrompt = "L0038", "uncacheable-prompt", Warning, "a prompt puts per-turn data before static text, so its cacheable prefix is short";
 }
 

@@ -37,12 +37,15 @@ pub enum EdgeKind {
     Consult,
     /// `fallback -> x` and `sla .. else -> x`.
     Fallback,
+    /// `return`: back to a rung that hands off to this agent.
+    Return,
 }
 
 impl EdgeKind {
-    /// Delegation and fallback edges must form a DAG; escalations go back up by design.
+    /// Delegation and fallback edges must form a DAG; escalations and returns go back up by
+    /// design.
     fn is_downward(self) -> bool {
-        !matches!(self, EdgeKind::Escalate)
+        !matches!(self, EdgeKind::Escalate | EdgeKind::Return)
     }
 }
 
@@ -253,8 +256,58 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
             }
         }
     }
+    returns(index, &mut g, out);
     g.entry = entry(index, &g, out);
     g
+}
+
+/// Return edges: from an agent with `return` to each agent that hands off to it (a script that
+/// hands off is not returned to: the runtime's delegation stack holds agents). L0039 when no
+/// agent does.
+fn returns(index: &Index, g: &mut AgentGraph, out: &mut Diagnostics) {
+    let mut edges = Vec::new();
+    for (name, agent) in &index.agents {
+        let Some(span) = agent.returns else { continue };
+        let Some(&node) = g.nodes.get(*name) else {
+            continue;
+        };
+        let delegators: Vec<NodeIndex> = g
+            .graph
+            .edges_directed(node, Direction::Incoming)
+            .filter(|e| e.weight().kind == EdgeKind::Handoff)
+            .map(|e| e.source())
+            .filter(|s| matches!(g.graph[*s].1, RungKind::Agent))
+            .collect();
+        if delegators.is_empty() {
+            out.push(
+                Diagnostic::new(
+                    Code::ReturnWithoutDelegator,
+                    span,
+                    format!("`{name}` returns, but no agent hands off to it"),
+                )
+                .label("there is never anyone to return to")
+                .help(format!(
+                    "remove `return`, or give an agent a `handoff .. -> {name}`"
+                )),
+            );
+        }
+        for d in delegators {
+            edges.push((node, d, span));
+        }
+    }
+    edges.sort_by_key(|(a, b, _)| (a.index(), b.index()));
+    edges.dedup_by_key(|(a, b, _)| (*a, *b));
+    for (a, b, span) in edges {
+        g.graph.add_edge(
+            a,
+            b,
+            EdgeInfo {
+                kind: EdgeKind::Return,
+                label: Some("return".into()),
+                span,
+            },
+        );
+    }
 }
 
 fn condition_text(c: &ladder_syntax::ast::Condition) -> String {
@@ -890,7 +943,10 @@ pub(crate) fn dead_ends(index: &Index, g: &AgentGraph, out: &mut Diagnostics) {
         for e in g.graph.edges_directed(node, Direction::Incoming) {
             let from = e.source();
             if concludes[from.index()]
-                || !matches!(e.weight().kind, EdgeKind::Handoff | EdgeKind::Escalate)
+                || !matches!(
+                    e.weight().kind,
+                    EdgeKind::Handoff | EdgeKind::Escalate | EdgeKind::Return
+                )
             {
                 continue;
             }

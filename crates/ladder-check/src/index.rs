@@ -42,6 +42,8 @@ pub(crate) struct AgentInfo<'a> {
     pub sla: Option<(f64, Span, Option<&'a Ident>)>,
     pub fallback: Option<&'a Ident>,
     pub router: bool,
+    /// `return`, where written.
+    pub returns: Option<Span>,
 }
 
 /// Definitions by name, per namespace. Rungs (agents, humans, scripts) share one namespace; tools,
@@ -448,6 +450,7 @@ fn agent_info<'a>(
         sla: None,
         fallback: None,
         router: false,
+        returns: None,
     };
     let mut spans: BTreeMap<&'static str, Span> = BTreeMap::new();
     for stmt in &a.stmts {
@@ -511,6 +514,10 @@ fn agent_info<'a>(
             AgentStmtKind::Router => {
                 info.router = true;
                 Some("`router`")
+            }
+            AgentStmtKind::Return => {
+                info.returns.get_or_insert(stmt.span);
+                Some("`return`")
             }
             AgentStmtKind::Unknown(u) => {
                 unknown_statement(u, "agent", AGENT_STATEMENTS, out);

@@ -63,6 +63,7 @@ pub(crate) fn lower(
                 model: a.model?.name.clone(),
                 prompt: a.prompt?.text.clone(),
                 router: a.router,
+                returns: a.returns.is_some(),
                 tools: a.tools.iter().map(|t| t.name.clone()).collect(),
                 accepts: a
                     .accepts

@@ -126,6 +126,16 @@ fn offered(index: &Index, agent: &Ident, function: &Ident, out: &mut Diagnostics
             .map(|e| format!("escalate_to_{}", e.target.name)),
     );
     functions.extend(a.consults.iter().map(|c| format!("consult_{}", c.name)));
+    if a.returns.is_some() {
+        // `return_to_X` for each agent that hands off to this one.
+        functions.extend(
+            index
+                .agents
+                .iter()
+                .filter(|(_, d)| d.handoffs.iter().any(|h| h.target.name == agent.name))
+                .map(|(name, _)| format!("return_to_{name}")),
+        );
+    }
     if functions.contains(&function.name) {
         return;
     }

@@ -153,9 +153,9 @@ fn r(out: &mut Vec<Reference>, i: &Ident, namespace: SymbolNamespace) {
 }
 
 /// The rung or tool a scripted model call names: `transfer_to_X`, `escalate_to_X`,
-/// `consult_X` name the rung `X` (the span covers only `X`); any other name is a tool's.
+/// `consult_X`, `return_to_X` name the rung `X` (the span covers only `X`); any other name is a tool's.
 pub(crate) fn function_reference(function: &Ident) -> Reference {
-    for prefix in ["transfer_to_", "escalate_to_", "consult_"] {
+    for prefix in ["transfer_to_", "escalate_to_", "consult_", "return_to_"] {
         if let Some(rung) = function.name.strip_prefix(prefix) {
             let start = function.span.start + prefix.len();
             return Reference {
@@ -437,6 +437,8 @@ pub fn symbols(file: &File) -> Symbols {
                         AgentStmtKind::Router => {
                             lines.push("- router (never replies itself)".into())
                         }
+                        AgentStmtKind::Return => lines
+                            .push("- may return the conversation to whoever handed it over".into()),
                         AgentStmtKind::Prompt(_) | AgentStmtKind::Unknown(_) => {}
                     }
                 }

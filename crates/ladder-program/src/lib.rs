@@ -268,6 +268,10 @@ pub struct Agent {
     pub prompt: String,
     /// A router only hands off; it never replies.
     pub router: bool,
+    /// `return`: it may hand the conversation back to the rung that handed it over (the top of
+    /// the session's delegation stack).
+    #[serde(default)]
+    pub returns: bool,
     /// Tools it may call.
     pub tools: Vec<String>,
     /// Intents this agent accepts from handoffs; `None` means any.

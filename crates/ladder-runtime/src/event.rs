@@ -74,6 +74,15 @@ pub enum Event {
         /// The intent's payload, validated.
         payload: serde_json::Value,
     },
+    /// Control went back up to the agent that handed it down (`return`).
+    Returned {
+        /// The agent returning.
+        from: String,
+        /// The agent it returns to.
+        to: String,
+        /// What it did, as the model summarised it.
+        summary: String,
+    },
     /// Control moved up an `escalate` edge.
     Escalation {
         /// The rung escalating.

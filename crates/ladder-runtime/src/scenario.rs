@@ -133,6 +133,7 @@ pub fn route_of(events: &[Event]) -> Vec<String> {
         .filter_map(|e| match e {
             Event::Handoff { from, to, .. } => Some(format!("{from} -> {to}")),
             Event::Escalation { from, to, .. } => Some(format!("{from} ^ {to}")),
+            Event::Returned { from, to, .. } => Some(format!("{to} <- {from}")),
             Event::Fallback { from, to, .. } => Some(format!("{from} => {to}")),
             Event::CeilingHit { ceiling, .. } => Some(format!("!{ceiling}")),
             Event::HumanNeeded { human, .. } => Some(format!("@{human}")),

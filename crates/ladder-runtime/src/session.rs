@@ -108,6 +108,9 @@ pub struct SessionState {
     pub current: String,
     /// Rungs to return to, innermost last.
     pub escalation_stack: Vec<String>,
+    /// Agents that handed the conversation down, innermost last: where a `return` goes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delegators: Vec<String>,
     /// Session variables.
     pub vars: serde_json::Map<String, serde_json::Value>,
     /// The conversation so far.
@@ -172,6 +175,7 @@ impl SessionState {
             turn: 0,
             current: entry,
             escalation_stack: Vec::new(),
+            delegators: Vec::new(),
             vars,
             transcript: Vec::new(),
             counters: Counters::default(),

@@ -1,5 +1,5 @@
 //! The worst case `ladderc check` prints is an upper bound of what the runtime does: random
-//! ladders (handoffs, escalations, consults, fallbacks, tools, small random limits) run against
+//! ladders (handoffs, returns, escalations, consults, fallbacks, tools, small random limits) run against
 //! an adversarial scripted model that calls whatever it is offered (hand-offs, escalations with
 //! their guards satisfied, consults, tools), calls functions that do not exist, and spends the
 //! most tokens its model allows on every call. Every turn's LLM calls, tool calls, handoffs and
@@ -35,6 +35,8 @@ struct Shape {
     agents: usize,
     edges: Vec<AgentEdges>,
     limits: [u32; 5],
+    /// Per agent: whether it declares `return` (written only when an agent hands off to it).
+    returns: Vec<bool>,
 }
 
 fn ladder(shape: &Shape) -> String {
@@ -51,6 +53,18 @@ fn ladder(shape: &Shape) -> String {
     for i in 0..n {
         s.push_str(&format!("intent to_a{i} \"Go to a{i}\"\n"));
     }
+    let targets_of = |i: usize, hand: &[usize]| -> Vec<usize> {
+        let mut targets: Vec<usize> = hand.iter().map(|o| i + 1 + o).filter(|t| *t < n).collect();
+        targets.sort_unstable();
+        targets.dedup();
+        targets
+    };
+    let mut delegated = vec![false; n];
+    for (i, edges) in shape.edges.iter().enumerate().take(n) {
+        for t in targets_of(i, &edges.0) {
+            delegated[t] = true;
+        }
+    }
     for (i, (hand, esc, consult, fallback, tools, big)) in shape.edges.iter().enumerate().take(n) {
         s.push_str(&format!(
             "agent a{i} {{\n  model {}\n  prompt \"Agent {i}.\"\n",
@@ -59,11 +73,11 @@ fn ladder(shape: &Shape) -> String {
         if *tools {
             s.push_str("  tools [look]\n");
         }
-        let mut targets: Vec<usize> = hand.iter().map(|o| i + 1 + o).filter(|t| *t < n).collect();
-        targets.sort_unstable();
-        targets.dedup();
-        for t in targets {
+        for t in targets_of(i, hand) {
             s.push_str(&format!("  handoff to_a{t} -> a{t}\n"));
+        }
+        if delegated[i] && shape.returns.get(i).copied().unwrap_or(false) {
+            s.push_str("  return\n");
         }
         match esc {
             Some(e) if i > 0 && e % (i + 1) < i => s.push_str(&format!(
@@ -184,14 +198,16 @@ fn shapes() -> impl Strategy<Value = (Shape, u64)> {
                 prop::collection::vec(edge, agents),
                 (1u32..7, 0u32..4, 0u32..4, 0u32..4, 0u32..4),
                 any::<u64>(),
+                prop::collection::vec(any::<bool>(), agents),
             )
         })
-        .prop_map(|(agents, edges, (a, b, c, d, e), seed)| {
+        .prop_map(|(agents, edges, (a, b, c, d, e), seed, returns)| {
             (
                 Shape {
                     agents,
                     edges,
                     limits: [a, b, c, d, e],
+                    returns,
                 },
                 seed | 1,
             )

@@ -547,6 +547,8 @@ pub enum AgentStmtKind {
     Fallback(Ident),
     /// `router`
     Router,
+    /// `return`: may hand the conversation back to the rung that handed it over.
+    Return,
     /// A statement the grammar does not know.
     Unknown(UnknownStmt),
 }

@@ -22,6 +22,7 @@ fn edge_label(kind: EdgeKind, label: &Option<String>) -> String {
         EdgeKind::Escalate => "escalate",
         EdgeKind::Consult => "consult",
         EdgeKind::Fallback => "fallback",
+        EdgeKind::Return => "return",
     };
     match label {
         Some(l) if l != kind => format!("{kind}: {l}"),
@@ -45,6 +46,7 @@ fn mermaid(graph: &GraphView) -> String {
             EdgeKind::Escalate => "-.->",
             EdgeKind::Consult => "<-->",
             EdgeKind::Fallback => "==>",
+            EdgeKind::Return => "-.->",
         };
         let label = edge_label(e.kind, &e.label).replace('"', "'");
         let _ = writeln!(s, "  {} {arrow}|\"{label}\"| {}", e.from, e.to);
@@ -76,10 +78,11 @@ fn dot(graph: &GraphView) -> String {
             EdgeKind::Escalate => "dashed",
             EdgeKind::Consult => "dotted",
             EdgeKind::Fallback => "bold",
+            EdgeKind::Return => "dashed",
         };
         let label = edge_label(e.kind, &e.label).replace('"', "\\\"");
         // Escalations point back up: letting them rank would pull the entry down the drawing.
-        let rank = if e.kind == EdgeKind::Escalate {
+        let rank = if matches!(e.kind, EdgeKind::Escalate | EdgeKind::Return) {
             ", constraint=false"
         } else {
             ""

@@ -205,6 +205,10 @@ fn print_event(event: &Event, speaking: &mut Option<String>, out: &mut impl Writ
                 }
             }
         }
+        Event::Returned { from, to, summary } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  <- {from} returns to {to}: {summary}");
+        }
         Event::Escalation { from, to, reason } => {
             end_line(speaking, out);
             let _ = writeln!(

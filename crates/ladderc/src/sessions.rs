@@ -181,6 +181,7 @@ fn show(state: &SessionState, open_turn: Option<u32>) -> String {
         .filter_map(|e| match e {
             Event::Handoff { from, to, .. } => Some(format!("{from} -> {to}")),
             Event::Escalation { from, to, .. } => Some(format!("{from} ^ {to}")),
+            Event::Returned { from, to, .. } => Some(format!("{to} <- {from}")),
             Event::Fallback { from, to, .. } => Some(format!("{from} ~> {to}")),
             _ => None,
         })

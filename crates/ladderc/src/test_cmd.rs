@@ -329,7 +329,7 @@ fn table(
     }
     let _ = writeln!(
         out,
-        "route: `a -> b` handoff, `a ^ b` escalation, `a => b` fallback, `!name` a ceiling fired, `@name` a person took over"
+        "route: `a -> b` handoff, `a <- b` b returned to a, `a ^ b` escalation, `a => b` fallback, `!name` a ceiling fired, `@name` a person took over"
     );
     // One table of pass rates by noise level, over every file and test.
     if groups.iter().any(|g| g.level > 0.0) {

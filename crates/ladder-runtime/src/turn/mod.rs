@@ -83,14 +83,27 @@ fn program(rt: &Inner) -> &Program {
 /// A checked program declares every listed tool; a hand-built one may not (then `Unknown`).
 enum Call<'p> {
     Transfer(&'p HandoffEdge),
+    /// `return_to_X`, where `X` is the agent that handed the conversation down.
+    Return(String),
     Escalate(&'p EscalationEdge),
     Consult(&'p str),
     Tool(&'p Tool),
     Unknown,
 }
 
-fn decode<'p>(prog: &'p Program, agent: &'p Agent, function: &str, consult_depth: u32) -> Call<'p> {
+fn decode<'p>(
+    prog: &'p Program,
+    agent: &'p Agent,
+    delegator: Option<&str>,
+    function: &str,
+    consult_depth: u32,
+) -> Call<'p> {
     let top = consult_depth == 0;
+    if let (Some(target), Some(delegator)) = (function.strip_prefix("return_to_"), delegator) {
+        if top && agent.returns && target == delegator {
+            return Call::Return(target.to_string());
+        }
+    }
     if let Some(target) = function.strip_prefix("transfer_to_").filter(|_| top) {
         if let Some(edge) = agent.handoffs.iter().find(|h| h.target == target) {
             return Call::Transfer(edge);
@@ -887,8 +900,10 @@ impl<'a> Turn<'a> {
                 ))
             }
         };
-        match decode(prog, agent, &call.name, consult_depth) {
+        let delegator = self.returnable(agent);
+        match decode(prog, agent, delegator, &call.name, consult_depth) {
             Call::Transfer(edge) => self.hand_off(name, call, edge, arguments),
+            Call::Return(target) => self.give_back(name, &target, arguments),
             Call::Escalate(edge) => self.escalate(name, call, edge, arguments),
             Call::Consult(target) => self.ask(name, target, arguments, consult_depth).await,
             Call::Tool(tool) => self.run_tool(name, call, tool, arguments).await,
@@ -962,6 +977,8 @@ impl<'a> Turn<'a> {
             note.push_str(&format!(". Summary: {s}"));
         }
         note.push_str(". You now answer the caller.");
+        // Where a `return` of the receiver (or of a rung below it) comes back to.
+        self.state.delegators.push(name.to_string());
         self.transfer(
             name,
             target,
@@ -969,6 +986,59 @@ impl<'a> Turn<'a> {
             payload,
             summary,
             edge.context.clone(),
+        );
+        self.state.inbound.note = Some(note);
+        Act::Leave(Outcome::Moved)
+    }
+
+    /// The agent the current rung may return to: the innermost delegator, if it hands off to
+    /// this rung itself (a rung reached by fallback or escalation does not return past it, so
+    /// returns follow exactly the edges `check` knows).
+    fn returnable(&self, agent: &Agent) -> Option<&'a str> {
+        let prog = program(self.rt);
+        let current = self.state.current.as_str();
+        let top = self.state.delegators.last()?;
+        let delegator = prog.agents.get_key_value(top.as_str())?;
+        (agent.returns && delegator.1.handoffs.iter().any(|h| h.target == current))
+            .then_some(delegator.0.as_str())
+    }
+
+    /// A `return_to_X` call: control goes back to the agent that handed it down, counted like a
+    /// handoff (so `check`'s worst case covers it).
+    fn give_back(&mut self, name: &str, target: &str, arguments: Value) -> Act {
+        let prog = program(self.rt);
+        let Some(summary) = arguments
+            .get("summary")
+            .and_then(Value::as_str)
+            .map(String::from)
+        else {
+            return Act::Correct("arguments.summary is required".into());
+        };
+        if self.handoffs >= prog.limits.handoffs_per_turn {
+            return Act::Leave(self.ceiling(
+                name,
+                "handoffs_per_turn",
+                prog.limits.handoffs_per_turn.into(),
+            ));
+        }
+        self.handoffs += 1;
+        self.state.counters.handoffs += 1;
+        self.state.delegators.pop();
+        self.emit(Event::Returned {
+            from: name.into(),
+            to: target.into(),
+            summary: summary.clone(),
+        });
+        let note = format!(
+            "`{name}` handed the conversation back to you: {summary}. You now answer the caller."
+        );
+        self.transfer(
+            name,
+            target,
+            None,
+            json!({ "summary": summary }),
+            Some(summary),
+            ContextPolicy::Full,
         );
         self.state.inbound.note = Some(note);
         Act::Leave(Outcome::Moved)

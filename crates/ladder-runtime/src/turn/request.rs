@@ -254,6 +254,21 @@ impl Turn<'_> {
                 parameters,
             });
         }
+        // `return`: back to the agent that handed the conversation down, while there is one.
+        if let Some(delegator) = self.returnable(agent).filter(|_| consult_depth == 0) {
+            specs.push(ToolSpec {
+                name: format!("return_to_{delegator}"),
+                description: format!(
+                    "Hand the conversation back to `{delegator}`, which handed it to you, once your part is done."
+                ),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {"summary": {"type": "string", "description": "What you did, for the agent you return to."}},
+                    "required": ["summary"],
+                    "additionalProperties": false,
+                }),
+            });
+        }
         let strict = prog
             .models
             .get(&agent.model)

@@ -845,6 +845,9 @@ impl Lower {
         if rule == Rule::router_stmt {
             return AgentStmtKind::Router;
         }
+        if rule == Rule::return_stmt {
+            return AgentStmtKind::Return;
+        }
         let mut it = p.into_inner().filter(is_meaningful).filter(|p| {
             !matches!(
                 p.as_rule(),
