@@ -155,27 +155,23 @@ pub(crate) fn worst_case(
     let sla = |n: NodeIndex| -> f64 { agent(n).and_then(|a| a.sla.map(|s| s.0)).unwrap_or(0.0) };
     let is_script = |n: NodeIndex| matches!(g.graph[n].1, RungKind::Script);
     let w = walks(g, &reaches_agent, &is_script, &sla);
-    let escalation_targets: Vec<usize> = reachable_agents
-        .iter()
-        .flat_map(|n| {
-            g.graph
-                .edges(*n)
-                .filter(|e| e.weight().kind == EdgeKind::Escalate)
-                .map(|e| e.target().index())
-        })
-        .collect();
+    // Where the walks after the first start: the targets of escalations, and of returns.
+    let targets_of = |kind: EdgeKind| -> Vec<usize> {
+        reachable_agents
+            .iter()
+            .flat_map(|n| {
+                g.graph
+                    .edges(*n)
+                    .filter(move |e| e.weight().kind == kind)
+                    .map(|e| e.target().index())
+            })
+            .collect()
+    };
+    let escalation_targets = targets_of(EdgeKind::Escalate);
     // A `return` hands control back up to a delegator (an agent that hands off), which may walk
     // down again. Returns count against `handoffs_per_turn` like handoffs, so a turn has at most
     // that many, each starting a new walk at a delegator.
-    let return_targets: Vec<usize> = reachable_agents
-        .iter()
-        .flat_map(|n| {
-            g.graph
-                .edges(*n)
-                .filter(|e| e.weight().kind == EdgeKind::Return)
-                .map(|e| e.target().index())
-        })
-        .collect();
+    let return_targets = targets_of(EdgeKind::Return);
     let returns = if return_targets.is_empty() {
         0
     } else {
