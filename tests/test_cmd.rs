@@ -308,3 +308,15 @@ fn noisy_failures_are_not_junit_failures() {
     assert_eq!(suite.attribute("failures"), Some("0"));
     let _ = std::fs::remove_file(path);
 }
+
+#[test]
+fn a_specialist_returns_the_conversation_through_the_binary() {
+    let out = ladderc(&["test", "tests/fixtures/test/returns.ladder"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("triage -> billing, triage <- billing"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("`a <- b` b returned to a"), "{stdout}");
+}
