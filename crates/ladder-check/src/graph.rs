@@ -263,11 +263,37 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
 
 /// Return edges: from an agent with `return` to each agent that hands off to it (a script that
 /// hands off is not returned to: the runtime's delegation stack holds agents). L0039 when no
-/// agent does.
+/// agent does, for `return` and for `owns turn` (which hands back at the end of a turn, so adds
+/// no edge within one). `owns` takes `turn` or `conversation` (L0008).
 fn returns(index: &Index, g: &mut AgentGraph, out: &mut Diagnostics) {
     let mut edges = Vec::new();
     for (name, agent) in &index.agents {
-        let Some(span) = agent.returns else { continue };
+        let owns_turn = match agent.owns {
+            Some(o) if o.name == "turn" => Some(o.span),
+            Some(o) if o.name != "conversation" => {
+                let mut d = Diagnostic::new(
+                    Code::InvalidValue,
+                    o.span,
+                    format!("`owns {}` is not an ownership policy", o.name),
+                )
+                .label("expected `turn` or `conversation`");
+                d = match crate::suggest::did_you_mean(&o.name, ["turn", "conversation"]) {
+                    Some(s) => d.suggest(s),
+                    None => d.help("`owns turn`: control goes back after each reply; `owns conversation` (the default): it stays until a handoff or a return"),
+                };
+                out.push(d);
+                None
+            }
+            _ => None,
+        };
+        let Some(span) = agent.returns.or(owns_turn) else {
+            continue;
+        };
+        let what = if agent.returns.is_some() {
+            "return"
+        } else {
+            "owns turn"
+        };
         let Some(&node) = g.nodes.get(*name) else {
             continue;
         };
@@ -283,13 +309,20 @@ fn returns(index: &Index, g: &mut AgentGraph, out: &mut Diagnostics) {
                 Diagnostic::new(
                     Code::ReturnWithoutDelegator,
                     span,
-                    format!("`{name}` returns, but no agent hands off to it"),
+                    if agent.returns.is_some() {
+                        format!("`{name}` returns, but no agent hands off to it")
+                    } else {
+                        format!("`{name}` owns one turn, but no agent hands off to it")
+                    },
                 )
                 .label("there is never anyone to return to")
                 .help(format!(
-                    "remove `return`, or give an agent a `handoff .. -> {name}`"
+                    "remove `{what}`, or give an agent a `handoff .. -> {name}`"
                 )),
             );
+        }
+        if agent.returns.is_none() {
+            continue;
         }
         for d in delegators {
             edges.push((node, d, span));

@@ -44,6 +44,8 @@ pub(crate) struct AgentInfo<'a> {
     pub router: bool,
     /// `return`, where written.
     pub returns: Option<Span>,
+    /// `owns turn` / `owns conversation`.
+    pub owns: Option<&'a Ident>,
 }
 
 /// Definitions by name, per namespace. Rungs (agents, humans, scripts) share one namespace; tools,
@@ -451,6 +453,7 @@ fn agent_info<'a>(
         fallback: None,
         router: false,
         returns: None,
+        owns: None,
     };
     let mut spans: BTreeMap<&'static str, Span> = BTreeMap::new();
     for stmt in &a.stmts {
@@ -518,6 +521,10 @@ fn agent_info<'a>(
             AgentStmtKind::Return => {
                 info.returns.get_or_insert(stmt.span);
                 Some("`return`")
+            }
+            AgentStmtKind::Owns(o) => {
+                info.owns.get_or_insert(o);
+                Some("`owns`")
             }
             AgentStmtKind::Unknown(u) => {
                 unknown_statement(u, "agent", AGENT_STATEMENTS, out);

@@ -64,6 +64,7 @@ pub(crate) fn lower(
                 prompt: a.prompt?.text.clone(),
                 router: a.router,
                 returns: a.returns.is_some(),
+                owns_turn: a.owns.is_some_and(|o| o.name == "turn"),
                 tools: a.tools.iter().map(|t| t.name.clone()).collect(),
                 accepts: a
                     .accepts

@@ -437,6 +437,7 @@ pub fn symbols(file: &File) -> Symbols {
                         AgentStmtKind::Router => {
                             lines.push("- router (never replies itself)".into())
                         }
+                        AgentStmtKind::Owns(o) => lines.push(format!("- owns {}", o.name)),
                         AgentStmtKind::Return => lines
                             .push("- may return the conversation to whoever handed it over".into()),
                         AgentStmtKind::Prompt(_) | AgentStmtKind::Unknown(_) => {}

@@ -7,7 +7,7 @@ pub const ITEMS: &[&str] = &[
 ];
 pub(crate) const AGENT_STATEMENTS: &[&str] = &[
     "model", "prompt", "tools", "accepts", "handoff", "escalate", "consult", "sla", "fallback",
-    "router", "return",
+    "router", "return", "owns",
 ];
 pub(crate) const HEADER_STATEMENTS: &[&str] = &["entry", "limits", "budget", "vars", "meta"];
 pub(crate) const TOOL_STATEMENTS: &[&str] = &["http", "exec", "mock", "host", "timeout", "retries"];

@@ -272,6 +272,10 @@ pub struct Agent {
     /// the session's delegation stack).
     #[serde(default)]
     pub returns: bool,
+    /// `owns turn`: after its reply, control goes back to the agent that handed it the
+    /// conversation (default `owns conversation`: it keeps it until it hands off or returns).
+    #[serde(default)]
+    pub owns_turn: bool,
     /// Tools it may call.
     pub tools: Vec<String>,
     /// Intents this agent accepts from handoffs; `None` means any.

@@ -112,3 +112,40 @@ async fn a_return_past_the_handoff_allowance_is_a_ceiling() {
         "{events:#?}"
     );
 }
+
+#[tokio::test]
+async fn an_agent_that_owns_one_turn_hands_back_after_its_reply() {
+    let fake = FakeOpenAi::start().await;
+    let source = LADDER.replace("  return\n", "  owns turn\n");
+    let runtime = Runtime::new(compile(&source).unwrap_or_else(|d| panic!("{d:#?}")))
+        .backend(OpenAi::new(fake.base_url(), Some("k".into())));
+    let session = runtime.session();
+    fake.push(Reply::tool("transfer_to_billing", json!({})));
+    fake.push(Reply::text("Refund of INV-9 issued."));
+    let events = session.send("Refund INV-9 please").collect().await;
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Reply { agent, text } if agent == "billing" && text == "Refund of INV-9 issued.")
+    ));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Returned { from, to, .. } if from == "billing" && to == "triage"
+    )));
+    // Not a handoff of the turn: the reply ended it.
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::TurnEnded { handoffs: 1, .. })));
+    let state = session.state().await;
+    assert_eq!(state.current, "triage");
+
+    // The next turn is triage's, told what billing answered.
+    fake.push(Reply::text("Anything else I can do?"));
+    let events = session.send("thanks").collect().await;
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Reply { agent, .. } if agent == "triage")));
+    let system = fake.requests()[2]["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(system.contains("owns one turn at a time"), "{system}");
+}

@@ -549,6 +549,8 @@ pub enum AgentStmtKind {
     Router,
     /// `return`: may hand the conversation back to the rung that handed it over.
     Return,
+    /// `owns turn` / `owns conversation`: how long the agent keeps the conversation.
+    Owns(Ident),
     /// A statement the grammar does not know.
     Unknown(UnknownStmt),
 }

@@ -843,6 +843,7 @@ impl Printer<'_> {
             AgentStmtKind::Fallback(f) => self.line(&format!("fallback -> {}", f.name)),
             AgentStmtKind::Router => self.line("router"),
             AgentStmtKind::Return => self.line("return"),
+            AgentStmtKind::Owns(o) => self.line(&format!("owns {}", o.name)),
             AgentStmtKind::Unknown(u) => {
                 let t = self.src(u.span).to_string();
                 self.line(&t);

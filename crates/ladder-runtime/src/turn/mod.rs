@@ -409,7 +409,11 @@ impl<'a> Turn<'a> {
                 }
             };
             match outcome {
-                Outcome::Replied | Outcome::Paused | Outcome::Ended => return,
+                Outcome::Replied => {
+                    self.hand_back_after_reply(&current);
+                    return;
+                }
+                Outcome::Paused | Outcome::Ended => return,
                 Outcome::Moved => continue,
                 Outcome::Failed { reason, sla } => {
                     let Some(to) = self.fallback_of(&current, sla) else {
@@ -1001,6 +1005,49 @@ impl<'a> Turn<'a> {
         let delegator = prog.agents.get_key_value(top.as_str())?;
         (agent.returns && delegator.1.handoffs.iter().any(|h| h.target == current))
             .then_some(delegator.0.as_str())
+    }
+
+    /// `owns turn`: after the agent's reply, control goes back to the agent that handed it the
+    /// conversation, for the next turn. It happens after the turn's work, so it is not counted
+    /// against `handoffs_per_turn`.
+    fn hand_back_after_reply(&mut self, current: &str) {
+        let prog = program(self.rt);
+        if !prog.agents.get(current).is_some_and(|a| a.owns_turn) {
+            return;
+        }
+        // `returnable` asks for `return`; ownership of one turn asks only for the edge.
+        let Some(to) = self.state.delegators.last().cloned().filter(|top| {
+            prog.agents
+                .get(top.as_str())
+                .is_some_and(|d| d.handoffs.iter().any(|h| h.target == current))
+        }) else {
+            return;
+        };
+        let reply = self
+            .turn_events()
+            .filter_map(|e| match e {
+                Event::Reply { agent, text } if agent == current => Some(text.clone()),
+                _ => None,
+            })
+            .last()
+            .unwrap_or_default();
+        self.state.delegators.pop();
+        self.emit(Event::Returned {
+            from: current.into(),
+            to: to.clone(),
+            summary: reply.clone(),
+        });
+        self.transfer(
+            current,
+            &to,
+            None,
+            json!({ "answer": reply }),
+            Some(reply.clone()),
+            ContextPolicy::Full,
+        );
+        self.state.inbound.note = Some(format!(
+            "`{current}` answered the caller and handed the conversation back to you (it owns one turn at a time): {reply}"
+        ));
     }
 
     /// A `return_to_X` call: control goes back to the agent that handed it down, counted like a

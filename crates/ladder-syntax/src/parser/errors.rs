@@ -211,7 +211,7 @@ fn keywords_of(rule: Rule) -> &'static [&'static str] {
         ],
         Rule::agent_stmt => &[
             "model", "prompt", "tools", "accepts", "handoff", "escalate", "consult", "sla",
-            "fallback", "router", "return",
+            "fallback", "router", "return", "owns",
         ],
         Rule::tool_stmt => &["http", "exec", "mock", "host", "timeout", "retries"],
         Rule::script_stmt => &["say", "collect", "handoff", "end"],

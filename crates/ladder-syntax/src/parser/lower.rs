@@ -862,9 +862,11 @@ impl Lower {
                     | Rule::kw_else
                     | Rule::kw_fallback
                     | Rule::kw_when
+                    | Rule::kw_owns
             )
         });
         match rule {
+            Rule::owns_stmt => AgentStmtKind::Owns(self.ident(it.next().expect("owns what"))),
             Rule::model_stmt => AgentStmtKind::Model(self.ident(it.next().expect("model name"))),
             Rule::prompt_stmt => AgentStmtKind::Prompt(self.prompt(it.next().expect("prompt"))),
             Rule::tools_stmt => AgentStmtKind::Tools(it.map(|t| self.ident(t)).collect()),
