@@ -434,3 +434,38 @@ fn interactive_run_on_a_terminal_has_a_banner_help_history_and_quit() {
     p.send_line("/quit").unwrap();
     p.exp_eof().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_return_shows_in_the_conversation() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::tool("transfer_to_billing", json!({})));
+    fake.push(Reply::tool(
+        "return_to_triage",
+        json!({"summary": "Refund of INV-9 issued."}),
+    ));
+    fake.push(Reply::text("Your refund is on its way."));
+    let ladder = temp_ladder(
+        "returns.ladder",
+        "ladder 1\nladder desk { entry triage }\nmodel m { provider: openai, name: \"fake\" }\n\
+         intent billing \"Refunds\"\n\
+         agent triage { model m prompt \"Route, and answer what is left.\" handoff billing -> billing }\n\
+         agent billing { model m accepts billing prompt \"Handle refunds.\" return }\n",
+    );
+    let base = fake.base_url();
+    let out = tokio::task::spawn_blocking(move || {
+        ladderc(
+            &["run", &ladder, "--base-url", &base, "-m", "Refund INV-9"],
+            &[("OPENAI_API_KEY", "k")],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("<- billing returns to triage: Refund of INV-9 issued."),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Your refund is on its way."), "{stdout}");
+}

@@ -22,19 +22,38 @@ pub fn check_and_render(text: &str, mut render: impl FnMut(&MietteReport)) {
         }
         render(&MietteReport::new(d, &checked.sources));
     }
-    // One resolver: the checker looked up every name the editor's walk finds, and only those.
-    let key = |r: &crate::symbols::Reference| (r.span.file, r.span.start, r.span.end, r.namespace);
-    let walked: std::collections::BTreeSet<_> = checked
+    let differences = reference_differences(&checked);
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+
+/// One resolver: the names the checker looked up (`Checked::references`) that the editor's walk
+/// of the syntax trees does not find, and the other way round; empty when they agree on every
+/// place and namespace.
+pub fn reference_differences(checked: &crate::Checked) -> Vec<String> {
+    use std::collections::BTreeSet;
+    let key = |r: &crate::symbols::Reference| {
+        (
+            r.span.file.0,
+            r.span.start,
+            r.span.end,
+            r.namespace,
+            r.name.clone(),
+        )
+    };
+    let walked: BTreeSet<_> = checked
         .files
         .iter()
         .flat_map(|f| crate::symbols::symbols(f).references)
         .map(|r| key(&r))
         .collect();
-    let resolved: std::collections::BTreeSet<_> = checked.references.iter().map(key).collect();
-    assert_eq!(
-        walked, resolved,
-        "the checker's references differ from the editor's walk"
-    );
+    let resolved: BTreeSet<_> = checked.references.iter().map(key).collect();
+    let missing = walked
+        .difference(&resolved)
+        .map(|k| format!("not looked up: {k:?}"));
+    let extra = resolved
+        .difference(&walked)
+        .map(|k| format!("not in the editor's walk: {k:?}"));
+    missing.chain(extra).collect()
 }
 
 /// The formatter `ladderc fmt` runs, on a file that parses: the output parses, formatting it

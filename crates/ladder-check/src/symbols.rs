@@ -172,10 +172,6 @@ pub(crate) fn function_reference(function: &Ident) -> Reference {
     }
 }
 
-fn function_ref(out: &mut Vec<Reference>, function: &Ident) {
-    out.push(function_reference(function));
-}
-
 fn value_text(v: &ValueKind) -> String {
     match v {
         ValueKind::Price(p) => format!("${p}/Mtok"),
@@ -507,7 +503,7 @@ pub fn symbols(file: &File) -> Symbols {
                             r(refs, agent, SymbolNamespace::Rung);
                             // `transfer_to_billing` names the rung `billing` (or calls a tool),
                             // so that a rename of the rung or tool renames the call.
-                            function_ref(refs, function);
+                            refs.push(function_reference(function));
                         }
                         TestStepKind::Stub { tool, .. } => r(refs, tool, SymbolNamespace::Tool),
                         TestStepKind::Expect(e) => match e {

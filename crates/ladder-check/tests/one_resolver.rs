@@ -1,9 +1,7 @@
 //! One resolver: every reference the editor navigates is one the checker looked up, at the same
 //! place and in the same namespace. The editor's table is `Checked::references`.
 
-use ladder_check::symbols::symbols;
 use ladder_check::{check_path, CheckOptions, FilePolicy};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 fn ladders(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -30,30 +28,8 @@ fn the_checker_looks_up_every_name_the_editor_navigates() {
         let Ok(checked) = check_path(&path, &loader, &CheckOptions::default()) else {
             continue;
         };
-        let key = |r: &ladder_check::symbols::Reference| {
-            (
-                r.span.file.0,
-                r.span.start,
-                r.span.end,
-                format!("{:?}", r.namespace),
-                r.name.clone(),
-            )
-        };
-        let walked: BTreeSet<_> = checked
-            .files
-            .iter()
-            .flat_map(|f| symbols(f).references)
-            .map(|r| key(&r))
-            .collect();
-        let resolved: BTreeSet<_> = checked.references.iter().map(key).collect();
-        for missing in walked.difference(&resolved) {
-            problems.push(format!("{}: not looked up: {missing:?}", path.display()));
-        }
-        for extra in resolved.difference(&walked) {
-            problems.push(format!(
-                "{}: not in the editor's walk: {extra:?}",
-                path.display()
-            ));
+        for difference in ladder_check::fuzzing::reference_differences(&checked) {
+            problems.push(format!("{}: {difference}", path.display()));
         }
         compared += 1;
     }

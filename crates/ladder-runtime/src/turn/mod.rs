@@ -995,32 +995,59 @@ impl<'a> Turn<'a> {
         Act::Leave(Outcome::Moved)
     }
 
-    /// The agent the current rung may return to: the innermost delegator, if it hands off to
-    /// this rung itself (a rung reached by fallback or escalation does not return past it, so
-    /// returns follow exactly the edges `check` knows).
-    fn returnable(&self, agent: &Agent) -> Option<&'a str> {
+    /// The innermost delegator, if it hands off to the current rung itself: where control goes
+    /// back to. A rung reached by fallback or escalation does not return past the agent that
+    /// handed off to it, so returns follow exactly the edges `check` knows.
+    fn delegator(&self) -> Option<&'a str> {
         let prog = program(self.rt);
         let current = self.state.current.as_str();
-        let top = self.state.delegators.last()?;
-        let delegator = prog.agents.get_key_value(top.as_str())?;
-        (agent.returns && delegator.1.handoffs.iter().any(|h| h.target == current))
-            .then_some(delegator.0.as_str())
+        let (name, agent) = prog
+            .agents
+            .get_key_value(self.state.delegators.last()?.as_str())?;
+        agent
+            .handoffs
+            .iter()
+            .any(|h| h.target == current)
+            .then_some(name.as_str())
+    }
+
+    /// The agent the current rung may `return` to.
+    fn returnable(&self, agent: &Agent) -> Option<&'a str> {
+        self.delegator().filter(|_| agent.returns)
+    }
+
+    /// Control goes back up to the innermost delegator `to`: the stack pops, `returned` is
+    /// reported, and `to` is told `note`.
+    fn hand_back(&mut self, from: &str, to: &str, summary: String, note: String) {
+        self.state.delegators.pop();
+        self.emit(Event::Returned {
+            from: from.into(),
+            to: to.into(),
+            summary: summary.clone(),
+        });
+        self.transfer(
+            from,
+            to,
+            None,
+            json!({ "summary": summary }),
+            Some(summary),
+            ContextPolicy::Full,
+        );
+        self.state.inbound.note = Some(note);
     }
 
     /// `owns turn`: after the agent's reply, control goes back to the agent that handed it the
     /// conversation, for the next turn. It happens after the turn's work, so it is not counted
     /// against `handoffs_per_turn`.
     fn hand_back_after_reply(&mut self, current: &str) {
-        let prog = program(self.rt);
-        if !prog.agents.get(current).is_some_and(|a| a.owns_turn) {
+        if !program(self.rt)
+            .agents
+            .get(current)
+            .is_some_and(|a| a.owns_turn)
+        {
             return;
         }
-        // `returnable` asks for `return`; ownership of one turn asks only for the edge.
-        let Some(to) = self.state.delegators.last().cloned().filter(|top| {
-            prog.agents
-                .get(top.as_str())
-                .is_some_and(|d| d.handoffs.iter().any(|h| h.target == current))
-        }) else {
+        let Some(to) = self.delegator() else {
             return;
         };
         let reply = self
@@ -1031,23 +1058,10 @@ impl<'a> Turn<'a> {
             })
             .last()
             .unwrap_or_default();
-        self.state.delegators.pop();
-        self.emit(Event::Returned {
-            from: current.into(),
-            to: to.clone(),
-            summary: reply.clone(),
-        });
-        self.transfer(
-            current,
-            &to,
-            None,
-            json!({ "answer": reply }),
-            Some(reply.clone()),
-            ContextPolicy::Full,
-        );
-        self.state.inbound.note = Some(format!(
+        let note = format!(
             "`{current}` answered the caller and handed the conversation back to you (it owns one turn at a time): {reply}"
-        ));
+        );
+        self.hand_back(current, to, reply, note);
     }
 
     /// A `return_to_X` call: control goes back to the agent that handed it down, counted like a
@@ -1070,24 +1084,10 @@ impl<'a> Turn<'a> {
         }
         self.handoffs += 1;
         self.state.counters.handoffs += 1;
-        self.state.delegators.pop();
-        self.emit(Event::Returned {
-            from: name.into(),
-            to: target.into(),
-            summary: summary.clone(),
-        });
         let note = format!(
             "`{name}` handed the conversation back to you: {summary}. You now answer the caller."
         );
-        self.transfer(
-            name,
-            target,
-            None,
-            json!({ "summary": summary }),
-            Some(summary),
-            ContextPolicy::Full,
-        );
-        self.state.inbound.note = Some(note);
+        self.hand_back(name, target, summary, note);
         Act::Leave(Outcome::Moved)
     }
 
