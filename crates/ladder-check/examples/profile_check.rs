@@ -1,7 +1,7 @@
 //! `cargo run --release --example profile_check [parse|check|keystroke] [FILE]`: time one ladder
 //! (a generated 10 000-agent ladder unless FILE is given), for profiling with perf or counting
 //! instructions with callgrind (criterion numbers are in BENCHMARKS.md). `keystroke` is what the
-//! language server does on each change: one check, and the symbols from its trees.
+//! language server does on each change: one check, and the definitions of its tree.
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let text = match std::env::args().nth(2) {
@@ -14,8 +14,8 @@ fn main() {
             ladder_syntax::parse(ladder_syntax::FileId(0), &text).expect("parses");
         } else if mode == "keystroke" {
             let c = ladder_check::check_source("g.ladder", &text, &Default::default());
-            let symbols = ladder_check::symbols::symbols(&c.files[0]);
-            eprintln!("{} definitions", symbols.definitions.len());
+            let definitions = ladder_check::symbols::definitions(&c.files[0]);
+            eprintln!("{} definitions", definitions.len());
         } else {
             let c = ladder_check::check_source("g.ladder", &text, &Default::default());
             eprintln!("{} diagnostics", c.diagnostics.len());

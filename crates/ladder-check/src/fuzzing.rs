@@ -26,8 +26,8 @@ pub fn check_and_render(text: &str, mut render: impl FnMut(&MietteReport)) {
     assert!(differences.is_empty(), "{differences:#?}");
 }
 
-/// One resolver: the names the checker looked up (`Checked::references`) that the editor's walk
-/// of the syntax trees does not find, and the other way round; empty when they agree on every
+/// One resolver: the names the checker looked up (`Checked::references`) that an independent
+/// syntactic walk of the trees does not find, and the other way round; empty when they agree on every
 /// place and namespace.
 pub fn reference_differences(checked: &crate::Checked) -> Vec<String> {
     use std::collections::BTreeSet;
@@ -43,7 +43,7 @@ pub fn reference_differences(checked: &crate::Checked) -> Vec<String> {
     let walked: BTreeSet<_> = checked
         .files
         .iter()
-        .flat_map(|f| crate::symbols::symbols(f).references)
+        .flat_map(crate::walk::references)
         .map(|r| key(&r))
         .collect();
     let resolved: BTreeSet<_> = checked.references.iter().map(key).collect();

@@ -297,7 +297,7 @@ fn unanalysed(index: &Index, item: &Item) {
     index
         .refs
         .borrow_mut()
-        .extend(crate::symbols::item_references(item));
+        .extend(crate::walk::item_references(item));
 }
 
 pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> {

@@ -37,6 +37,7 @@ pub mod symbols;
 mod syntax;
 mod templates;
 mod types;
+mod walk;
 
 pub use access::{FilePolicy, DEFAULT_MAX_FILE_BYTES};
 pub use bounds::WorstCase;

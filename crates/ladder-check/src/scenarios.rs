@@ -78,7 +78,7 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
                     agent, function, ..
                 } => {
                     // `transfer_to_billing` names the rung `billing`; any other name a tool.
-                    let r = crate::symbols::function_reference(function);
+                    let r = crate::walk::function_reference(function);
                     index.refs.borrow_mut().push(r);
                     if index.resolve(Namespace::Agent, agent, "a scripted model answer", out) {
                         offered(index, agent, function, out);

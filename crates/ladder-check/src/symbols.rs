@@ -1,5 +1,6 @@
-//! Definitions and references of one file, for editors: go to definition, find references,
-//! hover, document symbols and completion.
+//! The tables editors navigate: the definitions of a file (from its items) and the references
+//! the checker resolved (`Checked::references`), for go to definition, find references, rename,
+//! hover, document symbols and completion. Hover text is rendered on request, from the item.
 
 use ladder_syntax::ast::*;
 use ladder_syntax::Span;
@@ -54,7 +55,7 @@ impl SymbolKind {
     }
 }
 
-/// A definition: the name's span, the whole item's span, and a Markdown description for hover.
+/// A definition: the name's span and the whole item's span; [`hover`] renders its description.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Definition {
     /// The defined name.
@@ -65,8 +66,6 @@ pub struct Definition {
     pub name_span: Span,
     /// The whole item.
     pub item_span: Span,
-    /// Markdown for hover: the signature and the doc comments.
-    pub hover: String,
 }
 
 /// A use of a name.
@@ -132,46 +131,6 @@ fn type_text(t: &TypeExpr) -> String {
     t.to_string()
 }
 
-fn type_refs(t: &TypeExpr, out: &mut Vec<Reference>) {
-    match &t.kind {
-        TypeKind::Named(n) => out.push(Reference {
-            name: n.name.clone(),
-            namespace: SymbolNamespace::Type,
-            span: n.span,
-        }),
-        TypeKind::List(inner) => type_refs(inner, out),
-        TypeKind::Enum(_) => {}
-    }
-}
-
-fn r(out: &mut Vec<Reference>, i: &Ident, namespace: SymbolNamespace) {
-    out.push(Reference {
-        name: i.name.clone(),
-        namespace,
-        span: i.span,
-    });
-}
-
-/// The rung or tool a scripted model call names: `transfer_to_X`, `escalate_to_X`,
-/// `consult_X`, `return_to_X` name the rung `X` (the span covers only `X`); any other name is a tool's.
-pub(crate) fn function_reference(function: &Ident) -> Reference {
-    for prefix in ["transfer_to_", "escalate_to_", "consult_", "return_to_"] {
-        if let Some(rung) = function.name.strip_prefix(prefix) {
-            let start = function.span.start + prefix.len();
-            return Reference {
-                name: rung.to_string(),
-                namespace: SymbolNamespace::Rung,
-                span: Span::new(function.span.file, start, function.span.end),
-            };
-        }
-    }
-    Reference {
-        name: function.name.clone(),
-        namespace: SymbolNamespace::Tool,
-        span: function.span,
-    }
-}
-
 fn value_text(v: &ValueKind) -> String {
     match v {
         ValueKind::Price(p) => format!("${p}/Mtok"),
@@ -201,369 +160,255 @@ fn docs(d: &[String]) -> String {
     }
 }
 
-/// The references in one item: for an item the checker does not analyse (a second definition
-/// of a name), so that the editor still finds and renames what it names.
-pub(crate) fn item_references(item: &Item) -> Vec<Reference> {
-    let file = File {
-        span: item.span,
-        version: None,
-        attrs: Vec::new(),
-        items: vec![item.clone()],
-        broken: Vec::new(),
-    };
-    symbols(&file).references
+/// What a broken item's keyword defines.
+fn broken_kind(keyword: &str) -> Option<SymbolKind> {
+    Some(match keyword {
+        "agent" => SymbolKind::Agent,
+        "human" => SymbolKind::Human,
+        "script" => SymbolKind::Script,
+        "tool" => SymbolKind::Tool,
+        "intent" => SymbolKind::Intent,
+        "model" => SymbolKind::Model,
+        "type" => SymbolKind::Type,
+        _ => return None,
+    })
 }
 
-/// Every definition and reference in a parsed file.
-pub fn symbols(file: &File) -> Symbols {
-    let mut s = Symbols::default();
-    let refs = &mut s.references;
+/// Every definition in a parsed file, in source order. Items with a syntax error define their
+/// names all the same (completion, navigation to them), from what their first line says.
+pub fn definitions(file: &File) -> Vec<Definition> {
     let mut defs = Vec::new();
     for item in &file.items {
-        let mut def = |name: &Ident, kind: SymbolKind, hover: String| {
-            defs.push(Definition {
-                name: name.name.clone(),
-                kind,
-                name_span: name.span,
-                item_span: item.span,
-                hover,
-            });
+        let (name, kind) = match &item.kind {
+            ItemKind::Model(m) => (&m.name, SymbolKind::Model),
+            ItemKind::Intent(i) => (&i.name, SymbolKind::Intent),
+            ItemKind::Type(t) => (&t.name, SymbolKind::Type),
+            ItemKind::Tool(t) => (&t.name, SymbolKind::Tool),
+            ItemKind::Agent(a) => (&a.name, SymbolKind::Agent),
+            ItemKind::Human(h) => (&h.name, SymbolKind::Human),
+            ItemKind::Script(s) => (&s.name, SymbolKind::Script),
+            ItemKind::Ladder(_) | ItemKind::Test(_) | ItemKind::Use(_) | ItemKind::Meta(_) => {
+                continue
+            }
         };
-        match &item.kind {
-            ItemKind::Ladder(l) => {
-                for e in &l.entries {
-                    r(refs, e, SymbolNamespace::Rung);
-                }
-                for v in &l.vars {
-                    type_refs(&v.ty, refs);
-                }
-            }
-            ItemKind::Model(m) => {
-                let props: Vec<String> = m
-                    .props
-                    .iter()
-                    .map(|p| format!("- {}: {}", p.key.name, value_text(&p.value.kind)))
-                    .collect();
-                def(
-                    &m.name,
-                    SymbolKind::Model,
-                    format!(
-                        "```ladder\nmodel {}\n```\n{}{}",
-                        m.name.name,
-                        props.join("\n"),
-                        docs(&item.docs)
-                    ),
-                );
-            }
-            ItemKind::Intent(i) => {
-                let payload: Vec<String> = i
-                    .fields
-                    .iter()
-                    .map(|f| format!("- `{}: {}`", f.name.name, type_text(&f.ty)))
-                    .collect();
-                let mut hover = format!(
-                    "```ladder\nintent {}\n```\n{}",
-                    i.name.name,
-                    i.description
-                        .as_ref()
-                        .map(|d| d.value.as_str())
-                        .unwrap_or("")
-                );
-                if !payload.is_empty() {
-                    hover.push_str(&format!("\n\npayload:\n{}", payload.join("\n")));
-                }
-                if !i.examples.is_empty() {
-                    hover.push_str(&format!(
-                        "\n\nexamples: {}",
-                        i.examples
-                            .iter()
-                            .map(|e| format!("\"{}\"", e.value))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                def(&i.name, SymbolKind::Intent, hover + &docs(&item.docs));
-                for f in &i.fields {
-                    type_refs(&f.ty, refs);
-                }
-            }
-            ItemKind::Type(t) => {
-                let fields: Vec<String> = t
-                    .fields
-                    .iter()
-                    .map(|f| format!("{}: {}", f.name.name, type_text(&f.ty)))
-                    .collect();
-                def(
-                    &t.name,
-                    SymbolKind::Type,
-                    format!(
-                        "```ladder\ntype {} {{ {} }}\n```{}",
-                        t.name.name,
-                        fields.join(", "),
-                        docs(&item.docs)
-                    ),
-                );
-                for f in &t.fields {
-                    type_refs(&f.ty, refs);
-                }
-            }
-            ItemKind::Tool(t) => {
-                let params: Vec<String> = t
-                    .params
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{}: {}{}",
-                            p.name.name,
-                            type_text(&p.ty),
-                            if p.binding.is_some() { " (bound)" } else { "" }
-                        )
-                    })
-                    .collect();
-                let ret = t
-                    .returns
-                    .as_ref()
-                    .map(|r| format!(" -> {}", type_text(r)))
-                    .unwrap_or_default();
-                let how = match t.implementations.first().map(|i| &i.kind) {
-                    Some(ToolImplKind::Http { method, url, .. }) => {
-                        format!("http {method} {}", url.value)
-                    }
-                    Some(ToolImplKind::Exec { program, .. }) => format!("exec {}", program.value),
-                    Some(ToolImplKind::Mock(_)) => "mock".into(),
-                    Some(ToolImplKind::Host(_)) => "host".into(),
-                    None => "no implementation".into(),
-                };
-                let description = t
-                    .description
-                    .as_ref()
-                    .map(|d| d.value.clone())
-                    .unwrap_or_default();
-                def(
-                    &t.name,
-                    SymbolKind::Tool,
-                    format!(
-                        "```ladder\ntool {}({}){ret}\n```\n{description}\n\n*{how}*{}",
-                        t.name.name,
-                        params.join(", "),
-                        docs(&item.docs)
-                    ),
-                );
-                for p in &t.params {
-                    type_refs(&p.ty, refs);
-                }
-                if let Some(ret) = &t.returns {
-                    type_refs(ret, refs);
-                }
-            }
-            ItemKind::Agent(a) => {
-                let mut lines = Vec::new();
-                for st in &a.stmts {
-                    match &st.kind {
-                        AgentStmtKind::Model(m) => {
-                            lines.push(format!("- model `{}`", m.name));
-                            r(refs, m, SymbolNamespace::Model);
-                        }
-                        AgentStmtKind::Tools(t) => {
-                            lines.push(format!(
-                                "- tools: {}",
-                                t.iter()
-                                    .map(|i| format!("`{}`", i.name))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ));
-                            for i in t {
-                                r(refs, i, SymbolNamespace::Tool);
-                            }
-                        }
-                        AgentStmtKind::Accepts(t) => {
-                            lines.push(format!(
-                                "- accepts: {}",
-                                t.iter()
-                                    .map(|i| format!("`{}`", i.name))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            ));
-                            for i in t {
-                                r(refs, i, SymbolNamespace::Intent);
-                            }
-                        }
-                        AgentStmtKind::Handoff(h) => {
-                            lines.push(format!(
-                                "- handoff `{}` -> `{}`",
-                                h.intent.name, h.target.name
-                            ));
-                            r(refs, &h.intent, SymbolNamespace::Intent);
-                            r(refs, &h.target, SymbolNamespace::Rung);
-                        }
-                        AgentStmtKind::Escalate(e) => {
-                            lines.push(format!(
-                                "- escalate -> `{}`{}",
-                                e.target.name,
-                                if e.condition.is_some() {
-                                    " (guarded)"
-                                } else {
-                                    ""
-                                }
-                            ));
-                            r(refs, &e.target, SymbolNamespace::Rung);
-                        }
-                        AgentStmtKind::Consult(c) => {
-                            lines.push(format!("- consult `{}`", c.name));
-                            r(refs, c, SymbolNamespace::Rung);
-                        }
-                        AgentStmtKind::Sla {
-                            otherwise, seconds, ..
-                        } => {
-                            lines.push(format!(
-                                "- sla {seconds}s{}",
-                                otherwise
-                                    .as_ref()
-                                    .map(|o| format!(" else -> `{}`", o.name))
-                                    .unwrap_or_default()
-                            ));
-                            if let Some(o) = otherwise {
-                                r(refs, o, SymbolNamespace::Rung);
-                            }
-                        }
-                        AgentStmtKind::Fallback(f) => {
-                            lines.push(format!("- fallback -> `{}`", f.name));
-                            r(refs, f, SymbolNamespace::Rung);
-                        }
-                        AgentStmtKind::Router => {
-                            lines.push("- router (never replies itself)".into())
-                        }
-                        AgentStmtKind::Owns(o) => lines.push(format!("- owns {}", o.name)),
-                        AgentStmtKind::Return => lines
-                            .push("- may return the conversation to whoever handed it over".into()),
-                        AgentStmtKind::Prompt(_) | AgentStmtKind::Unknown(_) => {}
-                    }
-                }
-                def(
-                    &a.name,
-                    SymbolKind::Agent,
-                    format!(
-                        "```ladder\nagent {}\n```\n{}{}",
-                        a.name.name,
-                        lines.join("\n"),
-                        docs(&item.docs)
-                    ),
-                );
-            }
-            ItemKind::Human(h) => {
-                def(
-                    &h.name,
-                    SymbolKind::Human,
-                    format!(
-                        "```ladder\nhuman {}\n```\n{}{}",
-                        h.name.name,
-                        h.description
-                            .as_ref()
-                            .map(|d| d.value.as_str())
-                            .unwrap_or(""),
-                        docs(&item.docs)
-                    ),
-                );
-            }
-            ItemKind::Script(sc) => {
-                let mut steps = Vec::new();
-                for st in &sc.stmts {
-                    match &st.kind {
-                        ScriptStmtKind::Say(p) => steps.push(format!("- say \"{}\"", p.text)),
-                        ScriptStmtKind::Collect { name, ty, .. } => {
-                            steps.push(format!("- collect `{}: {}`", name.name, type_text(ty)));
-                            type_refs(ty, refs);
-                        }
-                        ScriptStmtKind::Handoff(t) => {
-                            steps.push(format!("- handoff `{}`", t.name));
-                            r(refs, t, SymbolNamespace::Rung);
-                        }
-                        ScriptStmtKind::End => steps.push("- end".into()),
-                        ScriptStmtKind::Unknown(_) => {}
-                    }
-                }
-                def(
-                    &sc.name,
-                    SymbolKind::Script,
-                    format!(
-                        "```ladder\nscript {}\n```\n{}{}",
-                        sc.name.name,
-                        steps.join("\n"),
-                        docs(&item.docs)
-                    ),
-                );
-            }
-            ItemKind::Test(t) => {
-                for st in &t.steps {
-                    match &st.kind {
-                        TestStepKind::Says { agent, .. } => r(refs, agent, SymbolNamespace::Rung),
-                        TestStepKind::Calls {
-                            agent, function, ..
-                        } => {
-                            r(refs, agent, SymbolNamespace::Rung);
-                            // `transfer_to_billing` names the rung `billing` (or calls a tool),
-                            // so that a rename of the rung or tool renames the call.
-                            refs.push(function_reference(function));
-                        }
-                        TestStepKind::Stub { tool, .. } => r(refs, tool, SymbolNamespace::Tool),
-                        TestStepKind::Expect(e) => match e {
-                            Expectation::Handoff { from, to, intent } => {
-                                r(refs, from, SymbolNamespace::Rung);
-                                r(refs, to, SymbolNamespace::Rung);
-                                if let Some(i) = intent {
-                                    r(refs, i, SymbolNamespace::Intent);
-                                }
-                            }
-                            Expectation::Agent(a) | Expectation::Human(Some(a)) => {
-                                r(refs, a, SymbolNamespace::Rung)
-                            }
-                            Expectation::Escalation { from, to } => {
-                                if let Some(f) = from {
-                                    r(refs, f, SymbolNamespace::Rung);
-                                }
-                                r(refs, to, SymbolNamespace::Rung);
-                            }
-                            Expectation::Fallback { from, to } => {
-                                r(refs, from, SymbolNamespace::Rung);
-                                r(refs, to, SymbolNamespace::Rung);
-                            }
-                            Expectation::Tool { tool, .. } => r(refs, tool, SymbolNamespace::Tool),
-                            _ => {}
-                        },
-                        TestStepKind::User(_) => {}
-                    }
-                }
-            }
-            ItemKind::Use(_) | ItemKind::Meta(_) => {}
-        }
+        defs.push(Definition {
+            name: name.name.clone(),
+            kind,
+            name_span: name.span,
+            item_span: item.span,
+        });
     }
-    // Items with a syntax error define their names all the same (completion, navigation to
-    // them), from what their first line says.
     for b in &file.broken {
-        let kind = match b.keyword.as_str() {
-            "agent" => SymbolKind::Agent,
-            "human" => SymbolKind::Human,
-            "script" => SymbolKind::Script,
-            "tool" => SymbolKind::Tool,
-            "intent" => SymbolKind::Intent,
-            "model" => SymbolKind::Model,
-            "type" => SymbolKind::Type,
-            _ => continue,
-        };
-        if let Some(name) = &b.name {
+        if let (Some(kind), Some(name)) = (broken_kind(&b.keyword), &b.name) {
             defs.push(Definition {
                 name: name.name.clone(),
                 kind,
                 name_span: name.span,
                 item_span: b.span,
-                hover: format!(
-                    "```ladder\n{} {}\n```\n(this {} has a syntax error)",
-                    b.keyword, name.name, b.keyword
-                ),
             });
         }
     }
     defs.sort_by_key(|d| d.item_span.start);
-    s.definitions = defs;
-    s
+    defs
+}
+
+/// Markdown for hover over a definition of `file`: the signature and the doc comments.
+pub fn hover(file: &File, definition: &Definition) -> String {
+    let Some(item) = file.items.iter().find(|i| i.span == definition.item_span) else {
+        let keyword = file
+            .broken
+            .iter()
+            .find(|b| b.span == definition.item_span)
+            .map_or("item", |b| b.keyword.as_str());
+        return format!(
+            "```ladder\n{keyword} {}\n```\n(this {keyword} has a syntax error)",
+            definition.name
+        );
+    };
+    match &item.kind {
+        ItemKind::Model(m) => {
+            let props: Vec<String> = m
+                .props
+                .iter()
+                .map(|p| format!("- {}: {}", p.key.name, value_text(&p.value.kind)))
+                .collect();
+            format!(
+                "```ladder\nmodel {}\n```\n{}{}",
+                m.name.name,
+                props.join("\n"),
+                docs(&item.docs)
+            )
+        }
+        ItemKind::Intent(i) => {
+            let payload: Vec<String> = i
+                .fields
+                .iter()
+                .map(|f| format!("- `{}: {}`", f.name.name, type_text(&f.ty)))
+                .collect();
+            let mut hover = format!(
+                "```ladder\nintent {}\n```\n{}",
+                i.name.name,
+                i.description
+                    .as_ref()
+                    .map(|d| d.value.as_str())
+                    .unwrap_or("")
+            );
+            if !payload.is_empty() {
+                hover.push_str(&format!("\n\npayload:\n{}", payload.join("\n")));
+            }
+            if !i.examples.is_empty() {
+                hover.push_str(&format!(
+                    "\n\nexamples: {}",
+                    i.examples
+                        .iter()
+                        .map(|e| format!("\"{}\"", e.value))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            hover + &docs(&item.docs)
+        }
+        ItemKind::Type(t) => {
+            let fields: Vec<String> = t
+                .fields
+                .iter()
+                .map(|f| format!("{}: {}", f.name.name, type_text(&f.ty)))
+                .collect();
+            format!(
+                "```ladder\ntype {} {{ {} }}\n```{}",
+                t.name.name,
+                fields.join(", "),
+                docs(&item.docs)
+            )
+        }
+        ItemKind::Tool(t) => {
+            let params: Vec<String> = t
+                .params
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}: {}{}",
+                        p.name.name,
+                        type_text(&p.ty),
+                        if p.binding.is_some() { " (bound)" } else { "" }
+                    )
+                })
+                .collect();
+            let ret = t
+                .returns
+                .as_ref()
+                .map(|r| format!(" -> {}", type_text(r)))
+                .unwrap_or_default();
+            let how = match t.implementations.first().map(|i| &i.kind) {
+                Some(ToolImplKind::Http { method, url, .. }) => {
+                    format!("http {method} {}", url.value)
+                }
+                Some(ToolImplKind::Exec { program, .. }) => format!("exec {}", program.value),
+                Some(ToolImplKind::Mock(_)) => "mock".into(),
+                Some(ToolImplKind::Host(_)) => "host".into(),
+                None => "no implementation".into(),
+            };
+            let description = t
+                .description
+                .as_ref()
+                .map(|d| d.value.clone())
+                .unwrap_or_default();
+            format!(
+                "```ladder\ntool {}({}){ret}\n```\n{description}\n\n*{how}*{}",
+                t.name.name,
+                params.join(", "),
+                docs(&item.docs)
+            )
+        }
+        ItemKind::Agent(a) => {
+            let list = |names: &[Ident]| {
+                names
+                    .iter()
+                    .map(|i| format!("`{}`", i.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let lines: Vec<String> = a
+                .stmts
+                .iter()
+                .filter_map(|st| {
+                    Some(match &st.kind {
+                        AgentStmtKind::Model(m) => format!("- model `{}`", m.name),
+                        AgentStmtKind::Tools(t) => format!("- tools: {}", list(t)),
+                        AgentStmtKind::Accepts(t) => format!("- accepts: {}", list(t)),
+                        AgentStmtKind::Handoff(h) => {
+                            format!("- handoff `{}` -> `{}`", h.intent.name, h.target.name)
+                        }
+                        AgentStmtKind::Escalate(e) => format!(
+                            "- escalate -> `{}`{}",
+                            e.target.name,
+                            if e.condition.is_some() {
+                                " (guarded)"
+                            } else {
+                                ""
+                            }
+                        ),
+                        AgentStmtKind::Consult(c) => format!("- consult `{}`", c.name),
+                        AgentStmtKind::Sla {
+                            otherwise, seconds, ..
+                        } => format!(
+                            "- sla {seconds}s{}",
+                            otherwise
+                                .as_ref()
+                                .map(|o| format!(" else -> `{}`", o.name))
+                                .unwrap_or_default()
+                        ),
+                        AgentStmtKind::Fallback(f) => format!("- fallback -> `{}`", f.name),
+                        AgentStmtKind::Router => "- router (never replies itself)".into(),
+                        AgentStmtKind::Owns(o) => format!("- owns {}", o.name),
+                        AgentStmtKind::Return => {
+                            "- may return the conversation to whoever handed it over".into()
+                        }
+                        AgentStmtKind::Prompt(_) | AgentStmtKind::Unknown(_) => return None,
+                    })
+                })
+                .collect();
+            format!(
+                "```ladder\nagent {}\n```\n{}{}",
+                a.name.name,
+                lines.join("\n"),
+                docs(&item.docs)
+            )
+        }
+        ItemKind::Human(h) => format!(
+            "```ladder\nhuman {}\n```\n{}{}",
+            h.name.name,
+            h.description
+                .as_ref()
+                .map(|d| d.value.as_str())
+                .unwrap_or(""),
+            docs(&item.docs)
+        ),
+        ItemKind::Script(sc) => {
+            let steps: Vec<String> = sc
+                .stmts
+                .iter()
+                .filter_map(|st| {
+                    Some(match &st.kind {
+                        ScriptStmtKind::Say(p) => format!("- say \"{}\"", p.text),
+                        ScriptStmtKind::Collect { name, ty, .. } => {
+                            format!("- collect `{}: {}`", name.name, type_text(ty))
+                        }
+                        ScriptStmtKind::Handoff(t) => format!("- handoff `{}`", t.name),
+                        ScriptStmtKind::End => "- end".into(),
+                        ScriptStmtKind::Unknown(_) => return None,
+                    })
+                })
+                .collect();
+            format!(
+                "```ladder\nscript {}\n```\n{}{}",
+                sc.name.name,
+                steps.join("\n"),
+                docs(&item.docs)
+            )
+        }
+        ItemKind::Ladder(_) | ItemKind::Test(_) | ItemKind::Use(_) | ItemKind::Meta(_) => {
+            String::new()
+        }
+    }
 }

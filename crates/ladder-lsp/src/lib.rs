@@ -23,7 +23,7 @@
 #[doc(hidden)]
 pub mod fuzzing;
 
-use ladder_check::symbols::{symbols, SymbolKind as LadderKind, SymbolNamespace, Symbols};
+use ladder_check::symbols::{definitions, hover, SymbolKind as LadderKind, SymbolNamespace, Symbols};
 use ladder_check::{check_path, CheckOptions, Checked, Loader, Severity};
 use ladder_syntax::{FileId, SourceFile};
 use std::collections::HashMap;
@@ -196,7 +196,7 @@ impl Backend {
             .zip(&checked.files)
             .map(|((id, file), parsed)| {
                 let table = Symbols {
-                    definitions: symbols(parsed).definitions,
+                    definitions: definitions(parsed),
                     references: checked
                         .references
                         .iter()
@@ -473,11 +473,12 @@ impl LanguageServer for Backend {
         let def = analysis
             .symbols
             .iter()
-            .find_map(|(_, syms, _)| syms.definition(&name, ns));
-        Ok(def.map(|d| Hover {
+            .enumerate()
+            .find_map(|(i, (_, syms, _))| Some((i, syms.definition(&name, ns)?)));
+        Ok(def.map(|(i, d)| Hover {
             contents: HoverContents::Markup(MarkupContent {
                 kind: MarkupKind::Markdown,
-                value: d.hover.clone(),
+                value: hover(&analysis.checked.files[i], d),
             }),
             range: None,
         }))
@@ -522,14 +523,15 @@ impl LanguageServer for Backend {
             (Some(ns), Some(a)) => a
                 .symbols
                 .iter()
-                .flat_map(|(_, s, _)| s.names(ns).cloned().collect::<Vec<_>>())
-                .map(|d| CompletionItem {
+                .enumerate()
+                .flat_map(|(i, (_, s, _))| s.names(ns).map(move |d| (i, d)))
+                .map(|(i, d)| CompletionItem {
                     label: d.name.clone(),
                     kind: Some(CompletionItemKind::REFERENCE),
                     detail: Some(format!("{:?}", d.kind).to_lowercase()),
                     documentation: Some(Documentation::MarkupContent(MarkupContent {
                         kind: MarkupKind::Markdown,
-                        value: d.hover.clone(),
+                        value: hover(&a.checked.files[i], d),
                     })),
                     ..Default::default()
                 })

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::json;
 use std::path::PathBuf;
-use support::{definition, session};
+use support::{definition, position, session};
 
 const BROKEN: &str = r#"ladder 1
 ladder help_desk { entry triage }
@@ -73,6 +73,12 @@ async fn every_broken_item_is_reported_and_the_rest_still_navigates() {
             "textDocument": {"uri": uri, "version": 2},
             "contentChanges": [{"text": shifted}]}}),
         definition(4, &uri, &shifted, "support", 3),
+        // Hover is rendered from the tree on request: over a broken item it says so; over an
+        // item that parsed, its edges.
+        json!({"jsonrpc": "2.0", "id": 6, "method": "textDocument/hover", "params": {
+            "textDocument": {"uri": uri}, "position": position(&shifted, "billing", 3)}}),
+        json!({"jsonrpc": "2.0", "id": 7, "method": "textDocument/hover", "params": {
+            "textDocument": {"uri": uri}, "position": position(&shifted, "support", 3)}}),
         json!({"jsonrpc": "2.0", "id": 5, "method": "shutdown"}),
     ])
     .await;
@@ -95,4 +101,11 @@ async fn every_broken_item_is_reported_and_the_rest_still_navigates() {
     }
     let moved = outcome.response(4);
     assert_eq!(moved["range"]["start"]["line"], 23, "{moved}");
+    let broken = outcome.response(6)["contents"]["value"].as_str().unwrap();
+    assert_eq!(
+        broken,
+        "```ladder\nagent billing\n```\n(this agent has a syntax error)"
+    );
+    let parsed = outcome.response(7)["contents"]["value"].as_str().unwrap();
+    assert!(parsed.contains("- escalate -> `on_cal`"), "{parsed}");
 }
