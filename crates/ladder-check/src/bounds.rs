@@ -1,11 +1,12 @@
 //! Worst case per turn: the most LLM calls, tool calls and transfers one turn can take given the
 //! limits and the graph, and what that costs (L0021); SLAs longer than the budget (L0030).
 
-use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::diagnostics::Diagnostics;
+use crate::findings::{CostUnknown, Finding};
 use crate::graph::{AgentGraph, EdgeKind, RungKind};
 use crate::index::Index;
 use crate::program::{Limits, Model};
-use crate::props::{seconds_text, Budget};
+use crate::props::Budget;
 use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
@@ -367,36 +368,31 @@ fn walks(
 }
 
 fn budget_breaches(worst: &WorstCase, budget: &Budget, out: &mut Diagnostics) {
-    let explain = format!(
-        "worst case per turn: {} LLM calls, {} tool calls, {} handoffs along {}",
-        worst.llm_calls,
-        worst.tool_calls,
-        worst.handoffs,
-        worst.longest_chain.join(" -> ")
-    );
     if let (Some(limit), Some(cost), Some(span)) = (
         budget.cost_per_turn,
         worst.cost_per_turn,
         budget.spans.cost_per_turn,
     ) {
         if cost > limit + 1e-12 {
-            out.push(
-                Diagnostic::new(Code::BudgetExceeded, span, format!("worst-case cost per turn ${cost:.4} exceeds the budget of ${limit}"))
-                    .label("budget declared here")
-                    .note(explain.clone())
-                    .help("lower `steps_per_turn` or `tool_calls_per_turn`, cap `max_input_tokens`/`max_output_tokens`, use a cheaper model, or raise the budget"),
-            );
+            out.report(Finding::CostOverBudget {
+                at: span,
+                per_session: false,
+                cost,
+                limit,
+                worst,
+            });
         }
     }
     if let (Some(limit), Some(span)) = (budget.cost_per_session, budget.spans.cost_per_session) {
         if let Some(cost) = worst.cost_per_session {
             if cost > limit + 1e-12 {
-                out.push(
-                    Diagnostic::new(Code::BudgetExceeded, span, format!("worst-case cost per session ${cost:.4} exceeds the budget of ${limit}"))
-                        .label("budget declared here")
-                        .note(explain)
-                        .help("lower `turns_per_session` or the per-turn limits, cap the models' token limits, or raise the budget"),
-                );
+                out.report(Finding::CostOverBudget {
+                    at: span,
+                    per_session: true,
+                    cost,
+                    limit,
+                    worst,
+                });
             }
         }
     }
@@ -420,49 +416,20 @@ fn latency_budget(
     };
     match worst.latency_seconds {
         Some(bound) if bound > limit + 1e-9 => {
-            out.push(
-                Diagnostic::new(
-                    Code::BudgetExceeded,
-                    span,
-                    format!(
-                        "the worst-case time to a reply, {}, exceeds the latency budget of {}",
-                        seconds_text(bound),
-                        seconds_text(limit)
-                    ),
-                )
-                .label("budget declared here")
-                .note(format!(
-                    "each rung commits within its SLA or hands over; the SLAs on the walks a turn can take (from the entry, then from each escalation target) add up to {}; the slowest from the entry: {}",
-                    seconds_text(bound),
-                    slowest().join(" -> ")
-                ))
-                .help("tighten the SLAs on this chain, lower `handoffs_per_turn`, or raise the budget"),
-            );
+            out.report(Finding::LatencyOverBudget {
+                at: span,
+                bound,
+                limit,
+                slowest: slowest(),
+            });
         }
         None if limits.turn_deadline_seconds > limit + 1e-9 => {
-            let mut names: Vec<String> = without_sla
-                .iter()
-                .take(3)
-                .map(|n| format!("`{n}`"))
-                .collect();
-            if without_sla.len() > 3 {
-                names.push(format!("{} more", without_sla.len() - 3));
-            }
-            out.push(
-                Diagnostic::new(
-                    Code::UnprovedBudget,
-                    span,
-                    format!(
-                        "the latency budget of {} cannot be proved: {} {} no SLA, so only the turn deadline ({}) bounds a turn",
-                        seconds_text(limit),
-                        names.join(", "),
-                        if without_sla.len() == 1 { "has" } else { "have" },
-                        seconds_text(limits.turn_deadline_seconds)
-                    ),
-                )
-                .label("budget declared here")
-                .help("give every agent an `sla`, or set `turn_deadline` within the budget"),
-            );
+            out.report(Finding::LatencyUnproved {
+                at: span,
+                limit,
+                without_sla,
+                deadline: limits.turn_deadline_seconds,
+            });
         }
         _ => {}
     }
@@ -484,25 +451,18 @@ fn unproved_cost(worst: &WorstCase, budget: &Budget, limits: &Limits, out: &mut 
             continue;
         };
         let why = match unknown {
-            Some(why) => why.to_string(),
+            Some(why) => CostUnknown::Model(why),
             None if per == "session" && limits.turns_per_session.is_none() => {
-                "there is no `turns_per_session`, so a session may take any number of turns".into()
+                CostUnknown::NoTurnsPerSession
             }
             None => continue,
         };
-        out.push(
-            Diagnostic::new(
-                Code::UnprovedBudget,
-                span,
-                format!("the cost budget of ${limit} per {per} cannot be proved: {why}"),
-            )
-            .label("budget declared here")
-            .help(if per == "session" && unknown.is_none() {
-                "set `turns_per_session` in `limits`"
-            } else {
-                "give every model `input`/`output` prices and `max_input_tokens`/`max_output_tokens`"
-            }),
-        );
+        out.report(Finding::CostUnproved {
+            at: span,
+            limit,
+            per,
+            why,
+        });
     }
 }
 
@@ -535,12 +495,8 @@ pub(crate) fn unusable_limits(
         (name, RungKind::Agent) => !index.agents.get(name.as_str()).is_some_and(|a| a.router),
         _ => true,
     };
-    let path_text = |path: &[NodeIndex]| {
-        path.iter()
-            .map(|n| format!("`{}`", g.graph[*n].0))
-            .collect::<Vec<_>>()
-            .join(" -> ")
-    };
+    let names =
+        |path: &[NodeIndex]| -> Vec<&str> { path.iter().map(|n| g.graph[*n].0.as_str()).collect() };
     let back_to = |previous: &[Option<NodeIndex>], mut at: NodeIndex| {
         let mut path = vec![at];
         while let Some(p) = previous[at.index()] {
@@ -585,19 +541,12 @@ pub(crate) fn unusable_limits(
     if let (Some(to), Some(span)) = (found, limit_span(index, "handoffs_per_turn")) {
         let needed = cost[to.index()];
         if needed > limits.handoffs_per_turn {
-            out.push(
-                Diagnostic::new(
-                    Code::AbsurdLimit,
-                    span,
-                    format!(
-                        "`handoffs_per_turn: {}` makes the ladder unusable: the nearest rung that answers is {needed} handoffs from the entry",
-                        limits.handoffs_per_turn
-                    ),
-                )
-                .label("too few handoffs to reach an answer")
-                .note(format!("the shortest path: {}", path_text(&back_to(&previous, to))))
-                .help(format!("raise `handoffs_per_turn` to at least {needed}")),
-            );
+            out.report(Finding::HandoffsTooFew {
+                at: span,
+                limit: limits.handoffs_per_turn,
+                needed,
+                path: names(&back_to(&previous, to)),
+            });
         }
     }
 
@@ -616,18 +565,10 @@ pub(crate) fn unusable_limits(
     };
     if limits.escalation_depth == 0 {
         if let Some(first) = escalating.first() {
-            out.push(
-                Diagnostic::new(
-                    Code::AbsurdLimit,
-                    span,
-                    format!(
-                        "`escalation_depth: 0` forbids every escalation, and `{}` declares one",
-                        g.graph[*first].0
-                    ),
-                )
-                .label("no escalation can happen")
-                .help("remove the escalations, or allow at least one"),
-            );
+            out.report(Finding::EscalationForbidden {
+                at: span,
+                agent: &g.graph[*first].0,
+            });
         }
         return;
     }
@@ -668,20 +609,12 @@ pub(crate) fn unusable_limits(
         });
     if let Some(path) = worst {
         let needed = path.len() - 1;
-        out.push(
-            Diagnostic::new(
-                Code::AbsurdLimit,
-                span,
-                format!(
-                    "`escalation_depth: {}` is too shallow: `{}` needs {needed} escalations to reach a person",
-                    limits.escalation_depth,
-                    g.graph[path[0]].0
-                ),
-            )
-            .label("the escalation stack fills up before a person is reached")
-            .note(format!("the shortest escalation path: {}", path_text(&path)))
-            .help(format!("raise `escalation_depth` to at least {needed}")),
-        );
+        out.report(Finding::EscalationTooShallow {
+            at: span,
+            depth: limits.escalation_depth,
+            needed,
+            path: names(&path),
+        });
     }
 }
 
@@ -694,20 +627,13 @@ pub(crate) fn sla_over_budget(index: &Index, budget: &Budget, out: &mut Diagnost
     for (name, agent) in &index.agents {
         if let Some((seconds, span, _)) = agent.sla {
             if seconds > limit {
-                out.push(
-                    Diagnostic::new(
-                        Code::SlaOverBudget,
-                        span,
-                        format!(
-                            "the SLA of `{name}` ({}) is longer than the latency budget ({})",
-                            seconds_text(seconds),
-                            seconds_text(limit)
-                        ),
-                    )
-                    .label("this rung may take longer than the whole turn is allowed")
-                    .secondary(budget_span, "latency budget declared here")
-                    .help("tighten the SLA so that its fallback can still answer within budget"),
-                );
+                out.report(Finding::SlaOverBudget {
+                    at: span,
+                    agent: name,
+                    seconds,
+                    limit,
+                    budget_at: budget_span,
+                });
             }
         }
     }

@@ -1,9 +1,11 @@
 //! Every diagnostic the checker can emit: stable codes, default severities, and the sink that
 //! applies `#[allow(..)]` / `#![deny(..)]` / `--deny warnings`.
 //!
-//! Codes are documented one by one in `docs/diagnostics.md`; adding a code means adding it here,
-//! there, and a fixture under `tests/fixtures/check/`.
+//! Codes are documented one by one in `docs/diagnostics.md`. Adding a diagnostic means a code
+//! here (if it is a new one), a variant of [`crate::findings::Finding`] that the pass reports,
+//! its words in [`crate::words`], a section there, and a fixture under `tests/fixtures/check/`.
 
+use crate::findings::Finding;
 use ladder_syntax::ast::{Attr, AttrLevel};
 use ladder_syntax::Span;
 use serde::Serialize;
@@ -177,19 +179,6 @@ impl Diagnostic {
         }
     }
 
-    /// L0032: `what` (a statement, key or block) is given twice where one is allowed. The one
-    /// wording of every repeated-statement diagnostic.
-    pub(crate) fn repeated(first: Span, again: Span, what: &str, help: &str) -> Self {
-        Diagnostic::new(
-            Code::RepeatedStatement,
-            again,
-            format!("{what} is given twice"),
-        )
-        .label("given again here")
-        .secondary(first, "first given here")
-        .help(help.to_string())
-    }
-
     /// "did you mean `suggestion`?", with the fix that replaces the primary span (the misspelt
     /// name) by it.
     pub fn suggest(self, suggestion: &str) -> Self {
@@ -261,6 +250,11 @@ impl Diagnostics {
         self.items.push(diagnostic);
     }
 
+    /// Adds what a pass found, in the words of [`crate::words`].
+    pub(crate) fn report(&mut self, finding: crate::findings::Finding) {
+        self.items.push(crate::words::diagnostic(finding));
+    }
+
     /// Whether an error was added.
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(|d| d.severity == Severity::Error)
@@ -298,34 +292,19 @@ pub(crate) fn lint_scopes(attrs: &[Attr], region: Span, out: &mut Diagnostics) -
                     .iter()
                     .flat_map(|c| [c.as_str(), c.slug()])
                     .chain(["warnings"]);
-                let mut d = Diagnostic::new(
-                    Code::BadLint,
-                    lint.span,
-                    format!("unknown lint `{}`", lint.name),
-                )
-                .label("no diagnostic has this code or name");
-                d = match crate::suggest::did_you_mean(&lint.name, names) {
-                    Some(s) => d.suggest(s),
-                    None => d.help("lints are named by code (`L0017`) or name (`unused`); see docs/diagnostics.md"),
-                };
-                out.push(d);
+                out.report(Finding::UnknownLint {
+                    at: lint.span,
+                    name: &lint.name,
+                    suggestion: crate::suggest::did_you_mean(&lint.name, names),
+                });
                 continue;
             };
             for code in codes {
                 if attr.level == AttrLevel::Allow && code.default_severity() == Severity::Error {
-                    out.push(
-                        Diagnostic::new(
-                            Code::BadLint,
-                            lint.span,
-                            format!(
-                                "`{}` ({}) is an error and cannot be allowed",
-                                code.as_str(),
-                                code.slug()
-                            ),
-                        )
-                        .label("this allow has no effect")
-                        .help("fix the problem instead; only warnings can be allowed"),
-                    );
+                    out.report(Finding::AllowedError {
+                        at: lint.span,
+                        code,
+                    });
                     continue;
                 }
                 scopes.push(LintScope {

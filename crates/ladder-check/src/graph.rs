@@ -1,7 +1,8 @@
 //! The agent graph (petgraph) and the analyses over it. Each analysis is a function over the graph
 //! and a diagnostics sink; none stops at the first problem.
 
-use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::diagnostics::Diagnostics;
+use crate::findings::{CycleStep, Finding};
 use crate::index::{Index, Namespace, Rung};
 use crate::symbols::SymbolNamespace;
 use ladder_syntax::ast::{CompareOp, Operand, ScriptStmtKind};
@@ -271,28 +272,16 @@ fn returns(index: &Index, g: &mut AgentGraph, out: &mut Diagnostics) {
         let owns_turn = match agent.owns {
             Some(o) if o.name == "turn" => Some(o.span),
             Some(o) if o.name != "conversation" => {
-                let mut d = Diagnostic::new(
-                    Code::InvalidValue,
-                    o.span,
-                    format!("`owns {}` is not an ownership policy", o.name),
-                )
-                .label("expected `turn` or `conversation`");
-                d = match crate::suggest::did_you_mean(&o.name, ["turn", "conversation"]) {
-                    Some(s) => d.suggest(s),
-                    None => d.help("`owns turn`: control goes back after each reply; `owns conversation` (the default): it stays until a handoff or a return"),
-                };
-                out.push(d);
+                out.report(Finding::BadOwnership {
+                    policy: o,
+                    suggestion: crate::suggest::did_you_mean(&o.name, ["turn", "conversation"]),
+                });
                 None
             }
             _ => None,
         };
         let Some(span) = agent.returns.or(owns_turn) else {
             continue;
-        };
-        let what = if agent.returns.is_some() {
-            "return"
-        } else {
-            "owns turn"
         };
         let Some(&node) = g.nodes.get(*name) else {
             continue;
@@ -305,21 +294,11 @@ fn returns(index: &Index, g: &mut AgentGraph, out: &mut Diagnostics) {
             .filter(|s| matches!(g.graph[*s].1, RungKind::Agent))
             .collect();
         if delegators.is_empty() {
-            out.push(
-                Diagnostic::new(
-                    Code::ReturnWithoutDelegator,
-                    span,
-                    if agent.returns.is_some() {
-                        format!("`{name}` returns, but no agent hands off to it")
-                    } else {
-                        format!("`{name}` owns one turn, but no agent hands off to it")
-                    },
-                )
-                .label("there is never anyone to return to")
-                .help(format!(
-                    "remove `{what}`, or give an agent a `handoff .. -> {name}`"
-                )),
-            );
+            out.report(Finding::ReturnWithoutDelegator {
+                at: span,
+                agent: name,
+                returns: agent.returns.is_some(),
+            });
         }
         if agent.returns.is_none() {
             continue;
@@ -364,10 +343,6 @@ fn condition_text(c: &ladder_syntax::ast::Condition) -> String {
     s
 }
 
-/// The message of the L0006 for a ladder with no header (a follow-on error when a `use`d file
-/// could not be read).
-pub(crate) const NO_HEADER: &str = "no ladder header";
-
 fn entry(index: &Index, g: &AgentGraph, out: &mut Diagnostics) -> Option<NodeIndex> {
     let Some(ladder) = index.ladder else {
         if index.broken_header {
@@ -375,55 +350,33 @@ fn entry(index: &Index, g: &AgentGraph, out: &mut Diagnostics) -> Option<NodeInd
         }
         let at = index.items.first().map(|i| i.span).unwrap_or_default();
         let at = Span::new(at.file, at.start, at.start);
-        out.push(
-            Diagnostic::new(Code::Entry, at, NO_HEADER)
-                .label("expected `ladder NAME { entry AGENT }` somewhere in this ladder")
-                .help("add a header such as `ladder support { entry triage }` naming the first rung of every session"),
-        );
+        out.report(Finding::NoHeader { at });
         return None;
     };
     match ladder.entries.as_slice() {
         [] => {
-            out.push(
-                Diagnostic::new(
-                    Code::Entry,
-                    ladder.name.span,
-                    format!("ladder `{}` has no entry", ladder.name.name),
-                )
-                .label("no `entry` in this header")
-                .help(match index.agents.keys().next() {
-                    Some(a) => format!("add `entry {a}` (the rung that greets every new session)"),
-                    None => {
-                        "add `entry AGENT` naming the rung that greets every new session".into()
-                    }
-                }),
-            );
+            out.report(Finding::NoEntry {
+                ladder: &ladder.name,
+                example: index.agents.keys().next().copied(),
+            });
             None
         }
         [first, rest @ ..] => {
             for again in rest {
                 // Reported (L0032), not resolved; the editor still sees the name.
                 index.record(again, SymbolNamespace::Rung);
-                out.push(Diagnostic::repeated(
-                    first.span,
-                    again.span,
-                    "`entry`",
-                    "a ladder has one entry rung; route to others with `handoff`",
-                ));
+                out.report(Finding::Repeated {
+                    first: first.span,
+                    again: again.span,
+                    what: "`entry`".into(),
+                    keep: "a ladder has one entry rung; route to others with `handoff`",
+                });
             }
             if !index.resolve(Namespace::Rung, first, "the entry", out) {
                 return None;
             }
             if let Some(Rung::Human(_)) = index.rung(&first.name) {
-                out.push(
-                    Diagnostic::new(
-                        Code::WrongKind,
-                        first.span,
-                        format!("the entry `{}` is a human", first.name),
-                    )
-                    .label("sessions would start paused, waiting for a person")
-                    .help("start with an agent or a script; hand off to the human from there"),
-                );
+                out.report(Finding::HumanEntry { entry: first });
             }
             g.nodes.get(&first.name).copied()
         }
@@ -460,45 +413,21 @@ pub(crate) fn cycles(g: &AgentGraph, out: &mut Diagnostics) -> bool {
             .min_by_key(|n| &g.graph[**n].0)
             .expect("scc is not empty");
         let path = cycle_from(g, start, &scc);
-        let names: Vec<&str> = path
+        let steps = path
             .iter()
             .map(|e| {
-                g.graph[g.graph.edge_endpoints(*e).expect("edge").0]
-                    .0
-                    .as_str()
+                let (a, b) = g.graph.edge_endpoints(*e).expect("edge");
+                let info = &g.graph[*e];
+                CycleStep {
+                    from: &g.graph[a].0,
+                    to: &g.graph[b].0,
+                    kind: info.kind,
+                    label: info.label.as_deref(),
+                    span: info.span,
+                }
             })
             .collect();
-        let mut ring = names.join(" -> ");
-        ring.push_str(" -> ");
-        ring.push_str(names[0]);
-        let first = &g.graph[path[0]];
-        let mut d = Diagnostic::new(Code::HandoffCycle, first.span, format!("handoff cycle: {ring}"))
-            .help("control must only flow down the ladder: replace one edge with `escalate -> ..` (which returns up) or remove it");
-        for (i, e) in path.iter().enumerate() {
-            let (a, b) = g.graph.edge_endpoints(*e).expect("edge");
-            let info = &g.graph[*e];
-            let what = match (info.kind, &info.label) {
-                (EdgeKind::Handoff, Some(intent)) => format!(
-                    "`{}` hands off to `{}` (intent `{intent}`)",
-                    g.graph[a].0, g.graph[b].0
-                ),
-                (EdgeKind::Handoff, None) => {
-                    format!("`{}` hands off to `{}`", g.graph[a].0, g.graph[b].0)
-                }
-                (EdgeKind::Consult, _) => format!("`{}` consults `{}`", g.graph[a].0, g.graph[b].0),
-                (_, Some(l)) => {
-                    format!("`{}` falls back to `{}` ({l})", g.graph[a].0, g.graph[b].0)
-                }
-                (_, None) => format!("`{}` falls back to `{}`", g.graph[a].0, g.graph[b].0),
-            };
-            let what = format!("{}: {what}", i + 1);
-            d = if i == 0 {
-                d.label(what)
-            } else {
-                d.secondary(info.span, what)
-            };
-        }
-        out.push(d);
+        out.report(Finding::HandoffCycle { steps });
     }
     found
 }
@@ -592,11 +521,12 @@ pub(crate) fn unreachable(index: &Index, g: &AgentGraph, out: &mut Diagnostics) 
             RungKind::Human => "human",
             RungKind::Script => "script",
         };
-        out.push(
-            Diagnostic::new(Code::Unreachable, span, format!("{kind} `{name}` is unreachable"))
-                .label(format!("no path from the entry `{entry_name}` leads here"))
-                .help(format!("add a `handoff`, `escalate`, `consult` or `fallback` edge to `{name}`, or remove it")),
-        );
+        out.report(Finding::Unreachable {
+            at: span,
+            kind,
+            name,
+            entry: entry_name,
+        });
     }
 }
 
@@ -699,16 +629,11 @@ pub(crate) fn escalations(
                 continue;
             }
             if to == from || !is_ancestor(g, &intervals, to, from) {
-                let what = if to == from {
-                    "itself".to_string()
-                } else {
-                    format!("`{}`", e.target.name)
-                };
-                out.push(
-                    Diagnostic::new(Code::EscalationDirection, e.target.span, format!("`{name}` escalates to {what}, which is not above it"))
-                        .label(format!("`{}` never hands control down to `{name}`", e.target.name))
-                        .help("escalate to a rung that hands off (directly or not) to this one, or to a `human`; use `handoff` to move sideways or down"),
-                );
+                out.report(Finding::EscalationDirection {
+                    target: &e.target,
+                    agent: name,
+                    itself: to == from,
+                });
             }
         }
     }
@@ -790,16 +715,11 @@ fn check_variable_operand(
         },
     };
     if !fits {
-        out.push(
-            Diagnostic::new(
-                Code::InvalidValue,
-                cmp.span,
-                format!("`{name}` has type `{ty}`; a value of another type never matches it"),
-            )
-            .label("a value of another type")
-            .secondary(ty.span, "the variable's type")
-            .help(format!("compare `{name}` with a value of type `{ty}`")),
-        );
+        out.report(Finding::ConditionType {
+            at: cmp.span,
+            name,
+            ty,
+        });
     }
 }
 
@@ -813,48 +733,30 @@ fn check_signal(
     let is_signal = SIGNALS.iter().any(|(s, _)| *s == name);
     if is_signal && !session_vars.contains(name) {
         if let Some((min, max)) = signal_range(name) {
-            let range = match max {
-                Some(max) => format!("between {min} and {max}"),
-                None => format!("{min} or more"),
-            };
             match &cmp.operand {
                 Operand::Number(n) => {
                     if let Some(always) = constant_truth(cmp.op, *n, min, max) {
-                        let what = if always { "always" } else { "never" };
-                        out.push(
-                            Diagnostic::new(
-                                Code::InvalidValue,
-                                cmp.span,
-                                format!("`{name}` is {range}, so this condition is {what} true"),
-                            )
-                            .label(format!("{what} true"))
-                            .help(format!("compare `{name}` with a value inside its range")),
-                        );
+                        out.report(Finding::ConstantCondition {
+                            at: cmp.span,
+                            name,
+                            min,
+                            max,
+                            always,
+                        });
                     }
                 }
-                _ => out.push(
-                    Diagnostic::new(
-                        Code::InvalidValue,
-                        cmp.span,
-                        format!(
-                            "`{name}` is a number ({range}); it cannot be compared with this value"
-                        ),
-                    )
-                    .label("not a number")
-                    .help(format!("compare `{name}` with a number")),
-                ),
+                _ => out.report(Finding::SignalNotNumber {
+                    at: cmp.span,
+                    name,
+                    min,
+                    max,
+                }),
             }
         }
         if name == "tool_errors" && !has_tools {
-            out.push(
-                Diagnostic::new(
-                    Code::InvalidValue,
-                    cmp.signal.span,
-                    "`tool_errors` counts failed tool calls, and this agent has no tools",
-                )
-                .label("always 0 here")
-                .help("give the agent tools, or escalate on another signal"),
-            );
+            out.report(Finding::ToolErrorsWithoutTools {
+                at: cmp.signal.span,
+            });
         }
         return;
     }
@@ -865,24 +767,10 @@ fn check_signal(
         .iter()
         .map(|(s, _)| *s)
         .chain(session_vars.iter().copied());
-    let mut d = Diagnostic::new(
-        Code::UnknownSignal,
-        cmp.signal.span,
-        format!("unknown signal `{name}` in escalation condition"),
-    )
-    .label("the runtime does not compute this");
-    d = match crate::suggest::did_you_mean(name, candidates) {
-        Some(s) => d.suggest(s),
-        None => d.help(format!(
-            "conditions may use {} or a session variable",
-            SIGNALS
-                .iter()
-                .map(|(s, _)| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    };
-    out.push(d);
+    out.report(Finding::UnknownSignal {
+        signal: &cmp.signal,
+        suggestion: crate::suggest::did_you_mean(name, candidates),
+    });
 }
 
 /// L0014 (two handoffs with one intent), L0022 (receiver does not accept), L0013 (router
@@ -892,12 +780,11 @@ pub(crate) fn handoff_rules(index: &Index, out: &mut Diagnostics) {
         let mut by_intent: BTreeMap<&str, Span> = BTreeMap::new();
         for h in &agent.handoffs {
             if let Some(first) = by_intent.insert(&h.intent.name, h.intent.span) {
-                out.push(
-                    Diagnostic::new(Code::DuplicateIntentEdge, h.intent.span, format!("`{name}` has two handoffs for intent `{}`", h.intent.name))
-                        .label("second handoff with this intent")
-                        .secondary(first, "first handoff with this intent")
-                        .help("one intent routes to one rung; declare a second intent to tell the cases apart"),
-                );
+                out.report(Finding::DuplicateIntentEdge {
+                    agent: name,
+                    intent: &h.intent,
+                    first,
+                });
             }
             if let Some(Rung::Agent(target)) = index.rung(&h.target.name) {
                 if let Some(accepts) = &target.accepts {
@@ -911,41 +798,21 @@ pub(crate) fn handoff_rules(index: &Index, out: &mut Diagnostics) {
                         && !misspelt
                         && !accepts.iter().any(|a| a.name == h.intent.name)
                     {
-                        let listed = accepts
-                            .iter()
-                            .map(|a| format!("`{}`", a.name))
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        let mut d = Diagnostic::new(Code::IntentNotAccepted, h.intent.span, format!("`{}` does not accept intent `{}`", h.target.name, h.intent.name))
-                            .label(format!("`{name}` hands off `{}` here", h.intent.name))
-                            .help(format!("add `{}` to the `accepts` of `{}`, or hand this intent to another rung", h.intent.name, h.target.name));
-                        if let Some(first) = accepts.first() {
-                            d = d.secondary(
-                                first.span,
-                                format!("`{}` accepts only {listed}", h.target.name),
-                            );
-                        }
-                        if let Some(last) = accepts.last() {
-                            d = d.fix(
-                                format!(
-                                    "add `{}` to the accepts of `{}`",
-                                    h.intent.name, h.target.name
-                                ),
-                                Span::new(last.span.file, last.span.end, last.span.end),
-                                format!(", {}", h.intent.name),
-                            );
-                        }
-                        out.push(d);
+                        out.report(Finding::NotAccepted {
+                            sender: name,
+                            intent: &h.intent,
+                            receiver: &h.target.name,
+                            accepts,
+                        });
                     }
                 }
             }
         }
         if agent.router && agent.handoffs.is_empty() {
-            out.push(
-                Diagnostic::new(Code::RouterWithoutExit, agent.decl.name.span, format!("router `{name}` has no handoff"))
-                    .label("a router never replies, so every turn here would end with nothing said")
-                    .help("add `handoff INTENT -> AGENT` edges, or remove `router` so that it can reply itself"),
-            );
+            out.report(Finding::RouterWithoutHandoff {
+                at: agent.decl.name.span,
+                agent: name,
+            });
         }
     }
 }
@@ -995,7 +862,7 @@ pub(crate) fn dead_ends(index: &Index, g: &AgentGraph, out: &mut Diagnostics) {
         let Some(span) = index.rung_span(name) else {
             continue;
         };
-        let d = match kind {
+        let finding = match kind {
             RungKind::Script => {
                 let ends_without = index.scripts.get(name.as_str()).is_some_and(|s| {
                     !s.stmts.iter().any(|st| {
@@ -1003,21 +870,15 @@ pub(crate) fn dead_ends(index: &Index, g: &AgentGraph, out: &mut Diagnostics) {
                     })
                 });
                 if ends_without {
-                    Diagnostic::new(
-                        Code::DeadEnd,
-                        span,
-                        format!("script `{name}` ends without `end` or `handoff`"),
-                    )
-                    .label("the caller would be left with no one on the line")
-                    .help("finish the script with `end` (close the session) or `handoff RUNG`")
+                    Finding::ScriptWithoutEnd {
+                        at: span,
+                        script: name,
+                    }
                 } else {
-                    Diagnostic::new(
-                        Code::DeadEnd,
-                        span,
-                        format!("script `{name}` never reaches a reply or a human"),
-                    )
-                    .label("every handoff from here leads to rungs that cannot answer")
-                    .help("hand off to an agent that replies, or to a `human`")
+                    Finding::ScriptDeadEnd {
+                        at: span,
+                        script: name,
+                    }
                 }
             }
             _ => {
@@ -1029,16 +890,13 @@ pub(crate) fn dead_ends(index: &Index, g: &AgentGraph, out: &mut Diagnostics) {
                     // Reported as L0013 already.
                     continue;
                 }
-                Diagnostic::new(
-                    Code::DeadEnd,
-                    span,
-                    format!("router `{name}` never reaches a reply or a human"),
-                )
-                .label("every handoff from here leads to rungs that cannot answer")
-                .help("hand off to at least one agent that replies, or to a `human`")
+                Finding::RouterDeadEnd {
+                    at: span,
+                    agent: name,
+                }
             }
         };
-        out.push(d);
+        out.report(finding);
     }
 }
 
@@ -1048,16 +906,10 @@ pub(crate) fn script_order(index: &Index, out: &mut Diagnostics) {
         let mut terminal: Option<Span> = None;
         for stmt in &script.stmts {
             if let Some(t) = terminal {
-                out.push(
-                    Diagnostic::new(
-                        Code::UnreachableStatement,
-                        stmt.span,
-                        "statement after the end of the script",
-                    )
-                    .label("this never runs")
-                    .secondary(t, "the script stops here")
-                    .help("move it before the `end`/`handoff`, or remove it"),
-                );
+                out.report(Finding::StatementAfterEnd {
+                    at: stmt.span,
+                    stop: t,
+                });
                 break;
             }
             if matches!(stmt.kind, ScriptStmtKind::End | ScriptStmtKind::Handoff(_)) {

@@ -1,7 +1,8 @@
 //! The index of every definition across the files of one ladder, built in one pass. Reports
 //! duplicate definitions (L0003), unknown statements (L0007) and repeated statements (L0032).
 
-use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::diagnostics::Diagnostics;
+use crate::findings::Finding;
 use crate::suggest::did_you_mean;
 use crate::symbols::SymbolNamespace;
 use ladder_syntax::ast::*;
@@ -137,29 +138,6 @@ pub(crate) enum Namespace {
 }
 
 /// `a tool`, `an agent`: the noun with its indefinite article.
-fn with_article(noun: &str) -> String {
-    match noun.chars().next() {
-        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {noun}"),
-        _ => format!("a {noun}"),
-    }
-}
-
-impl Namespace {
-    fn article(self) -> String {
-        with_article(self.noun())
-    }
-
-    fn noun(self) -> &'static str {
-        match self {
-            Namespace::Rung => "rung (agent, human or script)",
-            Namespace::Agent => "agent",
-            Namespace::Tool => "tool",
-            Namespace::Intent => "intent",
-            Namespace::Model => "model",
-        }
-    }
-}
-
 impl<'a> Index<'a> {
     /// Records a reference for the editor (see [`Index::refs`]).
     pub fn record(&self, name: &Ident, namespace: SymbolNamespace) {
@@ -219,46 +197,22 @@ impl<'a> Index<'a> {
         }
         if let Some(kind) = self.kind_of(&name.name) {
             // A rung of the wrong sort (e.g. consulting a human) or another namespace entirely.
-            out.push(
-                Diagnostic::new(
-                    Code::WrongKind,
-                    name.span,
-                    format!(
-                        "`{}` is {}, but {role} must be {}",
-                        name.name,
-                        with_article(kind),
-                        ns.article()
-                    ),
-                )
-                .label(format!("this is {}", with_article(kind)))
-                .help(match self.names_in(ns).first() {
-                    Some(example) => format!("name {} here, such as `{example}`", ns.article()),
-                    None => format!("declare {} and name it here", ns.article()),
-                }),
-            );
+            out.report(Finding::WrongKind {
+                name,
+                found: kind,
+                role,
+                ns,
+                example: self.names_in(ns).first().copied(),
+            });
             return false;
         }
         let names = self.names_in(ns);
-        let mut d = Diagnostic::new(
-            Code::Undefined,
-            name.span,
-            format!("undefined {} `{}`", ns.noun(), name.name),
-        )
-        .label(format!("no {} is called `{}`", ns.noun(), name.name));
-        d = match did_you_mean(&name.name, names.iter().copied()) {
-            Some(s) => d.suggest(s),
-            None if names.is_empty() => d.help(format!("declare it: no {} exists yet", ns.noun())),
-            None => d.help(format!(
-                "declare it, or use one of: {}",
-                names
-                    .iter()
-                    .take(6)
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        };
-        out.push(d);
+        out.report(Finding::Undefined {
+            name,
+            ns,
+            suggestion: did_you_mean(&name.name, names.iter().copied()),
+            known: names,
+        });
         false
     }
 }
@@ -267,28 +221,16 @@ use crate::vocabulary::{AGENT_STATEMENTS, HEADER_STATEMENTS, SCRIPT_STATEMENTS, 
 
 pub(crate) fn unknown_statement(
     stmt: &UnknownStmt,
-    block: &str,
-    known: &[&str],
+    block: &'static str,
+    known: &'static [&'static str],
     out: &mut Diagnostics,
 ) {
-    let mut d = Diagnostic::new(
-        Code::UnknownKey,
-        stmt.keyword.span,
-        format!("unknown {block} statement `{}`", stmt.keyword.name),
-    )
-    .label(format!("not {} statement", with_article(block)));
-    d = match did_you_mean(&stmt.keyword.name, known.iter().copied()) {
-        Some(s) => d.suggest(s),
-        None => d.help(format!(
-            "{block} statements are: {}",
-            known
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    };
-    out.push(d);
+    out.report(Finding::UnknownStatement {
+        keyword: &stmt.keyword,
+        block,
+        known,
+        suggestion: did_you_mean(&stmt.keyword.name, known.iter().copied()),
+    });
 }
 
 /// A second definition of a name is reported (L0003) and not analysed; the names it uses are
@@ -304,22 +246,14 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
     let mut index = Index::default();
     let mut seen: HashMap<(&'static str, &'a str), Span> = HashMap::default();
     let mut check_dup =
-        |ns: &'static str, name: &'a Ident, kind: &str, out: &mut Diagnostics| -> bool {
+        |ns: &'static str, name: &'a Ident, kind: &'static str, out: &mut Diagnostics| -> bool {
             if let Some(first) = seen.get(&(ns, name.name.as_str())) {
-                out.push(
-                    Diagnostic::new(
-                        Code::Duplicate,
-                        name.span,
-                        format!("`{}` is defined twice", name.name),
-                    )
-                    .label(format!("{kind} `{}` redefined here", name.name))
-                    .secondary(*first, "first defined here")
-                    .help(if ns == "rung" {
-                        "agents, humans and scripts share one namespace: rename one of them"
-                    } else {
-                        "rename one of them, or remove the copy"
-                    }),
-                );
+                out.report(Finding::Duplicate {
+                    name,
+                    first: *first,
+                    kind,
+                    shared_rung_namespace: ns == "rung",
+                });
                 false
             } else {
                 seen.insert((ns, name.name.as_str()), name.span);
@@ -338,12 +272,10 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
             match &item.kind {
                 ItemKind::Ladder(l) => {
                     if let Some(first) = index.ladder {
-                        out.push(
-                            Diagnostic::new(Code::Entry, l.name.span, "a second ladder header")
-                                .label("another `ladder` header here")
-                                .secondary(first.name.span, "the ladder is already declared here")
-                                .help("a ladder has one header; files that are `use`d hold only items"),
-                        );
+                        out.report(Finding::SecondHeader {
+                            at: l.name.span,
+                            first: first.name.span,
+                        });
                         unanalysed(&index, item);
                     } else {
                         index.ladder = Some(l);
@@ -533,12 +465,12 @@ fn agent_info<'a>(
         };
         if let Some(what) = single {
             if let Some(first) = spans.get(what) {
-                out.push(Diagnostic::repeated(
-                    *first,
-                    stmt.span,
-                    what,
-                    "keep one of them",
-                ));
+                out.report(Finding::Repeated {
+                    first: *first,
+                    again: stmt.span,
+                    what: what.to_string(),
+                    keep: "keep one of them",
+                });
             } else {
                 spans.insert(what, stmt.span);
             }

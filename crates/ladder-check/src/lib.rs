@@ -18,6 +18,7 @@
 pub mod access;
 mod bounds;
 pub mod diagnostics;
+mod findings;
 #[doc(hidden)]
 pub mod fuzzing;
 #[doc(hidden)]
@@ -38,6 +39,7 @@ mod syntax;
 mod templates;
 mod types;
 mod walk;
+mod words;
 
 pub use access::{FilePolicy, DEFAULT_MAX_FILE_BYTES};
 pub use bounds::WorstCase;
@@ -49,6 +51,7 @@ pub use program::Program;
 pub use syntax::LANGUAGE_VERSION;
 
 use diagnostics::Diagnostics;
+use findings::{Finding, Unused};
 use index::Namespace;
 use ladder_syntax::ast::{File, ScriptStmtKind};
 use ladder_syntax::SourceMap;
@@ -171,18 +174,11 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
             .flat_map(|f| &f.items)
             .nth(options.max_items)
             .expect("there are more items than the limit");
-        out.push(
-            Diagnostic::new(
-                Code::TooManyItems,
-                over.span,
-                format!(
-                    "this ladder declares {items} items, over the limit of {}",
-                    options.max_items
-                ),
-            )
-            .label("the first item over the limit")
-            .help("split the ladder, or raise the limit with `--max-items`"),
-        );
+        out.report(Finding::TooManyItems {
+            at: over.span,
+            items,
+            limit: options.max_items,
+        });
         return stopped(sources, files, out, options);
     }
     let mut scopes = Vec::new();
@@ -274,7 +270,7 @@ fn without_follow_ons(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
         return diagnostics;
     }
     // The header may be in the unread file too.
-    diagnostics.retain(|d| !(d.code == Code::Entry && d.message == graph::NO_HEADER));
+    diagnostics.retain(|d| !(d.code == Code::Entry && d.message == words::NO_HEADER));
     let before_undefined = diagnostics.len();
     diagnostics.retain(|d| d.code != Code::Undefined);
     let dropped = before_undefined - diagnostics.len();
@@ -321,19 +317,7 @@ fn session_vars<'a>(index: &index::Index<'a>, out: &mut Diagnostics) -> BTreeSet
                 vars.insert(name.name.as_str());
                 if let Some(declared) = index.var_type(&name.name) {
                     if !std::ptr::eq(declared, ty) && !types::same_type(declared, ty) {
-                        out.push(
-                            Diagnostic::new(
-                                Code::InvalidValue,
-                                ty.span,
-                                format!(
-                                    "`{}` is declared with type `{declared}`; this `collect` gives it type `{ty}`",
-                                    name.name
-                                ),
-                            )
-                            .label("another type for the same session variable")
-                            .secondary(declared.span, "declared here")
-                            .help("collect it with the declared type, or use another name"),
-                        );
+                        out.report(Finding::CollectRetyped { name, declared, ty });
                     }
                 }
             }
@@ -376,18 +360,12 @@ fn check_declarations(
             types::check_type(index, &v.ty, used_types, out);
             if let Some(default) = &v.default {
                 if let Err(expected) = types::literal_fits(index, default, &v.ty) {
-                    out.push(
-                        Diagnostic::new(
-                            Code::InvalidValue,
-                            default.span,
-                            format!(
-                                "the default of `{}` does not fit its type `{}`",
-                                v.name.name, v.ty
-                            ),
-                        )
-                        .label(format!("expected {expected}"))
-                        .secondary(v.ty.span, "the declared type"),
-                    );
+                    out.report(Finding::DefaultMisfit {
+                        at: default.span,
+                        name: &v.name,
+                        ty: &v.ty,
+                        expected,
+                    });
                 }
             }
         }
@@ -401,35 +379,26 @@ fn check_declarations(
     }
     for (name, agent) in &index.agents {
         if let Some(prompt) = agent.prompt.filter(|p| p.text.trim().is_empty()) {
-            out.push(
-                Diagnostic::new(
-                    Code::InvalidValue,
-                    prompt.span,
-                    format!("the prompt of `{name}` is empty"),
-                )
-                .label("the model gets no instructions")
-                .help("say what the agent is for, what it may do and when it hands over"),
-            );
+            out.report(Finding::EmptyPrompt {
+                at: prompt.span,
+                agent: name,
+            });
         }
         match agent.model {
             Some(m) => {
                 index.resolve(Namespace::Model, m, "an agent's model", out);
             }
-            None => out.push(
-                Diagnostic::new(Code::MissingProperty, agent.decl.name.span, format!("agent `{name}` has no model"))
-                    .label("which model answers for this agent?")
-                    .help(match index.models.keys().min() {
-                        Some(m) => format!("add `model {m}`"),
-                        None => "declare a model (`model fast { provider: openai, name: \"gpt-4o-mini\" }`) and add `model fast`".into(),
-                    }),
-            ),
+            None => out.report(Finding::NoModel {
+                at: agent.decl.name.span,
+                agent: name,
+                example: index.models.keys().min().copied(),
+            }),
         }
         if agent.prompt.is_none() {
-            out.push(
-                Diagnostic::new(Code::MissingProperty, agent.decl.name.span, format!("agent `{name}` has no prompt"))
-                    .label("the model would get no instructions")
-                    .help("add `prompt \"\"\" ... \"\"\"` saying what this rung does and when it hands off"),
-            );
+            out.report(Finding::NoPrompt {
+                at: agent.decl.name.span,
+                agent: name,
+            });
         }
         types::duplicate_names(agent.tools.iter().copied(), "tool", out);
         for t in &agent.tools {
@@ -465,51 +434,25 @@ fn unused(index: &index::Index, used_types: &BTreeSet<String>, out: &mut Diagnos
         intents.extend(agent.accepts.iter().flatten().map(|i| i.name.as_str()));
         models.extend(agent.model.map(|m| m.name.as_str()));
     }
-    let mut report = |kind: &str, name: &str, span, help: &str| {
-        out.push(
-            Diagnostic::new(Code::Unused, span, format!("{kind} `{name}` is never used"))
-                .label(format!("declared here, but nothing refers to this {kind}"))
-                .help(help.to_string()),
-        );
-    };
+    let mut report = |kind, name, at| out.report(Finding::Unused { at, kind, name });
     for (name, (tool, _)) in &index.tools {
         if !tools.contains(name) {
-            report(
-                "tool",
-                name,
-                tool.name.span,
-                "add it to an agent's `tools [..]`, or remove it",
-            );
+            report(Unused::Tool, name, tool.name.span);
         }
     }
     for (name, intent) in &index.intents {
         if !intents.contains(name) {
-            report(
-                "intent",
-                name,
-                intent.name.span,
-                "route it with `handoff INTENT -> AGENT`, or remove it",
-            );
+            report(Unused::Intent, name, intent.name.span);
         }
     }
     for (name, model) in &index.models {
         if !models.contains(name) {
-            report(
-                "model",
-                name,
-                model.name.span,
-                "give it to an agent with `model NAME`, or remove it",
-            );
+            report(Unused::Model, name, model.name.span);
         }
     }
     for (name, ty) in &index.types {
         if !used_types.contains(*name) {
-            report(
-                "type",
-                name,
-                ty.name.span,
-                "use it in a tool signature, payload or field, or remove it",
-            );
+            report(Unused::Type, name, ty.name.span);
         }
     }
 }

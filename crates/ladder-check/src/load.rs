@@ -1,7 +1,8 @@
 //! Loading a ladder and every file it `use`s, through an injected [`Loader`] (the checker does no
 //! I/O of its own), and parsing each once.
 
-use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::diagnostics::Diagnostics;
+use crate::findings::Finding;
 use ladder_syntax::ast::{File, ItemKind};
 use ladder_syntax::{FileId, SourceMap, Span};
 use std::collections::HashMap;
@@ -106,7 +107,7 @@ fn visit(
     let (parsed, errors) = ladder_syntax::parse_recovering(id, &loaded.sources.get(id).text);
     loaded.broken.push(!errors.is_empty());
     for error in errors {
-        out.push(crate::syntax::syntax_diagnostic(error));
+        out.report(Finding::Syntax(error));
     }
     let uses: Vec<(String, Span)> = parsed
         .items
@@ -122,32 +123,21 @@ fn visit(
         let target_path = normalize(&dir.join(&target));
         // Only ladders are used: a diagnostic about any other file would print its content.
         if target_path.extension().and_then(|e| e.to_str()) != Some("ladder") {
-            out.push(
-                Diagnostic::new(
-                    Code::MissingFile,
-                    span,
-                    format!("`use \"{target}\"` does not name a `.ladder` file"),
-                )
-                .label("only `.ladder` files can be used")
-                .help("rename the file to end in `.ladder`, or use the ladder that defines these items"),
-            );
+            out.report(Finding::UseNotLadder {
+                at: span,
+                target: &target,
+            });
             continue;
         }
         if let Some(existing) = loaded.sources.find(&target_path) {
             let on_stack = stack.iter().position(|(f, _)| *f == existing);
             if existing == id || on_stack.is_some() {
-                let mut d = Diagnostic::new(
-                    Code::UseCycle,
-                    span,
-                    format!("`use \"{target}\"` closes a cycle of files"),
-                )
-                .label("this use leads back to a file that is still being loaded")
-                .help("move the shared items into a third file that both sides `use`");
                 let start = on_stack.unwrap_or(stack.len());
-                for (_, via) in &stack[start..] {
-                    d = d.secondary(*via, "which uses");
-                }
-                out.push(d);
+                out.report(Finding::UseCycle {
+                    at: span,
+                    target: &target,
+                    via: stack[start..].iter().map(|(_, via)| *via).collect(),
+                });
             }
             continue;
         }
@@ -157,15 +147,11 @@ fn visit(
                 visit(&target_path, text, loader, loaded, stack, out);
                 stack.pop();
             }
-            Err(error) => out.push(
-                Diagnostic::new(
-                    Code::MissingFile,
-                    span,
-                    format!("cannot read `{}`: {error}", target_path.display()),
-                )
-                .label("used here")
-                .help("paths in `use` are relative to the file that contains the `use`"),
-            ),
+            Err(error) => out.report(Finding::UnreadableUse {
+                at: span,
+                path: target_path.display().to_string(),
+                error: error.to_string(),
+            }),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `key: value` blocks: the ladder header, `limits`, `budget`, models and humans. Unknown keys get
 //! "did you mean" (L0007), values of the wrong kind L0008, zero or absurd numbers L0018.
 
-use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::diagnostics::Diagnostics;
+use crate::findings::Finding;
 use crate::index::Index;
 use crate::program::{Limits, Model};
 use crate::suggest::did_you_mean;
@@ -9,28 +10,6 @@ use crate::vocabulary::{Expect, BUDGET, HUMAN, LIMITS, MODEL};
 use ladder_syntax::ast::{HumanDecl, ModelDecl, Prop, ValueKind};
 use ladder_syntax::Span;
 use std::collections::BTreeMap;
-
-impl Expect {
-    fn describe(self) -> String {
-        match self {
-            Expect::Count { .. } => "a whole number like `4`".into(),
-            Expect::Duration { .. } => "a duration like `1.5s` or `300ms`".into(),
-            Expect::Money { .. } => "an amount like `$0.04`".into(),
-            Expect::Price { .. } => "a price like `$2.50/Mtok`".into(),
-            Expect::Number { .. } => "a number".into(),
-            Expect::String => "a string".into(),
-            Expect::Choice(names) => format!(
-                "one of {}",
-                names
-                    .iter()
-                    .map(|n| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            Expect::Env => "`env(NAME)`".into(),
-        }
-    }
-}
 
 /// A checked value.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,20 +34,6 @@ impl Checked {
     }
 }
 
-fn found(kind: &ValueKind) -> &'static str {
-    match kind {
-        ValueKind::Price(_) => "a price",
-        ValueKind::Money(_) => "a money amount",
-        ValueKind::Duration(_) => "a duration",
-        ValueKind::Number(_) => "a number",
-        ValueKind::String(_) => "a string",
-        ValueKind::Bool(_) => "a boolean",
-        ValueKind::Env(_) => "an environment reference",
-        ValueKind::Ident(_) => "a name",
-        ValueKind::List(_) => "a list",
-    }
-}
-
 /// Checks every prop of a block against `schema`; returns the valid values by key.
 fn check_block(
     block: &str,
@@ -81,33 +46,21 @@ fn check_block(
     for prop in props {
         let key = prop.key.name.as_str();
         if let Some(first) = seen.insert(key, prop.key.span) {
-            out.push(Diagnostic::repeated(
+            out.report(Finding::Repeated {
                 first,
-                prop.key.span,
-                &format!("`{key}` in {block}"),
-                "keep one of them",
-            ));
+                again: prop.key.span,
+                what: format!("`{key}` in {block}"),
+                keep: "keep one of them",
+            });
             continue;
         }
         let Some((name, expect)) = schema.iter().find(|(k, _)| *k == key) else {
-            let mut d = Diagnostic::new(
-                Code::UnknownKey,
-                prop.key.span,
-                format!("unknown key `{key}` in {block}"),
-            )
-            .label(format!("{block} has no `{key}`"));
-            d = match did_you_mean(key, schema.iter().map(|(k, _)| *k)) {
-                Some(s) => d.suggest(s),
-                None => d.help(format!(
-                    "{block} takes: {}",
-                    schema
-                        .iter()
-                        .map(|(k, _)| format!("`{k}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-            };
-            out.push(d);
+            out.report(Finding::UnknownKey {
+                key: &prop.key,
+                block,
+                known: schema.iter().map(|(k, _)| *k).collect(),
+                suggestion: did_you_mean(key, schema.iter().map(|(k, _)| *k)),
+            });
             continue;
         };
         if let Some(v) = check_value(block, key, &prop.value.kind, prop.value.span, *expect, out) {
@@ -126,54 +79,41 @@ fn check_value(
     out: &mut Diagnostics,
 ) -> Option<Checked> {
     let wrong = |out: &mut Diagnostics| {
-        out.push(
-            Diagnostic::new(
-                Code::InvalidValue,
-                span,
-                format!(
-                    "`{key}` in {block} takes {}, found {}",
-                    expect.describe(),
-                    found(kind)
-                ),
-            )
-            .label(format!("expected {}", expect.describe()))
-            .help(format!("write `{key}: ` followed by {}", expect.describe())),
-        );
+        out.report(Finding::WrongValue {
+            at: span,
+            block,
+            key,
+            expect,
+            found: kind,
+        });
         None
     };
-    let range = |n: f64,
-                 min: f64,
-                 max: f64,
-                 unit: &str,
-                 out: &mut Diagnostics|
-     -> Option<Checked> {
-        if n.is_nan() || n < min || (n <= 0.0 && min > 0.0) {
-            out.push(
-                Diagnostic::new(
-                    Code::AbsurdLimit,
-                    span,
-                    format!("`{key}` in {block} must be positive"),
-                )
-                .label(format!("{key} is {n}{unit}"))
-                .help(if n == 0.0 {
-                    "a zero limit or budget can never be met; remove the key to use the default"
-                        .to_string()
-                } else {
-                    format!("use a value of at least {min}{unit}")
-                }),
-            );
-            return None;
-        }
-        if n > max {
-            out.push(
-                Diagnostic::new(Code::AbsurdLimit, span, format!("`{key}` in {block} is absurdly large"))
-                    .label(format!("{n}{unit} is more than the maximum of {max}{unit}"))
-                    .help("a limit this large protects nothing; pick the largest value you would accept in production"),
-            );
-            return None;
-        }
-        Some(Checked::Number(n))
-    };
+    let range =
+        |n: f64, min: f64, max: f64, unit: &str, out: &mut Diagnostics| -> Option<Checked> {
+            if n.is_nan() || n < min || (n <= 0.0 && min > 0.0) {
+                out.report(Finding::NotPositive {
+                    at: span,
+                    block,
+                    key,
+                    value: n,
+                    min,
+                    unit,
+                });
+                return None;
+            }
+            if n > max {
+                out.report(Finding::TooLarge {
+                    at: span,
+                    block,
+                    key,
+                    value: n,
+                    max,
+                    unit,
+                });
+                return None;
+            }
+            Some(Checked::Number(n))
+        };
     match (expect, kind) {
         (Expect::Count { min, max }, ValueKind::Number(n)) => {
             if n.fract() != 0.0 {
@@ -195,14 +135,13 @@ fn check_value(
             if names.contains(&s.as_str()) {
                 Some(Checked::Text(s.clone()))
             } else {
-                let mut d =
-                    Diagnostic::new(Code::InvalidValue, span, format!("unknown {key} `{s}`"))
-                        .label(format!("expected {}", expect.describe()));
-                d = match did_you_mean(s, names.iter().copied()) {
-                    Some(n) => d.help(format!("did you mean `{n}`?")),
-                    None => d.help(format!("use {}", expect.describe())),
-                };
-                out.push(d);
+                out.report(Finding::UnknownChoice {
+                    at: span,
+                    key,
+                    value: s,
+                    expect,
+                    suggestion: did_you_mean(s, names.iter().copied()),
+                });
                 None
             }
         }
@@ -244,12 +183,12 @@ pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
     for block in &ladder.blocks {
         let name = block.name.name.as_str();
         if let Some(first) = seen.insert(name, block.name.span) {
-            out.push(Diagnostic::repeated(
+            out.report(Finding::Repeated {
                 first,
-                block.name.span,
-                &format!("`{name}`"),
-                "merge the two blocks into one",
-            ));
+                again: block.name.span,
+                what: format!("`{name}`"),
+                keep: "merge the two blocks into one",
+            });
             continue;
         }
         match name {
@@ -297,17 +236,10 @@ pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
                 };
             }
             other => {
-                let mut d = Diagnostic::new(
-                    Code::UnknownKey,
-                    block.name.span,
-                    format!("unknown header block `{other}`"),
-                )
-                .label("the ladder header has no such block");
-                d = match did_you_mean(other, ["limits", "budget", "vars", "meta"]) {
-                    Some(s) => d.suggest(s),
-                    None => d.help("the header takes `entry`, `limits { .. }`, `budget { .. }`, `vars { .. }` and `meta { .. }`"),
-                };
-                out.push(d);
+                out.report(Finding::UnknownHeaderBlock {
+                    name: &block.name,
+                    suggestion: did_you_mean(other, ["limits", "budget", "vars", "meta"]),
+                });
             }
         }
     }
@@ -326,18 +258,10 @@ pub(crate) fn model(decl: &ModelDecl, out: &mut Diagnostics) -> Model {
     let present = |k: &str| decl.props.iter().any(|p| p.key.name == k);
     for required in ["provider", "name"] {
         if !present(required) {
-            out.push(
-                Diagnostic::new(
-                    Code::MissingProperty,
-                    decl.name.span,
-                    format!("model `{}` has no `{required}`", decl.name.name),
-                )
-                .label(format!("`{required}` is required"))
-                .help(match required {
-                    "provider" => "add `provider: openai` (any OpenAI-compatible endpoint)",
-                    _ => "add the model's name at the provider, e.g. `name: \"gpt-4o-mini\"`",
-                }),
-            );
+            out.report(Finding::ModelLacks {
+                model: &decl.name,
+                required,
+            });
         }
     }
     Model {

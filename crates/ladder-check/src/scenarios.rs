@@ -1,7 +1,8 @@
 //! Scenario tests: every name a test mentions must exist, and every route it expects must be
 //! possible in the graph (L0034); lowering to [`TestCase`]s.
 
-use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::diagnostics::Diagnostics;
+use crate::findings::Finding;
 use crate::index::{Index, Namespace, Rung};
 use crate::program::{Expectation, TestCase, TestStep};
 use crate::suggest::did_you_mean;
@@ -20,12 +21,6 @@ pub(crate) const CEILINGS: &[&str] = &[
     "turn_deadline",
     "turns_per_session",
 ];
-
-fn impossible(span: ladder_syntax::Span, message: String, label: &str, help: String) -> Diagnostic {
-    Diagnostic::new(Code::ImpossibleExpectation, span, message)
-        .label(label.to_string())
-        .help(help)
-}
 
 /// The targets `from` can hand off to, with intents (`None` for a script's handoff).
 fn handoffs_of(index: &Index, from: &str) -> Vec<(String, Option<String>)> {
@@ -51,16 +46,10 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
     let mut names: BTreeMap<&str, ladder_syntax::Span> = BTreeMap::new();
     for test in &index.tests {
         if let Some(first) = names.insert(&test.name.value, test.name.span) {
-            out.push(
-                Diagnostic::new(
-                    Code::Duplicate,
-                    test.name.span,
-                    format!("test \"{}\" is defined twice", test.name.value),
-                )
-                .label("second test with this name")
-                .secondary(first, "first defined here")
-                .help("give every test a distinct name, so that reports can tell them apart"),
-            );
+            out.report(Finding::DuplicateTest {
+                name: &test.name,
+                first,
+            });
         }
         let mut seen_user = false;
         for step in &test.steps {
@@ -86,24 +75,14 @@ pub(crate) fn check(index: &Index, session_vars: &BTreeSet<&str>, out: &mut Diag
                 }
                 TestStepKind::Expect(e) => {
                     if !seen_user {
-                        out.push(impossible(
-                            step.span,
-                            "an expectation before any user turn".into(),
-                            "nothing has happened yet",
-                            "put `user \"..\"` before the expectations of that turn".into(),
-                        ));
+                        out.report(Finding::ExpectationBeforeUser { at: step.span });
                     }
                     expectation(index, e, session_vars, out);
                 }
             }
         }
         if !seen_user {
-            out.push(impossible(
-                test.name.span,
-                format!("test \"{}\" has no user turn", test.name.value),
-                "this test never talks to the ladder",
-                "add `user \"..\"` lines: each one is a turn".into(),
-            ));
+            out.report(Finding::NoUserTurn { name: &test.name });
         }
     }
 }
@@ -148,34 +127,14 @@ fn offered(index: &Index, agent: &Ident, function: &Ident, out: &mut Diagnostics
                 .find(|h| h.intent.name == intent && h.target.name != intent)
                 .map(|h| format!("transfer_to_{}", h.target.name))
         });
-    let help = match (by_intent, did_you_mean(&function.name, functions.iter().map(String::as_str))) {
-        (Some(s), _) => format!(
-            "did you mean `{s}`? Handoff functions are named after the receiving rung, not the intent"
-        ),
-        (None, Some(s)) => format!("did you mean `{s}`?"),
-        (None, None) if functions.is_empty() => {
-            format!("`{}` is offered no function at all", agent.name)
-        }
-        (None, None) => format!(
-            "`{}` is offered {}",
-            agent.name,
-            functions.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
-        ),
-    };
-    out.push(
-        Diagnostic::new(
-            Code::UnofferedCall,
-            function.span,
-            format!(
-                "`{}` is never offered a function `{}`",
-                agent.name, function.name
-            ),
-        )
-        .label("the runtime refuses this call (a correction)")
-        .help(format!(
-            "{help}; to test corrections on purpose, put `#[allow(unoffered-call)]` on the test"
-        )),
-    );
+    let suggestion = did_you_mean(&function.name, functions.iter().map(String::as_str));
+    out.report(Finding::UnofferedCall {
+        agent,
+        function,
+        by_intent,
+        suggestion,
+        offered: &functions,
+    });
 }
 
 /// L0027 for `tool T returns V` where `V` does not fit `T`'s return type (a stub is a mock).
@@ -187,21 +146,12 @@ fn stub_fits(index: &Index, tool: &Ident, outcome: &ast::StubOutcome, out: &mut 
     };
     let Some(returns) = &decl.returns else { return };
     if let Err((span, expected)) = crate::types::fits(index, value, returns, 0) {
-        out.push(
-            Diagnostic::new(
-                Code::MockMismatch,
-                span,
-                format!(
-                    "the stub of `{}` does not fit its return type `{returns}`",
-                    tool.name
-                ),
-            )
-            .label(format!("expected {expected}"))
-            .secondary(returns.span, "the declared return type")
-            .help(
-                "return a value of the tool's type, so that the test sees what the tool can give",
-            ),
-        );
+        out.report(Finding::StubMisfit {
+            at: span,
+            tool,
+            returns,
+            expected,
+        });
     }
 }
 
@@ -212,45 +162,32 @@ fn expected_arguments(index: &Index, tool: &Ident, args: &ast::Json, out: &mut D
         return;
     };
     let ast::JsonKind::Object(pairs) = &args.kind else {
-        out.push(impossible(
-            args.span,
-            format!("the arguments of `{}` are an object", tool.name),
-            "not an object",
-            "write them as `{ name: value, .. }`".into(),
-        ));
+        out.report(Finding::ArgumentsNotObject {
+            at: args.span,
+            tool,
+        });
         return;
     };
     for (key, value) in pairs {
         match decl.params.iter().find(|p| p.name.name == key.name) {
             None => {
                 let names = decl.params.iter().map(|p| p.name.name.as_str());
-                out.push(impossible(
-                    key.span,
-                    format!("tool `{}` has no parameter `{}`", tool.name, key.name),
-                    "no call of the tool can carry this argument",
-                    match did_you_mean(&key.name, names.clone()) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => format!(
-                            "its parameters are {}",
-                            names
-                                .map(|n| format!("`{n}`"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    },
-                ));
+                out.report(Finding::NoSuchArgument {
+                    key,
+                    tool,
+                    suggestion: did_you_mean(&key.name, names.clone()),
+                    params: names.collect(),
+                });
             }
             Some(p) => {
                 if let Err((span, expected)) = crate::types::fits(index, value, &p.ty, 0) {
-                    out.push(impossible(
-                        span,
-                        format!(
-                            "parameter `{}` of `{}` has type `{}`",
-                            p.name.name, tool.name, p.ty
-                        ),
-                        "no call of the tool carries this value",
-                        format!("expected {expected}"),
-                    ));
+                    out.report(Finding::ArgumentMisfit {
+                        at: span,
+                        param: &p.name,
+                        tool,
+                        ty: &p.ty,
+                        expected,
+                    });
                 }
             }
         }
@@ -274,31 +211,12 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
                             .is_none_or(|i| ei.as_deref() == Some(i.name.as_str()))
                 });
                 if !exists {
-                    let listed: Vec<String> = edges
-                        .iter()
-                        .map(|(t, i)| match i {
-                            Some(i) => format!("`{t}` (intent `{i}`)"),
-                            None => format!("`{t}`"),
-                        })
-                        .collect();
-                    out.push(impossible(
-                        to.span,
-                        format!(
-                            "`{}` has no handoff to `{}`{}",
-                            from.name,
-                            to.name,
-                            intent
-                                .as_ref()
-                                .map(|i| format!(" with intent `{}`", i.name))
-                                .unwrap_or_default()
-                        ),
-                        "this route is impossible in the ladder",
-                        if listed.is_empty() {
-                            format!("`{}` hands off to no one", from.name)
-                        } else {
-                            format!("`{}` hands off to {}", from.name, listed.join(", "))
-                        },
-                    ));
+                    out.report(Finding::NoSuchHandoff {
+                        from,
+                        to,
+                        intent: intent.as_ref(),
+                        edges: &edges,
+                    });
                 }
             }
         }
@@ -321,18 +239,10 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
                     None => index.agents.values().any(escalates),
                 };
                 if !possible {
-                    out.push(impossible(
-                        to.span,
-                        format!(
-                            "no {}escalation to `{}` is declared",
-                            from.as_ref()
-                                .map(|f| format!("`{}` ", f.name))
-                                .unwrap_or_default(),
-                            to.name
-                        ),
-                        "this escalation cannot happen",
-                        "declare `escalate -> ..` in the agent, or expect another route".into(),
-                    ));
+                    out.report(Finding::NoSuchEscalation {
+                        from: from.as_ref(),
+                        to,
+                    });
                 }
             }
         }
@@ -340,12 +250,7 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
             if index.resolve(Namespace::Rung, h, "an expected human", out)
                 && !matches!(index.rung(&h.name), Some(Rung::Human(_)))
             {
-                out.push(impossible(
-                    h.span,
-                    format!("`{}` is not a human", h.name),
-                    "expected a human endpoint here",
-                    "name a `human`, or use `expect agent NAME`".into(),
-                ));
+                out.report(Finding::NotAHuman { name: h });
             }
         }
         E::Human(None) | E::Ended => {}
@@ -353,19 +258,10 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
             regex: true, text, ..
         } => {
             if let Err(e) = regex::Regex::new(&text.value) {
-                out.push(
-                    Diagnostic::new(Code::InvalidValue, text.span, "invalid regular expression")
-                        .label(
-                            e.to_string()
-                                .lines()
-                                .last()
-                                .unwrap_or("invalid")
-                                .to_string(),
-                        )
-                        .help(
-                            "write a regular expression in Rust `regex` syntax, or use `contains`",
-                        ),
-                );
+                out.report(Finding::BadRegex {
+                    at: text.span,
+                    error: e.to_string(),
+                });
             }
         }
         E::Reply { .. } => {}
@@ -378,17 +274,10 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
         }
         E::Ceiling(name) => {
             if !CEILINGS.contains(&name.name.as_str()) {
-                let mut d = Diagnostic::new(
-                    Code::UnknownKey,
-                    name.span,
-                    format!("unknown ceiling `{}`", name.name),
-                )
-                .label("the runtime has no such ceiling");
-                d = match did_you_mean(&name.name, CEILINGS.iter().copied()) {
-                    Some(s) => d.suggest(s),
-                    None => d.help(format!("ceilings are {}", CEILINGS.join(", "))),
-                };
-                out.push(d);
+                out.report(Finding::UnknownCeiling {
+                    name,
+                    suggestion: did_you_mean(&name.name, CEILINGS.iter().copied()),
+                });
             }
         }
         E::Fallback { from, to } => {
@@ -400,28 +289,16 @@ fn expectation(index: &Index, e: &E, session_vars: &BTreeSet<&str>, out: &mut Di
                     || a.sla
                         .is_some_and(|(_, _, o)| o.is_some_and(|o| o.name == to.name));
                 if !declared {
-                    out.push(impossible(
-                        to.span,
-                        format!("`{}` does not fall back to `{}`", from.name, to.name),
-                        "no such fallback is declared",
-                        "declare `fallback -> ..` or `sla .. else -> ..` in the agent".into(),
-                    ));
+                    out.report(Finding::NoSuchFallback { from, to });
                 }
             }
         }
         E::Var { name, .. } => {
             if !session_vars.contains(name.name.as_str()) {
-                let mut d = impossible(
-                    name.span,
-                    format!("`{}` is not a session variable", name.name),
-                    "no `vars` entry or `collect` declares it",
-                    String::new(),
-                );
-                d.help = Some(match did_you_mean(&name.name, session_vars.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("declare it in the header's `vars {{ {}: string }}`, or `collect` it in a script", name.name),
+                out.report(Finding::NotASessionVariable {
+                    name,
+                    suggestion: did_you_mean(&name.name, session_vars.iter().copied()),
                 });
-                out.push(d);
             }
         }
     }

@@ -1,7 +1,8 @@
 //! `{{variable}}` references in prompts and `say` (L0015), and the history an agent's prompt
 //! needs against what its incoming handoffs carry (L0023). Also validates context policies.
 
-use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::diagnostics::Diagnostics;
+use crate::findings::Finding;
 use crate::index::Index;
 use crate::program::ContextPolicy;
 use crate::suggest::did_you_mean;
@@ -43,51 +44,29 @@ pub(crate) fn policy(clause: Option<&ContextClause>, out: &mut Diagnostics) -> C
         ("none", None) => ContextPolicy::None,
         ("last", Some((n, span))) => {
             if n < 1.0 || n.fract() != 0.0 || n > 1000.0 {
-                out.push(
-                    Diagnostic::new(Code::AbsurdLimit, span, format!("`last({n})` must keep between 1 and 1000 turns"))
-                        .label("not a usable number of turns")
-                        .help("use `context none` to pass no history, or a whole number such as `last(5)`"),
-                );
+                out.report(Finding::LastTurns { at: span, turns: n });
                 return ContextPolicy::Full;
             }
             ContextPolicy::LastTurns { turns: n as u32 }
         }
         ("last", None) => {
-            out.push(
-                Diagnostic::new(
-                    Code::InvalidValue,
-                    clause.policy.span,
-                    "`last` needs a number of turns",
-                )
-                .label("how many turns?")
-                .help("write `context last(5)`"),
-            );
+            out.report(Finding::LastWithoutTurns {
+                at: clause.policy.span,
+            });
             ContextPolicy::Full
         }
         (known, Some((_, span))) if POLICIES.contains(&known) => {
-            out.push(
-                Diagnostic::new(
-                    Code::InvalidValue,
-                    span,
-                    format!("`{known}` takes no argument"),
-                )
-                .label("remove this")
-                .help("only `last(N)` takes a number"),
-            );
+            out.report(Finding::PolicyArgument {
+                at: span,
+                policy: known,
+            });
             ContextPolicy::Full
         }
         (other, _) => {
-            let mut d = Diagnostic::new(
-                Code::UnknownKey,
-                clause.policy.span,
-                format!("unknown context policy `{other}`"),
-            )
-            .label("not a context policy");
-            d = match did_you_mean(other, POLICIES.iter().copied()) {
-                Some(s) => d.suggest(s),
-                None => d.help("policies are `full`, `no_tools`, `last(N)`, `summary` and `none`"),
-            };
-            out.push(d);
+            out.report(Finding::UnknownPolicy {
+                policy: &clause.policy,
+                suggestion: did_you_mean(other, POLICIES.iter().copied()),
+            });
             ContextPolicy::Full
         }
     }
@@ -110,7 +89,7 @@ pub(crate) fn incoming<'a>(index: &Index<'a>) -> HashMap<&'a str, Vec<(&'a str, 
 /// intent, and only an escalation carries a summary (its reason). The runtime gives each the
 /// full transcript.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Arrival {
+pub(crate) enum Arrival {
     /// The rung starts sessions.
     Entry,
     /// `fallback -> X` or `sla .. else -> X` of the sender.
@@ -118,17 +97,6 @@ enum Arrival {
     /// A script's `handoff X`.
     Script,
     Escalation,
-}
-
-impl Arrival {
-    fn words(self, from: &str) -> String {
-        match self {
-            Arrival::Entry => "at the start of a session".into(),
-            Arrival::Fallback => format!("by the fallback of `{from}`"),
-            Arrival::Script => format!("by the handoff of script `{from}`"),
-            Arrival::Escalation => format!("by the escalation of `{from}`"),
-        }
-    }
 }
 
 /// Every arrival other than an agent's handoff, by receiving rung: (sender, how, where).
@@ -186,48 +154,26 @@ fn check_arrivals(
 ) {
     for r in &prompt.templates {
         let head = r.path.first().map(String::as_str).unwrap_or("");
-        let (lacking, code, what): (Vec<_>, Code, &str) = match head {
-            "summary" if r.path.len() == 1 => (
-                arrivals
-                    .iter()
-                    .filter(|(_, how, _)| *how != Arrival::Escalation)
-                    .collect(),
-                Code::ContextMismatch,
-                "no summary",
-            ),
-            "intent" => (
-                arrivals.iter().collect(),
-                Code::UndeclaredTemplate,
-                "no intent",
-            ),
+        let lacking: Vec<_> = match head {
+            "summary" if r.path.len() == 1 => arrivals
+                .iter()
+                .filter(|(_, how, _)| *how != Arrival::Escalation)
+                .collect(),
+            "intent" => arrivals.iter().collect(),
             _ => continue,
         };
         let Some((from, how, at)) = lacking.first() else {
             continue;
         };
-        let more = match lacking.len() {
-            1 => String::new(),
-            n => format!(
-                " (and {} more arrival{})",
-                n - 1,
-                if n == 2 { "" } else { "s" }
-            ),
-        };
-        let shown = r.path.join(".");
-        let mut d = Diagnostic::new(
-            code,
-            r.span,
-            format!("the prompt of `{name}` uses `{{{{{shown}}}}}`, but control arrives {}{more} with {what}", how.words(from)),
-        )
-        .label("empty when control arrives that way");
-        if *how != Arrival::Entry {
-            d = d.secondary(*at, "control arrives here without it");
-        }
-        out.push(d.help(if head == "summary" {
-            "use `{{transcript}}`, which every arrival carries, or keep `{{summary}}` to rungs reached only by `context summary` handoffs"
-        } else {
-            "reach this rung only by handoffs with the intent, or move the intent's details into the transcript"
-        }));
+        out.report(Finding::ArrivalWithout {
+            at: r.span,
+            prompt_of: name,
+            reference: r,
+            from,
+            how: *how,
+            arrived_at: *at,
+            more: lacking.len() - 1,
+        });
     }
 }
 
@@ -297,17 +243,10 @@ fn cache_order(prompt: &Prompt, out: &mut Diagnostics) {
     {
         return;
     }
-    out.push(
-        Diagnostic::new(
-            Code::UncacheablePrompt,
-            first.span,
-            format!("`{{{{{needle}}}}}` comes before static text in this prompt"),
-        )
-        .label("it differs between requests, so the prompt's cacheable prefix ends here")
-        .help(format!(
-            "move the instructions after `{{{{{needle}}}}}` above it; providers cache the stable prefix of a request (tools, then the system prompt up to its first value that changes)"
-        )),
-    );
+    out.report(Finding::UncacheablePrompt {
+        at: first.span,
+        value: needle,
+    });
 }
 
 /// `(start, end, name)` of each one-word `{{name}}` in `text`.
@@ -339,15 +278,7 @@ fn check_prompt(
             "ladder" | "agent" | "turn" if r.path.len() == 1 => {}
             "transcript" | "summary" if r.path.len() == 1 => match receiver {
                 Some((name, edges)) => history(r, head, name, edges, out),
-                None => out.push(
-                    Diagnostic::new(
-                        Code::ContextMismatch,
-                        r.span,
-                        format!("`{{{{{head}}}}}` is only available in agent prompts"),
-                    )
-                    .label("scripts receive no handoff history")
-                    .help("scripts may use session variables and `ladder`, `agent`, `turn`"),
-                ),
+                None => out.report(Finding::HistoryInScript { reference: r }),
             },
             "intent" => {
                 if let (Some(field), Some((name, edges))) = (r.path.get(1), receiver) {
@@ -360,27 +291,12 @@ fn check_prompt(
                     .iter()
                     .map(|(v, _)| *v)
                     .chain(session_vars.iter().copied());
-                let shown = r.path.join(".");
-                let mut d = Diagnostic::new(
-                    Code::UndeclaredTemplate,
-                    r.span,
-                    format!("undeclared template variable `{shown}`"),
-                )
-                .label("not a session variable or a builtin");
-                d = match did_you_mean(other, candidates) {
-                    Some(s) => d.help(format!("did you mean `{{{{{s}}}}}`?")),
-                    None => d.help(format!(
-                        "declare it in the ladder header: `vars {{ {other}: string }}`"
-                    )),
-                };
-                if let Some((at, text)) = declaration_site(index, other) {
-                    d = d.fix(
-                        format!("declare `{other}: string` in the ladder's `vars`"),
-                        at,
-                        text,
-                    );
-                }
-                out.push(d);
+                out.report(Finding::UndeclaredTemplate {
+                    reference: r,
+                    name: other,
+                    suggestion: did_you_mean(other, candidates),
+                    declaration: declaration_site(index, other),
+                });
             }
         }
     }
@@ -427,24 +343,14 @@ fn history(
         if carries {
             continue;
         }
-        let what = match policy {
-            ContextPolicy::Full => "the full transcript but no summary",
-            ContextPolicy::NoTools => "the transcript without tool calls, but no summary",
-            ContextPolicy::Summary => "only a summary",
-            ContextPolicy::LastTurns { .. } => "only the last turns",
-            ContextPolicy::None => "no history",
-        };
-        let at = h.context.as_ref().map(|c| c.span).unwrap_or(h.target.span);
-        out.push(
-            Diagnostic::new(Code::ContextMismatch, r.span, format!("the prompt of `{name}` uses `{{{{{var}}}}}`, but the handoff from `{from}` carries {what}"))
-                .label(format!("needs the {}", if needs_summary { "handoff summary" } else { "full transcript" }))
-                .secondary(at, format!("`{from}` hands off with this context"))
-                .help(if needs_summary {
-                    "write `context summary` on the handoff, or use `{{transcript}}` in the prompt"
-                } else {
-                    "write `context full` (or `no_tools`) on the handoff, or use `{{summary}}` with `context summary`"
-                }),
-        );
+        out.report(Finding::HistoryMismatch {
+            reference: r,
+            prompt_of: name,
+            needs_summary,
+            from,
+            policy,
+            context_at: h.context.as_ref().map(|c| c.span).unwrap_or(h.target.span),
+        });
     }
 }
 
@@ -463,24 +369,14 @@ fn intent_field(
         if intent.fields.iter().any(|f| f.name.name == field) {
             continue;
         }
-        let mut d = Diagnostic::new(
-            Code::UndeclaredTemplate,
-            r.span,
-            format!("intent `{}` has no field `{field}`", h.intent.name),
-        )
-        .label(format!(
-            "`{name}` can receive `{}` from `{from}`, whose payload lacks `{field}`",
-            h.intent.name
-        ))
-        .secondary(intent.name.span, "intent declared here");
-        let fields = intent.fields.iter().map(|f| f.name.name.as_str());
-        d = match did_you_mean(field, fields) {
-            Some(s) => d.help(format!("did you mean `{{{{intent.{s}}}}}`?")),
-            None => d.help(format!(
-                "add `{field}: string` to the payload of intent `{}`",
-                h.intent.name
-            )),
-        };
-        out.push(d);
+        out.report(Finding::NoIntentField {
+            reference: r,
+            field,
+            intent: &h.intent.name,
+            declared: intent.name.span,
+            receiver: name,
+            from,
+            suggestion: did_you_mean(field, intent.fields.iter().map(|f| f.name.name.as_str())),
+        });
     }
 }

@@ -2,7 +2,8 @@
 //! checks that need types: implementations (L0009/L0032), URL placeholders (L0029), bound
 //! parameters (L0025) and mock results (L0027).
 
-use crate::diagnostics::{Code, Diagnostic, Diagnostics};
+use crate::diagnostics::Diagnostics;
+use crate::findings::Finding;
 use crate::index::Index;
 use crate::suggest::did_you_mean;
 use ladder_syntax::ast::*;
@@ -53,21 +54,10 @@ pub(crate) fn check_type(
                 .iter()
                 .copied()
                 .chain(index.types.keys().copied());
-            let mut d = Diagnostic::new(
-                Code::UnknownType,
-                name.span,
-                format!("unknown type `{}`", name.name),
-            )
-            .label("no builtin or declared type has this name");
-            d = match did_you_mean(&name.name, candidates) {
-                Some(s) => d.suggest(s),
-                None => d.help(format!(
-                    "declare it with `type {} {{ .. }}`, or use a builtin: {}",
-                    name.name,
-                    BUILTIN_TYPES.join(", ")
-                )),
-            };
-            out.push(d);
+            out.report(Finding::UnknownType {
+                name,
+                suggestion: did_you_mean(&name.name, candidates),
+            });
         }
         TypeKind::List(inner) => check_type(index, inner, used, out),
         TypeKind::Enum(variants) => {
@@ -79,22 +69,13 @@ pub(crate) fn check_type(
 /// L0033 for names declared twice in one list.
 pub(crate) fn duplicate_names<'a>(
     names: impl Iterator<Item = &'a Ident>,
-    what: &str,
+    what: &'a str,
     out: &mut Diagnostics,
 ) {
     let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
     for name in names {
         if let Some(first) = seen.insert(&name.name, name.span) {
-            out.push(
-                Diagnostic::new(
-                    Code::DuplicateField,
-                    name.span,
-                    format!("{what} `{}` is declared twice", name.name),
-                )
-                .label("declared again here")
-                .secondary(first, "first declared here")
-                .help("remove or rename one of them"),
-            );
+            out.report(Finding::DuplicateField { name, first, what });
         }
     }
 }
@@ -254,32 +235,18 @@ pub(crate) fn check_tool(
         check_type(index, &p.ty, used_types, out);
         if let Some(Binding::Session(var)) = &p.binding {
             if !session_vars.contains(var.name.as_str()) {
-                let mut d = Diagnostic::new(
-                    Code::BadBinding,
-                    var.span,
-                    format!("`session.{}` is not a session variable", var.name),
-                )
-                .label("bound to a variable nobody declares");
-                d = match did_you_mean(&var.name, session_vars.iter().copied()) {
-                    Some(s) => d.help(format!("did you mean `session.{s}`?")),
-                    None => d.help(format!("declare it in the ladder header: `vars {{ {}: string }}`, or `collect` it in a script", var.name)),
-                };
-                out.push(d);
+                out.report(Finding::UnknownBinding {
+                    var,
+                    suggestion: did_you_mean(&var.name, session_vars.iter().copied()),
+                });
             } else if let Some(var_ty) = index.var_type(&var.name) {
                 if !same_type(var_ty, &p.ty) {
-                    out.push(
-                        Diagnostic::new(
-                            Code::BadBinding,
-                            var.span,
-                            format!(
-                                "`session.{}` has type `{var_ty}`, but parameter `{}` has type `{}`",
-                                var.name, p.name.name, p.ty
-                            ),
-                        )
-                        .label("bound to a variable of another type")
-                        .secondary(var_ty.span, "the variable's type")
-                        .help("bind a variable of the parameter's type, or change one of the types"),
-                    );
+                    out.report(Finding::BindingType {
+                        var,
+                        var_ty,
+                        param: &p.name,
+                        param_ty: &p.ty,
+                    });
                 }
             }
         }
@@ -288,24 +255,16 @@ pub(crate) fn check_tool(
         check_type(index, ret, used_types, out);
     }
     match tool.implementations.as_slice() {
-        [] => out.push(
-            Diagnostic::new(
-                Code::MissingProperty,
-                tool.name.span,
-                format!("tool `{}` has no implementation", tool.name.name),
-            )
-            .label("the runtime would not know how to call it")
-            .help("add one of `http GET \"url\"`, `exec \"program\"`, `mock { .. }` or `host`"),
-        ),
+        [] => out.report(Finding::NoImplementation { tool: &tool.name }),
         [_] => {}
         [first, rest @ ..] => {
             for again in rest {
-                out.push(Diagnostic::repeated(
-                    first.span,
-                    again.span,
-                    &format!("an implementation of tool `{}`", tool.name.name),
-                    "a tool has exactly one of `http`, `exec`, `mock` or `host`",
-                ));
+                out.report(Finding::Repeated {
+                    first: first.span,
+                    again: again.span,
+                    what: format!("an implementation of tool `{}`", tool.name.name),
+                    keep: "a tool has exactly one of `http`, `exec`, `mock` or `host`",
+                });
             }
         }
     }
@@ -318,20 +277,12 @@ pub(crate) fn check_tool(
                         let start = url.span.start + 1 + offset;
                         let span = Span::new(url.span.file, start, start + name.len() + 2);
                         let candidates = tool.params.iter().map(|p| p.name.name.as_str());
-                        let mut d = Diagnostic::new(
-                            Code::UrlTemplate,
-                            span,
-                            format!(
-                                "URL placeholder `{{{name}}}` is not a parameter of `{}`",
-                                tool.name.name
-                            ),
-                        )
-                        .label("no parameter with this name");
-                        d = match did_you_mean(&name, candidates) {
-                            Some(s) => d.help(format!("did you mean `{{{s}}}`?")),
-                            None => d.help(format!("add a parameter `{name}: string` to the tool, or remove the placeholder")),
-                        };
-                        out.push(d);
+                        out.report(Finding::UrlPlaceholder {
+                            at: span,
+                            tool: &tool.name.name,
+                            suggestion: did_you_mean(&name, candidates),
+                            name,
+                        });
                     }
                 }
                 let _ = body;
@@ -339,19 +290,12 @@ pub(crate) fn check_tool(
             ToolImplKind::Mock(value) => {
                 if let Some(ret) = &tool.returns {
                     if let Err((span, expected)) = fits(index, value, ret, 0) {
-                        out.push(
-                            Diagnostic::new(
-                                Code::MockMismatch,
-                                span,
-                                format!(
-                                    "mock result of `{}` does not match its return type",
-                                    tool.name.name
-                                ),
-                            )
-                            .label(format!("expected {expected}"))
-                            .secondary(ret.span, "return type declared here")
-                            .help("make the mock result a value of the declared return type"),
-                        );
+                        out.report(Finding::MockMisfit {
+                            at: span,
+                            tool: &tool.name.name,
+                            returns: ret.span,
+                            expected,
+                        });
                     }
                 }
             }
@@ -360,35 +304,18 @@ pub(crate) fn check_tool(
     }
     if let Some((t, span)) = tool.timeout {
         if t <= 0.0 || t > 600.0 {
-            out.push(
-                Diagnostic::new(
-                    Code::AbsurdLimit,
-                    span,
-                    format!(
-                        "tool timeout of {t}s is {}",
-                        if t <= 0.0 {
-                            "not positive"
-                        } else {
-                            "absurdly long"
-                        }
-                    ),
-                )
-                .label("timeout here")
-                .help("use a timeout between 1ms and 10m"),
-            );
+            out.report(Finding::ToolTimeout {
+                at: span,
+                seconds: t,
+            });
         }
     }
     if let Some((r, span)) = tool.retries {
         if r.fract() != 0.0 || !(0.0..=10.0).contains(&r) {
-            out.push(
-                Diagnostic::new(
-                    Code::AbsurdLimit,
-                    span,
-                    "tool retries must be a whole number from 0 to 10",
-                )
-                .label(format!("{r} retries"))
-                .help("retries multiply side effects and latency; 0 to 3 is typical"),
-            );
+            out.report(Finding::ToolRetries {
+                at: span,
+                retries: r,
+            });
         }
     }
 }

@@ -23,7 +23,9 @@
 #[doc(hidden)]
 pub mod fuzzing;
 
-use ladder_check::symbols::{definitions, hover, SymbolKind as LadderKind, SymbolNamespace, Symbols};
+use ladder_check::symbols::{
+    definitions, hover, SymbolKind as LadderKind, SymbolNamespace, Symbols,
+};
 use ladder_check::{check_path, CheckOptions, Checked, Loader, Severity};
 use ladder_syntax::{FileId, SourceFile};
 use std::collections::HashMap;
