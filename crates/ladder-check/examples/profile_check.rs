@@ -1,10 +1,14 @@
 //! `cargo run --release --example profile_check [parse|check|keystroke] [FILE]`: time one ladder
-//! (a generated 10 000-agent ladder unless FILE is given), for profiling with perf or counting
+//! (a generated 10 000-agent ladder unless FILE, or a number of agents, is given), for profiling with perf or counting
 //! instructions with callgrind (criterion numbers are in BENCHMARKS.md). `keystroke` is what the
 //! language server does on each change: one check, and the definitions of its tree.
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    // FILE, or a number of agents to generate (default 10 000).
     let text = match std::env::args().nth(2) {
+        Some(n) if n.parse::<usize>().is_ok() => {
+            ladder_check::generate::ladder(n.parse().expect("a number"), 10)
+        }
         Some(path) => std::fs::read_to_string(path).expect("the file is readable"),
         None => ladder_check::generate::ladder(10_000, 10),
     };
