@@ -178,9 +178,27 @@ pub(crate) fn worst_case(
     } else {
         limits.handoffs_per_turn
     };
+    // A turn may also begin where a person put the conversation: a human's release targets, and
+    // the fallback that takes over when no one claims it. The first walk of a turn starts at the
+    // entry or at one of these, whichever walks farthest.
+    let starts: Vec<usize> = std::iter::once(entry.index())
+        .chain(
+            g.graph
+                .node_indices()
+                .filter(|n| reachable[n.index()] && g.graph[*n].1 == RungKind::Human)
+                .flat_map(|n| {
+                    g.graph
+                        .edges(n)
+                        .filter(|e| {
+                            matches!(e.weight().kind, EdgeKind::Release | EdgeKind::Unclaimed)
+                        })
+                        .map(|e| e.target().index())
+                }),
+        )
+        .collect();
     let later = |per_node: &[u32]| -> u32 {
         let most = |targets: &[usize]| targets.iter().map(|t| per_node[*t]).max().unwrap_or(0);
-        per_node[entry.index()]
+        most(&starts)
             .saturating_add(escalations.saturating_mul(most(&escalation_targets)))
             .saturating_add(returns.saturating_mul(most(&return_targets)))
     };
@@ -194,7 +212,7 @@ pub(crate) fn worst_case(
     let latency_bound = if returns > 0 {
         limits.turn_deadline_seconds
     } else {
-        (w.sla_seconds[entry.index()]
+        (starts.iter().map(|s| w.sla_seconds[*s]).fold(0.0, f64::max)
             + f64::from(escalations)
                 * escalation_targets
                     .iter()

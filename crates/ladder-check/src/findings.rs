@@ -106,6 +106,8 @@ pub(crate) enum Finding<'a> {
         agent: &'a str,
         returns: bool,
     },
+    /// L0009: a human's `fallback` without the `sla` that would run it.
+    FallbackWithoutSla { fallback: &'a Ident, human: &'a str },
     /// L0006: no `ladder` header in any file.
     NoHeader { at: Span },
     /// L0006: a header without `entry`.

@@ -40,13 +40,21 @@ pub enum EdgeKind {
     Fallback,
     /// `return`: back to a rung that hands off to this agent.
     Return,
+    /// `release: [..]` of a human: the rungs a person may hand the conversation back to.
+    Release,
+    /// `fallback: X` of a human: where the session goes when no one claims it within the
+    /// human's `sla` (on a timer, not within a turn).
+    Unclaimed,
 }
 
 impl EdgeKind {
-    /// Delegation and fallback edges must form a DAG; escalations and returns go back up by
-    /// design.
+    /// Delegation and fallback edges must form a DAG; escalations, returns and a person's
+    /// releases go back up by design (a release always has a person in the loop).
     fn is_downward(self) -> bool {
-        !matches!(self, EdgeKind::Escalate | EdgeKind::Return)
+        !matches!(
+            self,
+            EdgeKind::Escalate | EdgeKind::Return | EdgeKind::Release | EdgeKind::Unclaimed
+        )
     }
 }
 
@@ -257,9 +265,71 @@ pub(crate) fn build(index: &Index, out: &mut Diagnostics) -> AgentGraph {
             }
         }
     }
+    for (name, human) in names
+        .iter()
+        .filter_map(|(_, n)| index.humans.get(n).map(|h| (n, h)))
+    {
+        let edges = HumanEdges::of(human);
+        for target in &edges.release {
+            if index.resolve(Namespace::Rung, target, "a release target", out) {
+                add(&mut g, name, target, EdgeKind::Release, None);
+            }
+        }
+        if let Some(target) = &edges.fallback {
+            if index.resolve(Namespace::Rung, target, "a human's fallback", out) {
+                let label = edges
+                    .sla
+                    .map(|s| format!("after {}", crate::props::seconds_text(s)));
+                add(&mut g, name, target, EdgeKind::Unclaimed, label);
+            }
+            if edges.sla.is_none() {
+                out.report(Finding::FallbackWithoutSla {
+                    fallback: target,
+                    human: name,
+                });
+            }
+        }
+    }
     returns(index, &mut g, out);
     g.entry = entry(index, &g, out);
     g
+}
+
+/// The rungs a `human` block names: `release: [..]` and `fallback: X`, with where each is
+/// written, and its claim SLA.
+pub(crate) struct HumanEdges {
+    pub release: Vec<ladder_syntax::ast::Ident>,
+    pub fallback: Option<ladder_syntax::ast::Ident>,
+    pub sla: Option<f64>,
+}
+
+impl HumanEdges {
+    pub(crate) fn of(human: &ladder_syntax::ast::HumanDecl) -> Self {
+        use ladder_syntax::ast::{Ident, ValueKind};
+        let ident = |v: &ladder_syntax::ast::Value| match &v.kind {
+            ValueKind::Ident(name) => Some(Ident {
+                name: name.clone(),
+                span: v.span,
+            }),
+            _ => None,
+        };
+        let mut edges = HumanEdges {
+            release: Vec::new(),
+            fallback: None,
+            sla: None,
+        };
+        for p in &human.props {
+            match (p.key.name.as_str(), &p.value.kind) {
+                ("release", ValueKind::List(items)) => {
+                    edges.release.extend(items.iter().filter_map(ident))
+                }
+                ("fallback", _) => edges.fallback = ident(&p.value),
+                ("sla", ValueKind::Duration(s)) => edges.sla = Some(*s),
+                _ => {}
+            }
+        }
+        edges
+    }
 }
 
 /// Return edges: from an agent with `return` to each agent that hands off to it (a script that

@@ -101,9 +101,20 @@ pub(crate) fn lower(
         .humans
         .iter()
         .map(|(name, h)| {
+            let properties = crate::props::human(h, &mut sink);
+            let get = |k: &str| properties.get(k).cloned();
             let human = Human {
                 description: h.description.as_ref().map(|d| d.value.clone()),
-                properties: crate::props::human(h, &mut sink),
+                queue: get("queue").unwrap_or_else(|| name.to_string()),
+                sla_seconds: get("sla")
+                    .and_then(|s| s.strip_suffix('s').and_then(|n| n.parse().ok())),
+                fallback: get("fallback"),
+                handover: get("handover"),
+                release: get("release")
+                    .map(|r| r.split(',').map(String::from).collect())
+                    .unwrap_or_default(),
+                notify: get("notify"),
+                properties,
             };
             (name.to_string(), human)
         })

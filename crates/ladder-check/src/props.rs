@@ -131,6 +131,19 @@ fn check_value(
         (Expect::Number { min, max }, ValueKind::Number(n)) => range(*n, min, max, "", out),
         (Expect::String, ValueKind::String(s)) => Some(Checked::Text(s.clone())),
         (Expect::Env, ValueKind::Env(e)) => Some(Checked::Text(e.clone())),
+        (Expect::Rung, ValueKind::Ident(s)) => Some(Checked::Text(s.clone())),
+        (Expect::Rungs, ValueKind::List(items))
+            if items.iter().all(|i| matches!(i.kind, ValueKind::Ident(_))) =>
+        {
+            let names: Vec<&str> = items
+                .iter()
+                .filter_map(|i| match &i.kind {
+                    ValueKind::Ident(s) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect();
+            Some(Checked::Text(names.join(",")))
+        }
         (Expect::Choice(names), ValueKind::Ident(s) | ValueKind::String(s)) => {
             if names.contains(&s.as_str()) {
                 Some(Checked::Text(s.clone()))

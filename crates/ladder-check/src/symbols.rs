@@ -375,15 +375,27 @@ pub fn hover(file: &File, definition: &Definition) -> String {
                 docs(&item.docs)
             )
         }
-        ItemKind::Human(h) => format!(
-            "```ladder\nhuman {}\n```\n{}{}",
-            h.name.name,
-            h.description
-                .as_ref()
-                .map(|d| d.value.as_str())
-                .unwrap_or(""),
-            docs(&item.docs)
-        ),
+        ItemKind::Human(h) => {
+            let props: Vec<String> = h
+                .props
+                .iter()
+                .map(|p| format!("- {}: {}", p.key.name, value_text(&p.value.kind)))
+                .collect();
+            format!(
+                "```ladder\nhuman {}\n```\n{}{}{}",
+                h.name.name,
+                h.description
+                    .as_ref()
+                    .map(|d| d.value.as_str())
+                    .unwrap_or(""),
+                if props.is_empty() {
+                    String::new()
+                } else {
+                    format!("\n\n{}", props.join("\n"))
+                },
+                docs(&item.docs)
+            )
+        }
         ItemKind::Script(sc) => {
             let steps: Vec<String> = sc
                 .stmts

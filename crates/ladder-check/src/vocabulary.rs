@@ -64,6 +64,10 @@ pub(crate) enum Expect {
     /// One of a fixed set of names (or a string with that text).
     Choice(&'static [&'static str]),
     Env,
+    /// The name of a rung.
+    Rung,
+    /// A list of rung names.
+    Rungs,
 }
 
 /// The keys of each property block, with the kind of value each takes.
@@ -159,6 +163,10 @@ pub(crate) const MODEL: &[(&str, Expect)] = &[
 pub(crate) const HUMAN: &[(&str, Expect)] = &[
     ("queue", Expect::String),
     ("contact", Expect::String),
+    ("handover", Expect::String),
+    ("release", Expect::Rungs),
+    ("fallback", Expect::Rung),
+    ("notify", Expect::Env),
     (
         "sla",
         Expect::Duration {

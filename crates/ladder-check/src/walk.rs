@@ -175,6 +175,12 @@ fn item_into(item: &Item, refs: &mut Vec<Reference>) {
                 }
             }
         }
-        ItemKind::Model(_) | ItemKind::Human(_) | ItemKind::Use(_) | ItemKind::Meta(_) => {}
+        ItemKind::Human(h) => {
+            let edges = crate::graph::HumanEdges::of(h);
+            for target in edges.release.iter().chain(&edges.fallback) {
+                r(refs, target, SymbolNamespace::Rung);
+            }
+        }
+        ItemKind::Model(_) | ItemKind::Use(_) | ItemKind::Meta(_) => {}
     }
 }

@@ -83,6 +83,8 @@ fn describe(expect: Expect) -> String {
                     .join(", ")
             ),
             Expect::Env => "`env(NAME)`".into(),
+            Expect::Rung => "the name of a rung, like `triage`".into(),
+            Expect::Rungs => "a list of rungs, like `[triage, billing]`".into(),
         }
     }
 }
@@ -319,6 +321,13 @@ pub(crate) fn diagnostic(finding: Finding) -> Diagnostic {
             "remove `{}`, or give an agent a `handoff .. -> {agent}`",
             if returns { "return" } else { "owns turn" }
         )),
+        F::FallbackWithoutSla { fallback, human } => Diagnostic::new(
+            Code::MissingProperty,
+            fallback.span,
+            format!("the fallback of `{human}` never runs: it has no `sla`"),
+        )
+        .label("runs when no one claims the session in time, and no time is set")
+        .help("add `sla: 10m` (how long a session may wait for a person), or remove the fallback"),
         F::NoHeader { at } => Diagnostic::new(Code::Entry, at, NO_HEADER)
             .label("expected `ladder NAME { entry AGENT }` somewhere in this ladder")
             .help("add a header such as `ladder support { entry triage }` naming the first rung of every session"),

@@ -370,13 +370,32 @@ pub struct Sla {
     pub otherwise: Option<String>,
 }
 
-/// A person: the last rung.
+/// A person: the last rung. While a person owns a session, the user's messages go to them and
+/// never to a model; they reply through the operator API and release the session to a rung.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Human {
     /// Who they are (`"On-call nurse"`).
     pub description: Option<String>,
-    /// `queue`, `contact`, `sla`, as written.
+    /// Every key as written (`queue`, `contact`, `sla`, ...).
     pub properties: BTreeMap<String, String>,
+    /// The queue operators pick sessions from (default: the human's name).
+    #[serde(default)]
+    pub queue: String,
+    /// How long the session may wait for a person to claim it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla_seconds: Option<f64>,
+    /// The rung that takes over when no one claims the session within the SLA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// The line the user gets when the session reaches the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<String>,
+    /// The rungs the person may hand the conversation back to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release: Vec<String>,
+    /// The environment variable holding the URL notified when a session reaches the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
 }
 
 /// A model-free rung: fixed lines, typed questions, a handoff.

@@ -23,6 +23,8 @@ fn edge_label(kind: EdgeKind, label: &Option<String>) -> String {
         EdgeKind::Consult => "consult",
         EdgeKind::Fallback => "fallback",
         EdgeKind::Return => "return",
+        EdgeKind::Release => "release",
+        EdgeKind::Unclaimed => "unclaimed",
     };
     match label {
         Some(l) if l != kind => format!("{kind}: {l}"),
@@ -46,7 +48,7 @@ fn mermaid(graph: &GraphView) -> String {
             EdgeKind::Escalate => "-.->",
             EdgeKind::Consult => "<-->",
             EdgeKind::Fallback => "==>",
-            EdgeKind::Return => "-.->",
+            EdgeKind::Return | EdgeKind::Release | EdgeKind::Unclaimed => "-.->",
         };
         let label = edge_label(e.kind, &e.label).replace('"', "'");
         let _ = writeln!(s, "  {} {arrow}|\"{label}\"| {}", e.from, e.to);
@@ -78,11 +80,14 @@ fn dot(graph: &GraphView) -> String {
             EdgeKind::Escalate => "dashed",
             EdgeKind::Consult => "dotted",
             EdgeKind::Fallback => "bold",
-            EdgeKind::Return => "dashed",
+            EdgeKind::Return | EdgeKind::Release | EdgeKind::Unclaimed => "dashed",
         };
         let label = edge_label(e.kind, &e.label).replace('"', "\\\"");
         // Escalations point back up: letting them rank would pull the entry down the drawing.
-        let rank = if matches!(e.kind, EdgeKind::Escalate | EdgeKind::Return) {
+        let rank = if matches!(
+            e.kind,
+            EdgeKind::Escalate | EdgeKind::Return | EdgeKind::Release | EdgeKind::Unclaimed
+        ) {
             ", constraint=false"
         } else {
             ""
