@@ -10,7 +10,11 @@
 use crate::event::Event;
 use crate::session::SessionState;
 use crate::store::{Claim, Journal, Store, StoreError};
-use crate::{turn, EventStream, Runtime};
+use crate::{human, turn, EventStream, Runtime};
+
+/// How an operator's action is told apart from a user's message in the store's record of an open
+/// turn: user text never starts with NUL ([`Durable::send`] removes it).
+const OPERATOR: &str = "\0ladder-operator\0";
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -96,12 +100,17 @@ impl Durable {
     /// Everything runs on a task of its own: a caller that stops waiting (a client that hangs
     /// up) neither stops the turn nor strands the lease.
     pub async fn send(&self, id: &str, text: impl Into<String>) -> Result<EventStream, StoreError> {
+        let text = text.into();
+        // A user message is text; a NUL at its start would read as an operator's action.
+        let text = match text.strip_prefix('\0') {
+            Some(rest) => rest.trim_start_matches('\0').to_string(),
+            None => text,
+        };
         self.check_ladder(id).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (claimed, on_claim) = oneshot::channel();
         let this = self.clone();
         let id = id.to_string();
-        let text = text.into();
         let handle = tokio::spawn(async move {
             let owner = format!("{}/{:08x}", this.worker, fastrand::u32(..));
             let claim = match this.store.acquire(&id, &owner, this.lease, &text).await {
@@ -155,6 +164,48 @@ impl Durable {
         }
     }
 
+    /// Applies an operator's action ([`human::Action`]) to session `id` under its lease, and
+    /// commits the new state with the action's events, like a turn: durable, and exclusive with
+    /// the session's turns on every worker ([`StoreError::Busy`] while a turn runs). Returns the
+    /// events, or why the action was refused (the session is then unchanged).
+    pub async fn operate(
+        &self,
+        id: &str,
+        action: &human::Action,
+    ) -> Result<Result<Vec<Event>, human::Refused>, StoreError> {
+        self.check_ladder(id).await?;
+        let owner = format!("{}/{:08x}", self.worker, fastrand::u32(..));
+        let text = format!(
+            "{OPERATOR}{}",
+            serde_json::to_string(action).unwrap_or_default()
+        );
+        let claim = self.store.acquire(id, &owner, self.lease, &text).await?;
+        let mut state = match self.recover(id, &owner, claim, &text).await {
+            Ok(state) => state,
+            Err(e) => {
+                let _ = self.store.release(id, &owner).await;
+                return Err(e);
+            }
+        };
+        let outcome = human::apply(
+            &self.runtime.inner.program,
+            &mut state,
+            action,
+            human::now_ms(),
+        );
+        let events = std::mem::take(&mut state.events);
+        // A refusal commits the unchanged state: it closes the open record of the action.
+        if let Err(e) = self
+            .store
+            .commit_turn(id, &owner, &state, &events, true)
+            .await
+        {
+            let _ = self.store.release(id, &owner).await;
+            return Err(e);
+        }
+        Ok(outcome)
+    }
+
     /// Refuses a session stamped with another ladder (or another version of this one), unless
     /// the runtime migrates. Sessions stored before stamps existed are accepted.
     async fn check_ladder(&self, id: &str) -> Result<(), StoreError> {
@@ -190,6 +241,17 @@ impl Durable {
         let Some(open) = claim.interrupted else {
             return Ok(state);
         };
+        if open.text.starts_with(OPERATOR) {
+            // An operator's action that was never committed: its caller got no answer and may
+            // repeat it. Nothing is re-run; the record is closed.
+            self.store
+                .commit_turn(id, owner, &state, &[], false)
+                .await?;
+            self.store
+                .begin_turn(id, owner, state.turn + 1, text)
+                .await?;
+            return Ok(state);
+        }
         // The state is the one before the open turn: re-running it with the same turn number
         // gives its tool calls the same idempotency keys, so recorded ones are reused.
         state.turn = open.turn.saturating_sub(1);

@@ -141,12 +141,62 @@ pub enum Event {
         /// What failed.
         reason: String,
     },
-    /// A human endpoint was reached: the session is paused for a person.
+    /// A human endpoint was reached: the session is paused for a person. Also on every later
+    /// user message while it waits or a person owns it: the message went to the person.
     HumanNeeded {
         /// The person.
         human: String,
         /// The rung that reached them.
         from: String,
+        /// The queue the session waits in.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue: Option<String>,
+        /// The human's line for the user (`handover`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handover: Option<String>,
+        /// How long the session may wait to be claimed (`sla`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sla_seconds: Option<f64>,
+        /// The operator who claimed it, once claimed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        claimed_by: Option<String>,
+    },
+    /// An operator claimed a waiting session.
+    HumanClaimed {
+        /// The human rung.
+        human: String,
+        /// Who claimed it.
+        operator: String,
+    },
+    /// The person's message to the user.
+    HumanMessage {
+        /// The human rung.
+        human: String,
+        /// Who wrote it.
+        operator: String,
+        /// What they wrote.
+        text: String,
+    },
+    /// The person handed the conversation to a rung, which answers the user's next message.
+    HumanReleased {
+        /// The human rung.
+        human: String,
+        /// Who released it.
+        operator: String,
+        /// The rung that now owns the conversation.
+        to: String,
+        /// The operator's note to that rung.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+    /// No one claimed the session within the human's SLA: its fallback owns the conversation.
+    HumanUnclaimed {
+        /// The human rung.
+        human: String,
+        /// The fallback.
+        to: String,
+        /// How long the session waited.
+        waited_seconds: f64,
     },
     /// A script asks the user for a value; the next message answers it.
     Collect {

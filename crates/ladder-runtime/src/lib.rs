@@ -36,6 +36,7 @@ mod backend;
 mod collect;
 mod durable;
 mod event;
+pub mod human;
 pub mod scenario;
 mod schema;
 mod session;
@@ -52,7 +53,7 @@ pub use durable::Durable;
 pub use event::Event;
 pub use ladder_program::Program;
 pub use schema::validate;
-pub use session::{Awaiting, Counters, Entry, Inbound, LadderStamp, SessionState};
+pub use session::{Awaiting, Counters, Entry, Hold, Inbound, LadderStamp, SessionState};
 pub use store::{SessionSummary, StoreError};
 pub use tools::HostTool;
 

@@ -71,6 +71,23 @@ impl Default for Inbound {
     }
 }
 
+/// A session waiting for, or owned by, a person (see [`crate::human`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The human rung.
+    pub human: String,
+    /// Its queue.
+    pub queue: String,
+    /// Unix milliseconds when the session reached the queue.
+    pub since_ms: i64,
+    /// Unix milliseconds after which an unclaimed session goes to the human's fallback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
+    /// The operator who claimed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
+}
+
 /// A script waiting for the user's answer to `collect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Awaiting {
@@ -125,6 +142,9 @@ pub struct SessionState {
     pub awaiting: Option<Awaiting>,
     /// Set when a human endpoint was reached.
     pub paused_for: Option<String>,
+    /// While a person owns the session: the queue it waits in, since when, and who claimed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
     /// Whether the session has ended.
     pub ended: bool,
     /// The append-only event log of every turn.
@@ -183,6 +203,7 @@ impl SessionState {
             rung_turns: 0,
             awaiting: None,
             paused_for: None,
+            hold: None,
             ended: false,
             events: Vec::new(),
             ladder: None,

@@ -2,14 +2,17 @@
 //! `ladderc serve` runs, as a library (docs/serve.md).
 //!
 //! Routes: `POST /v1/sessions`, `POST /v1/sessions/{id}/messages` (the turn's events as SSE, the
-//! same JSON as `run --json`), `GET /v1/sessions/{id}`, `GET /healthz`, `GET /metrics`
-//! (Prometheus text), and an OpenAI-compatible `POST /v1/chat/completions` facade.
+//! same JSON as `run --json`), `GET /v1/sessions/{id}`, `GET /v1/sessions/{id}/events` (live),
+//! the operator API (`GET /v1/handovers`, `POST /v1/sessions/{id}/human/{claim,messages,release}`),
+//! `GET /healthz`, `GET /metrics` (Prometheus text), and an OpenAI-compatible
+//! `POST /v1/chat/completions` facade.
 //!
 //! [`serve`] binds, serves and drains on SIGTERM; [`app`] is the same service without a socket,
 //! for in-process tests and embedding in another axum server.
 
 #![warn(missing_docs)]
 
+mod humans;
 pub mod metrics;
 
 use axum::body::Bytes;
@@ -51,6 +54,8 @@ pub struct ServeOptions {
     pub allowed_hosts: Vec<String>,
     /// Origins allowed to call from a browser (CORS); none by default.
     pub cors_origins: Vec<String>,
+    /// How often to hand sessions no one claimed within their human's `sla` to its fallback.
+    pub sweep_every: Duration,
 }
 
 /// What the HTTP layer needs besides the runtime, for [`app`].
@@ -61,6 +66,9 @@ pub struct AppOptions {
     pub hosts: Option<Vec<String>>,
     /// The largest request body accepted, in bytes.
     pub max_body: usize,
+    /// How often to hand sessions no one claimed within their human's `sla` to its fallback
+    /// (`None`: never; the app's owner sweeps).
+    pub sweep_every: Option<Duration>,
 }
 
 #[derive(Clone)]
@@ -73,6 +81,8 @@ struct App {
     turns: mpsc::Sender<()>,
     /// `Host` header values served (lower case); `None`: any (a token guards the server).
     hosts: Option<Arc<Vec<String>>>,
+    /// Live events per session.
+    hub: Arc<humans::Hub>,
 }
 
 /// A failed request: answered with its status and `{"error": {"message", "type"}}` (the OpenAI
@@ -162,7 +172,22 @@ pub fn app(durable: Durable, metrics: Arc<Metrics>, options: AppOptions) -> Rout
     // Nobody waits on this channel: turns hold a sender only for `serve`'s drain.
     let (turns, _) = mpsc::channel::<()>(1);
     let app = App::new(durable, options.token, metrics, turns, options.hosts);
+    if let Some(every) = options.sweep_every {
+        let sweeper = humans::sweeper(app.clone(), every);
+        // The sweeper stops with the last clone of the router (its state holds this guard).
+        let guard = Arc::new(AbortOnDrop(sweeper));
+        return router(app, options.max_body).layer(axum::Extension(guard));
+    }
     router(app, options.max_body)
+}
+
+/// Stops the claim sweeper when the app is dropped.
+struct AbortOnDrop(Arc<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl App {
@@ -181,6 +206,7 @@ impl App {
             ladder,
             turns,
             hosts: hosts.map(Arc::new),
+            hub: Arc::default(),
         }
     }
 }
@@ -217,6 +243,7 @@ pub async fn serve(
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let hosts = served_hosts(local, &options.allowed_hosts, options.token.is_some());
     let app = App::new(durable, options.token, metrics, turns, hosts);
+    let sweeper = AbortOnDrop(humans::sweeper(app.clone(), options.sweep_every));
     let cors = cors_layer(&options.cors_origins)?;
     let mut router = router(app.clone(), options.max_body);
     if let Some(cors) = cors {
@@ -262,6 +289,7 @@ pub async fn serve(
         () = deadline => false,
     };
     // Connections are closed; turns whose client went away may still be running.
+    drop(sweeper);
     drop(app);
     let at = (*stop.borrow()).unwrap_or_else(tokio::time::Instant::now);
     let finished = drained
@@ -436,6 +464,11 @@ fn router(app: App, max_body: usize) -> Router {
         .route("/v1/sessions", post(create_session))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/sessions/{id}/messages", post(send_message))
+        .route("/v1/sessions/{id}/events", get(humans::live_events))
+        .route("/v1/sessions/{id}/human/claim", post(humans::claim))
+        .route("/v1/sessions/{id}/human/messages", post(humans::message))
+        .route("/v1/sessions/{id}/human/release", post(humans::release))
+        .route("/v1/handovers", get(humans::handovers))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
@@ -614,9 +647,12 @@ async fn start_turn(
     let (tx, rx) = mpsc::unbounded_channel();
     let metrics = app.metrics.clone();
     let running = app.turns.clone();
+    let hub = app.hub.clone();
+    let id = id.to_string();
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
             metrics.observe(&event);
+            hub.publish(&id, &event);
             let _ = tx.send(event);
         }
         drop(running);
@@ -686,6 +722,7 @@ struct ChatText {
     streaming: Option<(String, String)>,
     wrote: bool,
     told_human: bool,
+    heard_human: bool,
     usage: Option<Value>,
 }
 
@@ -729,12 +766,29 @@ impl ChatText {
                     .unwrap_or_else(|| format!("Please give your {}.", var.replace('_', " ")));
                 self.separated(&q)
             }
-            Event::HumanNeeded { human, .. } if !self.told_human => {
+            // What a person wrote since the user's last message.
+            Event::HumanMessage { text, .. } => {
+                self.heard_human = true;
+                self.separated(text)
+            }
+            Event::HumanNeeded {
+                human,
+                handover,
+                claimed_by,
+                ..
+            } if !self.told_human => {
                 self.told_human = true;
-                self.separated(&format!(
-                    "A person ({}) will take over this conversation.",
-                    human.replace('_', " ")
-                ))
+                let line = match (claimed_by, handover) {
+                    // The person has the conversation: their answers are the reply.
+                    (Some(_), _) if self.heard_human => return None,
+                    (Some(by), _) => format!("{by} has your message and will answer here."),
+                    (None, Some(line)) => line.clone(),
+                    (None, None) => format!(
+                        "A person ({}) will take over this conversation.",
+                        human.replace('_', " ")
+                    ),
+                };
+                self.separated(&line)
             }
             Event::Error { message, .. } if !self.wrote => format!("[error: {message}]"),
             Event::TurnEnded { usage, .. } => {
@@ -836,6 +890,8 @@ async fn chat_completions(
         }
         None => app.durable.create(None).await?,
     };
+    // A chat client has no open stream: what a person wrote since its last message comes first.
+    let unread = humans::unread(&app.durable, &id).await;
     let rx = start_turn(&app, &id, text).await?;
     let model = request.model.unwrap_or_else(|| app.ladder.to_string());
     let completion_id = format!("chatcmpl-{id}-{:08x}", fastrand::u32(..));
@@ -862,23 +918,26 @@ async fn chat_completions(
             None,
         );
         let mut text = ChatText::default();
-        let body = events_stream(rx).flat_map(move |event| {
-            let mut out = Vec::new();
-            if let Some(piece) = text.piece(&event) {
-                out.push(chunk(delta(json!({ "content": piece }), None), None));
-            }
-            if let Event::TurnEnded { .. } = event {
-                out.push(chunk(delta(json!({}), Some("stop")), None));
-                if include_usage {
-                    out.push(chunk(json!([]), text.usage.clone()));
+        let body = stream::iter(unread)
+            .chain(events_stream(rx))
+            .flat_map(move |event| {
+                let mut out = Vec::new();
+                if let Some(piece) = text.piece(&event) {
+                    out.push(chunk(delta(json!({ "content": piece }), None), None));
                 }
-            }
-            stream::iter(out)
-        });
+                if let Event::TurnEnded { .. } = event {
+                    out.push(chunk(delta(json!({}), Some("stop")), None));
+                    if include_usage {
+                        out.push(chunk(json!([]), text.usage.clone()));
+                    }
+                }
+                stream::iter(out)
+            });
         let done = stream::once(async { Ok(SseEvent::default().data("[DONE]")) });
         Sse::new(stream::once(async { first }).chain(body).chain(done)).into_response()
     } else {
-        let events: Vec<Event> = events_stream(rx).collect().await;
+        let mut events = unread;
+        events.extend(events_stream(rx).collect::<Vec<Event>>().await);
         let mut text = ChatText::default();
         let mut content = String::new();
         let mut errors = Vec::new();

@@ -61,6 +61,7 @@ async fn service(token: Option<&str>) -> axum::Router {
             token: token.map(String::from),
             hosts: Some(vec!["localhost".into()]),
             max_body: 64 * 1024,
+            sweep_every: None,
         },
     )
 }

@@ -424,6 +424,7 @@ fn main() -> ExitCode {
                 max_body,
                 allowed_hosts,
                 cors_origins,
+                sweep_every: std::time::Duration::from_secs(1),
             };
             let metrics = Arc::new(ladder_serve::Metrics::default());
             let backend = Arc::new(ladder_serve::TimedBackend {

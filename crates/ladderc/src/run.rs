@@ -257,9 +257,61 @@ fn print_event(event: &Event, speaking: &mut Option<String>, out: &mut impl Writ
             end_line(speaking, out);
             let _ = writeln!(out, "  -> fallback {from} -> {to} ({reason})");
         }
-        Event::HumanNeeded { human, from } => {
+        Event::HumanNeeded {
+            human,
+            from,
+            queue,
+            handover,
+            claimed_by,
+            ..
+        } => {
             end_line(speaking, out);
-            let _ = writeln!(out, "  * waiting for a person: {human} (from {from})");
+            if let Some(line) = handover {
+                let _ = writeln!(out, "[{human}] {line}");
+            }
+            let _ = match (claimed_by, queue) {
+                (Some(by), _) => writeln!(out, "  * with a person: {human} ({by})"),
+                (None, Some(q)) => writeln!(
+                    out,
+                    "  * waiting for a person: {human} in queue {q} (from {from})"
+                ),
+                (None, None) => writeln!(out, "  * waiting for a person: {human} (from {from})"),
+            };
+        }
+        Event::HumanClaimed { human, operator } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "  * {operator} ({human}) took the conversation");
+        }
+        Event::HumanMessage {
+            human,
+            operator,
+            text,
+        } => {
+            end_line(speaking, out);
+            let _ = writeln!(out, "[{human}: {operator}] {text}");
+        }
+        Event::HumanReleased {
+            human,
+            operator,
+            to,
+            ..
+        } => {
+            end_line(speaking, out);
+            let _ = writeln!(
+                out,
+                "  -> {operator} ({human}) handed the conversation to {to}"
+            );
+        }
+        Event::HumanUnclaimed {
+            human,
+            to,
+            waited_seconds,
+        } => {
+            end_line(speaking, out);
+            let _ = writeln!(
+                out,
+                "  -> no one from {human} was free after {waited_seconds:.0}s: {to} takes over"
+            );
         }
         Event::Withdrawn { agent, .. } => {
             end_line(speaking, out);

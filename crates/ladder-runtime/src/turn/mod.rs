@@ -217,8 +217,10 @@ impl<'a> Turn<'a> {
                 message: "the session has ended".into(),
             });
         } else if let Some(human) = self.state.paused_for.clone() {
+            // The message is the person's to answer (it is in the transcript they read).
             let from = self.state.current.clone();
-            self.emit(Event::HumanNeeded { human, from });
+            let event = crate::human::needed(self.rt, self.state, &human, from);
+            self.emit(event);
         } else if let Some(limit) = program(self.rt)
             .limits
             .turns_per_session
@@ -395,16 +397,15 @@ impl<'a> Turn<'a> {
                 }
                 _ => {
                     self.state.paused_for = Some(current.clone());
+                    self.state.hold = Some(crate::human::hold(self.rt, &current));
                     let from = self
                         .state
                         .inbound
                         .from
                         .clone()
                         .unwrap_or_else(|| current.clone());
-                    self.emit(Event::HumanNeeded {
-                        human: current.clone(),
-                        from,
-                    });
+                    let event = crate::human::needed(self.rt, self.state, &current, from);
+                    self.emit(event);
                     Outcome::Paused
                 }
             };
