@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Server;
+
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
@@ -11,9 +13,8 @@ use axum::{Json, Router};
 use ladder_fake_openai::{FakeOpenAi, Reply};
 use ladder_store::testing::{fresh_sqlite_path, fresh_store_urls};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,101 +106,7 @@ async fn world() -> World {
 impl World {
     /// Starts `ladderc serve` on this world's ladder and model.
     fn serve(&self, store: &str, extra: &[&str]) -> Server {
-        Server::start(&self.ladder, &self.fake, store, extra)
-    }
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<String>>,
-    /// Copies the server's stderr into `stderr` until the pipe closes.
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(ladder: &PathBuf, fake: &FakeOpenAi, store: &str, extra: &[&str]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ladderc"));
-        cmd.arg("serve")
-            .arg(ladder)
-            .args(["--addr", "127.0.0.1:0", "--store", store])
-            .args(["--backend", "openai", "--base-url", &fake.base_url()])
-            .args(extra)
-            .env_remove("LADDER_TOKEN")
-            .env_remove("LADDER_STORE")
-            .env_remove("OPENAI_API_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("ladderc serve starts");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-                log.lock().unwrap().push_str(&format!("{line}\n"));
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                panic!(
-                    "ladderc serve did not start:\n{}",
-                    stderr.lock().unwrap().as_str()
-                )
-            });
-        Server {
-            child,
-            url,
-            stderr,
-            reader: Some(reader),
-        }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        client()
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    fn sigterm(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit (and its last words to be read); its exit code.
-    fn wait(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                if let Some(reader) = self.reader.take() {
-                    let _ = reader.join();
-                }
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "ladderc serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Server::start(&self.ladder, &self.fake.base_url(), store, extra)
     }
 }
 
@@ -1222,7 +1129,7 @@ async fn a_session_is_continued_only_by_its_own_ladder() {
         .unwrap()
         .replace("Help with refunds.", "Help with refunds, politely.");
     std::fs::write(&other, text).unwrap();
-    let server = Server::start(&other, &world.fake, &store, &[]);
+    let server = Server::start(&other, &world.fake.base_url(), &store, &[]);
     let r = client()
         .post(format!("{}/v1/sessions/mine/messages", server.url))
         .json(&json!({"text": "hi again"}))
@@ -1237,7 +1144,7 @@ async fn a_session_is_continued_only_by_its_own_ladder() {
         .unwrap()
         .contains("--migrate"));
     drop(server);
-    let server = Server::start(&other, &world.fake, &store, &["--migrate"]);
+    let server = Server::start(&other, &world.fake.base_url(), &store, &["--migrate"]);
     let (status, _) = send(&server, "mine", "hi again").await;
     assert_eq!(status, 200);
 }

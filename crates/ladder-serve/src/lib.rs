@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+mod console;
 mod humans;
 pub mod metrics;
 
@@ -461,7 +462,8 @@ async fn guard(State(app): State<App>, request: Request, next: Next) -> Response
 
 fn router(app: App, max_body: usize) -> Router {
     Router::new()
-        .route("/v1/sessions", post(create_session))
+        .route("/v1/sessions", post(create_session).get(console::sessions))
+        .route("/v1/ladder", get(console::ladder))
         .route("/v1/sessions/{id}", get(get_session))
         .route("/v1/sessions/{id}/messages", post(send_message))
         .route("/v1/sessions/{id}/events", get(humans::live_events))
@@ -474,6 +476,10 @@ fn router(app: App, max_body: usize) -> Router {
         .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(app.clone(), auth))
         .route("/healthz", get(healthz))
+        // The console's page and assets hold no data; its requests carry the token.
+        .route("/console", get(console::page))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             error(
@@ -599,6 +605,7 @@ async fn get_session(
         "vars": s.vars,
         "counters": s.counters,
         "paused_for": s.paused_for,
+        "hold": s.hold,
         "ended": s.ended,
         "open_turn": stored.open_turn,
         "transcript": s.transcript,

@@ -89,11 +89,7 @@ impl Backend for Triage {
     }
 }
 
-async fn service(
-    store: &Path,
-    sweep: Option<Duration>,
-    calls: Arc<AtomicUsize>,
-) -> axum::Router {
+async fn service(store: &Path, sweep: Option<Duration>, calls: Arc<AtomicUsize>) -> axum::Router {
     let program = ladder_check::compile(LADDER).expect("checks clean");
     let metrics = Arc::new(Metrics::default());
     let backend = Arc::new(TimedBackend {
