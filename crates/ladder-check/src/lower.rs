@@ -114,6 +114,7 @@ pub(crate) fn lower(
                     .map(|r| r.split(',').map(String::from).collect())
                     .unwrap_or_default(),
                 notify: get("notify"),
+                notify_secret: get("notify_secret"),
                 properties,
             };
             (name.to_string(), human)

@@ -167,6 +167,7 @@ pub(crate) const HUMAN: &[(&str, Expect)] = &[
     ("release", Expect::Rungs),
     ("fallback", Expect::Rung),
     ("notify", Expect::Env),
+    ("notify_secret", Expect::Env),
     (
         "sla",
         Expect::Duration {

@@ -396,6 +396,9 @@ pub struct Human {
     /// The environment variable holding the URL notified when a session reaches the queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// The environment variable holding the secret that signs those notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_secret: Option<String>,
 }
 
 /// A model-free rung: fixed lines, typed questions, a handoff.

@@ -15,6 +15,7 @@
 mod console;
 mod humans;
 pub mod metrics;
+pub mod notify;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -84,6 +85,8 @@ struct App {
     hosts: Option<Arc<Vec<String>>>,
     /// Live events per session.
     hub: Arc<humans::Hub>,
+    /// For webhooks.
+    http: reqwest::Client,
 }
 
 /// A failed request: answered with its status and `{"error": {"message", "type"}}` (the OpenAI
@@ -208,6 +211,7 @@ impl App {
             turns,
             hosts: hosts.map(Arc::new),
             hub: Arc::default(),
+            http: reqwest::Client::new(),
         }
     }
 }
@@ -656,10 +660,28 @@ async fn start_turn(
     let running = app.turns.clone();
     let hub = app.hub.clone();
     let id = id.to_string();
+    let runtime = app.durable.runtime().clone();
+    let http = app.http.clone();
     tokio::spawn(async move {
+        // A human reached in this turn (not a message to one already waiting) is notified.
+        let (mut turn, mut arrived) = (0, None::<String>);
         while let Some(event) = events.next().await {
             metrics.observe(&event);
             hub.publish(&id, &event);
+            match &event {
+                Event::TurnStarted { turn: t, .. } => turn = *t,
+                Event::AgentActive { agent, kind } if kind == "human" => {
+                    arrived = Some(agent.clone())
+                }
+                Event::HumanNeeded { human, from, .. } if arrived.as_ref() == Some(human) => {
+                    let program = runtime.program();
+                    if let Some(def) = program.humans.get(human) {
+                        let payload = notify::payload(&program.name, &id, turn, human, def, from);
+                        notify::send(http.clone(), def, format!("{id}:{turn}:{human}"), payload);
+                    }
+                }
+                _ => {}
+            }
             let _ = tx.send(event);
         }
         drop(running);

@@ -31,6 +31,8 @@ agent triage {
 human on_call "On-call nurse" {
   queue: "nurses",
   sla: 300ms,
+  notify: env(LADDER_TEST_NURSE_PAGER),
+  notify_secret: env(LADDER_TEST_NURSE_PAGER_SECRET),
   handover: "A nurse will be with you shortly.",
   release: [triage],
   fallback: callback,
@@ -322,6 +324,91 @@ async fn a_nurse_claims_answers_and_releases_to_triage() {
     assert_eq!(reply[0]["text"], "Triage again: the nurse advised rest.");
     let (_, list) = call(&mut router, "GET", "/v1/handovers", None).await;
     assert_eq!(list["handovers"], json!([]));
+}
+
+/// A pager that refuses the first delivery of each notification (to prove the retry), checks
+/// the signature of every delivery, and keeps what it accepted.
+async fn pager() -> (String, Arc<std::sync::Mutex<Vec<(String, Value)>>>) {
+    use axum::http::HeaderMap;
+    use axum::routing::post;
+    let got: Arc<std::sync::Mutex<Vec<(String, Value)>>> = Arc::default();
+    let tries = Arc::new(AtomicUsize::new(0));
+    let kept = got.clone();
+    let receiver = axum::Router::new().route(
+        "/page",
+        post(move |headers: HeaderMap, body: axum::body::Bytes| {
+            let (got, tries) = (kept.clone(), tries.clone());
+            async move {
+                let header = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let timestamp: u64 = header("x-ladder-timestamp").parse().unwrap_or(0);
+                let expected = ladder_serve::notify::signature(b"pager-secret", timestamp, &body);
+                if header("x-ladder-signature") != expected {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return StatusCode::SERVICE_UNAVAILABLE;
+                }
+                got.lock().unwrap().push((
+                    header("idempotency-key"),
+                    serde_json::from_slice(&body).unwrap(),
+                ));
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/page", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+    (url, got)
+}
+
+#[tokio::test]
+async fn reaching_the_nurse_pages_her_signed_and_retried() {
+    let (url, got) = pager().await;
+    // Only this test reads these variables.
+    std::env::set_var("LADDER_TEST_NURSE_PAGER", &url);
+    std::env::set_var("LADDER_TEST_NURSE_PAGER_SECRET", "pager-secret");
+    let store = ladder_store::testing::fresh_sqlite_path();
+    let mut router = service(&store, None, Arc::new(AtomicUsize::new(0))).await;
+    let (_, created) = call(&mut router, "POST", "/v1/sessions", None).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    say(&mut router, &id, "I need a nurse").await;
+    // A second message while waiting is not a second page.
+    say(&mut router, &id, "Hello?").await;
+    for _ in 0..100 {
+        if got
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, p)| p["session"] == id.as_str())
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The other tests of this binary may page the same receiver: only this session counts.
+    let got: Vec<_> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, page)| page["session"] == id.as_str())
+        .cloned()
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (key, page) = &got[0];
+    assert_eq!(key, &format!("{id}:1:on_call"));
+    assert_eq!(page["type"], "human_needed");
+    assert_eq!(page["session"], id.as_str());
+    assert_eq!(page["queue"], "nurses");
+    assert_eq!(page["from"], "triage");
+    assert_eq!(page["claim"], format!("/v1/sessions/{id}/human/claim"));
 }
 
 #[tokio::test]
