@@ -20,6 +20,11 @@ use std::time::{Duration, Instant};
 
 /// A refund tool over HTTP, and a ladder whose clerk can call it.
 fn ladder(tool_url: &str) -> PathBuf {
+    ladder_with(tool_url, "", "")
+}
+
+/// The same, with extra statements in the refund tool and extra items.
+fn ladder_with(tool_url: &str, tool_extra: &str, items: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ladder-serve-{:016x}", fastrand::u64(..)));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("shop.ladder");
@@ -32,12 +37,14 @@ model m {{ provider: openai, name: "fake-model" }}
 tool refund(invoice: string) -> json {{
   "Refund an invoice."
   http POST "{tool_url}/refund"
+{tool_extra}
 }}
 agent clerk {{
   model m
   prompt "Help with refunds."
   tools [refund]
 }}
+{items}
 "#
         ),
     )
@@ -1147,4 +1154,115 @@ async fn a_session_is_continued_only_by_its_own_ladder() {
     let server = Server::start(&other, &world.fake.base_url(), &store, &["--migrate"]);
     let (status, _) = send(&server, "mine", "hi again").await;
     assert_eq!(status, 200);
+}
+
+/// A decision on a tool approval: the continued turn's events.
+async fn decide(server: &Server, approval: &str, body: Value) -> (u16, Value) {
+    let r = client()
+        .post(format!("{}/v1/approvals/{approval}", server.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_approval_survives_kill_9_and_is_decided_on_another_worker() {
+    for store in fresh_store_urls().await {
+        let (tools, tool_url) = ToolServer::start().await;
+        let fake = FakeOpenAi::start().await;
+        let shop = ladder_with(
+            &tool_url,
+            "  approval supervisor",
+            r#"human supervisor "Billing supervisor" { queue: "billing" }"#,
+        );
+        let mut first = Server::start(&shop, &fake.base_url(), &store, &[]);
+        create(&first, "a1").await;
+
+        // The clerk calls the refund tool: it waits for the supervisor, and nothing is refunded.
+        fake.push(Reply::tool("refund", json!({"invoice": "inv-5"})));
+        let (status, events) = send(&first, "a1", "refund inv-5").await;
+        assert_eq!(status, 200, "{store}: {events:?}");
+        let asked: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["type"] == "approval_requested")
+            .collect();
+        assert_eq!(asked.len(), 1, "{events:?}");
+        assert_eq!(asked[0]["id"], "a1-1-1");
+        assert_eq!(asked[0]["human"], "supervisor");
+        assert!(tools.refunds().is_empty());
+        // Meanwhile the caller writes: no model is asked, the message waits with the call.
+        let asked_before = fake.requests().len();
+        let (_, events) = send(&first, "a1", "any news?").await;
+        assert!(
+            events.iter().any(|e| e["type"] == "approval_requested"),
+            "{events:?}"
+        );
+        assert_eq!(fake.requests().len(), asked_before);
+
+        // The worker dies hard; another one sees the approval and decides it.
+        first.child.kill().unwrap();
+        first.wait();
+        let second = Server::start(&shop, &fake.base_url(), &store, &[]);
+        let list: Value = second.get("/v1/approvals").await.json().await.unwrap();
+        assert_eq!(list["approvals"][0]["id"], "a1-1-1", "{list}");
+        assert_eq!(list["approvals"][0]["arguments"]["invoice"], "inv-5");
+        assert_eq!(list["approvals"][0]["held_messages"], 1);
+        fake.push(Reply::text("Refunded inv-5."));
+        let (status, decided) = decide(
+            &second,
+            "a1-1-1",
+            json!({"approve": true, "operator": "sam"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{store}: {decided}");
+        let types: Vec<&str> = decided["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types[0], "approval_decided", "{types:?}");
+        assert!(
+            types.contains(&"tool_result") && types.contains(&"reply"),
+            "{types:?}"
+        );
+        assert_eq!(types.last(), Some(&"turn_ended"));
+        // Refunded once, under the key the call was asked with; the model read the result and
+        // then the caller's held message.
+        assert_eq!(tools.refunds(), ["a1-1-1"]);
+        let last = fake.requests().pop().unwrap().to_string();
+        assert!(
+            last.contains("refund_no") && last.contains("any news?"),
+            "{last}"
+        );
+        // Decided once: the same decision again is a 404.
+        let (status, _) = decide(
+            &second,
+            "a1-1-1",
+            json!({"approve": true, "operator": "sam"}),
+        )
+        .await;
+        assert_eq!(status, 404);
+
+        // A rejection goes back to the model as the call's error.
+        create(&second, "a2").await;
+        fake.push(Reply::tool("refund", json!({"invoice": "inv-6"})));
+        send(&second, "a2", "refund inv-6").await;
+        fake.push(Reply::text("The supervisor did not approve the refund."));
+        let (status, decided) = decide(
+            &second,
+            "a2-1-1",
+            json!({"approve": false, "operator": "sam", "note": "already refunded"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{decided}");
+        assert_eq!(tools.refunds(), ["a1-1-1"]);
+        let last = fake.requests().pop().unwrap().to_string();
+        assert!(
+            last.contains("did not approve this call: already refunded"),
+            "{last}"
+        );
+    }
 }

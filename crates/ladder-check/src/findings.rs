@@ -389,6 +389,8 @@ pub(crate) enum Finding<'a> {
         param: &'a Ident,
         param_ty: &'a TypeExpr,
     },
+    /// L0005: `approval X` where `X` is not a human.
+    ApproverNotHuman { name: &'a Ident, kind: &'static str },
     /// L0009: a tool with no `http`, `exec`, `mock` or `host`.
     NoImplementation { tool: &'a Ident },
     /// L0029: `{name}` in a URL that is not a parameter.

@@ -575,12 +575,18 @@ pub(crate) fn unreachable(index: &Index, g: &AgentGraph, out: &mut Diagnostics) 
         .filter(|t| !g.nodes.contains_key(*t))
         .filter_map(|t| crate::suggest::did_you_mean(t, index.rung_names()))
         .collect();
+    // A person who approves tool calls is reached through the calls, not by an edge.
+    let approvers: std::collections::HashSet<&str> = index
+        .tools
+        .values()
+        .filter_map(|(t, _)| t.approval.as_ref().map(|a| a.name.as_str()))
+        .collect();
     for n in g.graph.node_indices() {
         if reachable[n.index()] {
             continue;
         }
         let (name, kind) = &g.graph[n];
-        if misspelt.contains(name.as_str()) {
+        if misspelt.contains(name.as_str()) || approvers.contains(name.as_str()) {
             continue;
         }
         let Some(span) = index.rung_span(name) else {

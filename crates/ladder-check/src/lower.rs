@@ -254,6 +254,7 @@ fn tool(index: &Index, t: &ast::ToolDecl, docs: &[String]) -> Option<Tool> {
         implementation,
         timeout_seconds: t.timeout.map(|(s, _)| s),
         retries: t.retries.map(|(r, _)| r as u32).unwrap_or(0),
+        approval: t.approval.as_ref().map(|a| a.name.clone()),
     })
 }
 

@@ -254,6 +254,16 @@ pub(crate) fn check_tool(
     if let Some(ret) = &tool.returns {
         check_type(index, ret, used_types, out);
     }
+    if let Some(who) = &tool.approval {
+        if index.resolve(crate::index::Namespace::Rung, who, "an approver", out)
+            && !matches!(index.rung(&who.name), Some(crate::index::Rung::Human(_)))
+        {
+            out.report(Finding::ApproverNotHuman {
+                name: who,
+                kind: index.kind_of(&who.name).unwrap_or("rung"),
+            });
+        }
+    }
     match tool.implementations.as_slice() {
         [] => out.report(Finding::NoImplementation { tool: &tool.name }),
         [_] => {}

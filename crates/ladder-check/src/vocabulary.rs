@@ -10,7 +10,9 @@ pub(crate) const AGENT_STATEMENTS: &[&str] = &[
     "router", "return", "owns",
 ];
 pub(crate) const HEADER_STATEMENTS: &[&str] = &["entry", "limits", "budget", "vars", "meta"];
-pub(crate) const TOOL_STATEMENTS: &[&str] = &["http", "exec", "mock", "host", "timeout", "retries"];
+pub(crate) const TOOL_STATEMENTS: &[&str] = &[
+    "http", "exec", "mock", "host", "timeout", "retries", "approval",
+];
 pub(crate) const SCRIPT_STATEMENTS: &[&str] = &["say", "collect", "handoff", "end"];
 const TEST_STATEMENTS: &[&str] = &["user", "model", "tool", "expect"];
 

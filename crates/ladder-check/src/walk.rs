@@ -90,6 +90,9 @@ fn item_into(item: &Item, refs: &mut Vec<Reference>) {
             if let Some(ret) = &t.returns {
                 type_refs(ret, refs);
             }
+            if let Some(who) = &t.approval {
+                r(refs, who, SymbolNamespace::Rung);
+            }
         }
         ItemKind::Agent(a) => {
             for st in &a.stmts {

@@ -1119,6 +1119,13 @@ pub(crate) fn diagnostic(finding: Finding) -> Diagnostic {
         .label("bound to a variable of another type")
         .secondary(var_ty.span, "the variable's type")
         .help("bind a variable of the parameter's type, or change one of the types"),
+        F::ApproverNotHuman { name, kind } => Diagnostic::new(
+            Code::WrongKind,
+            name.span,
+            format!("`{}` is {}, but an approver must be a human", name.name, with_article(kind)),
+        )
+        .label(format!("this is {}", with_article(kind)))
+        .help("approvals are given by people: name a `human`"),
         F::NoImplementation { tool } => Diagnostic::new(
             Code::MissingProperty,
             tool.span,

@@ -176,6 +176,9 @@ pub struct Tool {
     pub timeout_seconds: Option<f64>,
     /// Retries of a failed call.
     pub retries: u32,
+    /// The human who approves every call before it runs (`approval HUMAN`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,9 +12,23 @@ use crate::session::SessionState;
 use crate::store::{Claim, Journal, Store, StoreError};
 use crate::{human, turn, EventStream, Runtime};
 
+/// What a turn does.
+enum Work {
+    /// The user's message.
+    Message(String),
+    /// A person's decision on a pending tool approval.
+    Decide {
+        approval: String,
+        approved: bool,
+        operator: String,
+        note: Option<String>,
+    },
+}
+
 /// How an operator's action is told apart from a user's message in the store's record of an open
 /// turn: user text never starts with NUL ([`Durable::send`] removes it).
 const OPERATOR: &str = "\0ladder-operator\0";
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -106,6 +120,54 @@ impl Durable {
             Some(rest) => rest.trim_start_matches('\0').to_string(),
             None => text,
         };
+        self.launch(id, text.clone(), Work::Message(text)).await
+    }
+
+    /// Decides the tool approval `approval` of session `id` (see [`human`]): the turn it stopped
+    /// continues (the approved call runs, or the model reads the refusal) and its events arrive
+    /// on the stream, like a turn's. Refused when the session has no such pending approval.
+    pub async fn decide(
+        &self,
+        id: &str,
+        approval: &str,
+        approved: bool,
+        operator: String,
+        note: Option<String>,
+    ) -> Result<Result<EventStream, human::Refused>, StoreError> {
+        let state = self
+            .store
+            .load(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?
+            .state;
+        if state.pending_approval.as_ref().map(|p| p.id.as_str()) != Some(approval) {
+            return Ok(Err(human::Refused::NoSuchApproval(approval.to_string())));
+        }
+        if operator.trim().is_empty() {
+            return Ok(Err(human::Refused::Invalid("`operator` is empty".into())));
+        }
+        let record = format!(
+            "{OPERATOR}{}",
+            json!({"decide": approval, "approved": approved, "operator": operator})
+        );
+        let work = Work::Decide {
+            approval: approval.to_string(),
+            approved,
+            operator,
+            note,
+        };
+        Ok(Ok(self.launch(id, record, work).await?))
+    }
+
+    /// Runs `work` as a turn of session `id` on a task of its own; `record` is what the store
+    /// keeps as the open turn's text until it commits.
+    async fn launch(
+        &self,
+        id: &str,
+        record: String,
+        work: Work,
+    ) -> Result<EventStream, StoreError> {
+        let text = record;
         self.check_ladder(id).await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (claimed, on_claim) = oneshot::channel();
@@ -134,10 +196,21 @@ impl Durable {
                 store: this.store.clone(),
                 id: id.clone(),
             };
-            turn::Turn::new(&this.runtime.inner, &mut state, &tx)
-                .journal(&journal)
-                .run(text)
-                .await;
+            let turn = turn::Turn::new(&this.runtime.inner, &mut state, &tx).journal(&journal);
+            match work {
+                Work::Message(text) => turn.run(text).await,
+                Work::Decide {
+                    approval,
+                    approved,
+                    operator,
+                    note,
+                } => {
+                    // Decided meanwhile by someone else: nothing to continue.
+                    if turn.pending_approval() == Some(approval.as_str()) {
+                        turn.decide(approved, operator, note).await;
+                    }
+                }
+            }
             let events = std::mem::take(&mut state.events);
             let committed = this
                 .store

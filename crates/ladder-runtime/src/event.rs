@@ -189,6 +189,36 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// A tool call waits for a person's approval; the rung's turn continues once it is decided.
+    /// Also on every user message while it waits.
+    ApprovalRequested {
+        /// The approval's id (`POST /v1/approvals/{id}`).
+        id: String,
+        /// The agent that called the tool.
+        agent: String,
+        /// The tool.
+        tool: String,
+        /// Its arguments.
+        arguments: serde_json::Value,
+        /// The person who decides.
+        human: String,
+    },
+    /// A person decided: an approved call runs, a rejected one is an error the model reads.
+    ApprovalDecided {
+        /// The approval's id.
+        id: String,
+        /// The tool.
+        tool: String,
+        /// The person (the human rung).
+        human: String,
+        /// Who decided.
+        operator: String,
+        /// Whether the call may run.
+        approved: bool,
+        /// Why, if they said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     /// No one claimed the session within the human's SLA: its fallback owns the conversation.
     HumanUnclaimed {
         /// The human rung.

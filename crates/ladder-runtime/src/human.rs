@@ -74,6 +74,9 @@ pub enum Refused {
     /// An empty message or operator name.
     #[error("{0}")]
     Invalid(String),
+    /// No pending tool approval has this id in the session.
+    #[error("no tool call waits for approval `{0}`")]
+    NoSuchApproval(String),
     /// An expiry before the deadline, or for a claimed session, or a human with no fallback.
     #[error("session `{0}` is not due for its fallback")]
     NotDue(String),

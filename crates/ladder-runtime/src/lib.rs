@@ -53,7 +53,9 @@ pub use durable::Durable;
 pub use event::Event;
 pub use ladder_program::Program;
 pub use schema::validate;
-pub use session::{Awaiting, Counters, Entry, Hold, Inbound, LadderStamp, SessionState};
+pub use session::{
+    Awaiting, Counters, Entry, Hold, Inbound, LadderStamp, PendingApproval, SessionState,
+};
 pub use store::{SessionSummary, StoreError};
 pub use tools::HostTool;
 

@@ -88,6 +88,28 @@ pub struct Hold {
     pub claimed_by: Option<String>,
 }
 
+/// A call of a tool with `approval HUMAN`, waiting for that person (see [`crate::human`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// The approval's id: the call's idempotency key (`SESSION-TURN-N`).
+    pub id: String,
+    /// The model's id of the call, which the result answers.
+    pub call_id: String,
+    /// The tool.
+    pub tool: String,
+    /// The arguments the model gave (bound parameters excluded).
+    pub arguments: serde_json::Value,
+    /// The agent that called it.
+    pub agent: String,
+    /// The person who decides.
+    pub human: String,
+    /// Unix milliseconds of the request.
+    pub requested_ms: i64,
+    /// What the user wrote meanwhile: it joins the conversation after the call's result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
+}
+
 /// A script waiting for the user's answer to `collect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Awaiting {
@@ -145,6 +167,9 @@ pub struct SessionState {
     /// While a person owns the session: the queue it waits in, since when, and who claimed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
+    /// A tool call waiting for a person's approval: the rung's turn continues once decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_approval: Option<PendingApproval>,
     /// Whether the session has ended.
     pub ended: bool,
     /// The append-only event log of every turn.
@@ -204,6 +229,7 @@ impl SessionState {
             awaiting: None,
             paused_for: None,
             hold: None,
+            pending_approval: None,
             ended: false,
             events: Vec::new(),
             ladder: None,

@@ -208,6 +208,7 @@ fn refused(r: Refused) -> ApiError {
         Refused::ClaimedByOther { .. } => (StatusCode::CONFLICT, "claimed_by_other"),
         Refused::NotClaimed(_) => (StatusCode::CONFLICT, "not_claimed"),
         Refused::NotReleasable { .. } => (StatusCode::BAD_REQUEST, "not_releasable"),
+        Refused::NoSuchApproval(_) => (StatusCode::NOT_FOUND, "not_found"),
         Refused::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
     };
     error(status, kind, r.to_string())
@@ -280,6 +281,72 @@ pub(crate) async fn release(
     .await
 }
 
+/// How many of the most recently updated sessions `GET /v1/approvals` reads.
+pub(crate) const APPROVAL_SCAN: u32 = 1_000;
+
+/// `GET /v1/approvals`: tool calls waiting for a person, oldest first.
+pub(crate) async fn approvals(State(app): State<App>) -> Result<Response, ApiError> {
+    let store = app.durable.store();
+    let mut list = Vec::new();
+    for summary in store.list(APPROVAL_SCAN).await? {
+        if summary.ended {
+            continue;
+        }
+        let Some(stored) = store.load(&summary.id).await? else {
+            continue;
+        };
+        if let Some(p) = stored.state.pending_approval {
+            list.push(json!({
+                "id": p.id, "session": summary.id, "agent": p.agent, "tool": p.tool,
+                "arguments": p.arguments, "human": p.human, "requested_ms": p.requested_ms,
+                "held_messages": p.held.len(),
+            }));
+        }
+    }
+    list.sort_by_key(|a| a["requested_ms"].as_i64().unwrap_or(0));
+    Ok(Json(json!({ "approvals": list })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Decision {
+    approve: bool,
+    operator: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `POST /v1/approvals/{id} {"approve", "operator", "note"?}`: the turn continues; its events
+/// are the answer (and go to the session's live stream).
+pub(crate) async fn decide(
+    State(app): State<App>,
+    Path(approval): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: Decision = body(bytes, None)?;
+    // The id is the call's idempotency key, `SESSION-TURN-N`.
+    let session = approval.rsplitn(3, '-').nth(2).unwrap_or("").to_string();
+    crate::check_id(&session)?;
+    let mut events = app
+        .durable
+        .decide(
+            &session,
+            &approval,
+            request.approve,
+            request.operator,
+            request.note,
+        )
+        .await?
+        .map_err(refused)?;
+    let mut all = Vec::new();
+    while let Some(event) = events.next().await {
+        app.metrics.observe(&event);
+        app.hub.publish(&session, &event);
+        all.push(event);
+    }
+    Ok(Json(json!({ "session": session, "events": all })).into_response())
+}
+
 /// Hands every session whose claim SLA passed to its human's fallback; returns how many.
 /// Another worker doing the same at once is harmless: the store's lease lets one through, and
 /// the other finds the session no longer due.
@@ -322,6 +389,7 @@ pub(crate) async fn unread(durable: &Durable, id: &str) -> Vec<Event> {
     };
     let humans = &durable.runtime().program().humans;
     let with_person = stored.state.hold.is_some()
+        || stored.state.pending_approval.is_some()
         || stored
             .state
             .inbound
@@ -334,13 +402,19 @@ pub(crate) async fn unread(durable: &Durable, id: &str) -> Vec<Event> {
     let Ok(events) = durable.store().events(id).await else {
         return Vec::new();
     };
-    let since = events
+    // After the end of the user's last turn: what people and approved calls added since.
+    let last_turn = events
         .iter()
         .rposition(|e| matches!(e, Event::TurnStarted { .. }))
-        .map_or(0, |i| i + 1);
+        .unwrap_or(0);
+    let since = events[last_turn..]
+        .iter()
+        .position(|e| matches!(e, Event::TurnEnded { .. }))
+        .map_or(events.len(), |i| last_turn + i + 1);
     events[since..]
         .iter()
-        .filter(|e| matches!(e, Event::HumanMessage { .. }))
+        // A person's words, and what a turn continued by an approval replied.
+        .filter(|e| matches!(e, Event::HumanMessage { .. } | Event::Reply { .. }))
         .cloned()
         .collect()
 }

@@ -475,6 +475,8 @@ fn router(app: App, max_body: usize) -> Router {
         .route("/v1/sessions/{id}/human/messages", post(humans::message))
         .route("/v1/sessions/{id}/human/release", post(humans::release))
         .route("/v1/handovers", get(humans::handovers))
+        .route("/v1/approvals", get(humans::approvals))
+        .route("/v1/approvals/{id}", post(humans::decide))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/metrics", get(metrics))
@@ -819,6 +821,13 @@ impl ChatText {
                 };
                 self.separated(&line)
             }
+            Event::ApprovalRequested { human, tool, .. } if !self.told_human => {
+                self.told_human = true;
+                self.separated(&format!(
+                    "This needs the approval of a person ({}) before `{tool}` can go ahead; you will hear back here.",
+                    human.replace('_', " ")
+                ))
+            }
             Event::Error { message, .. } if !self.wrote => format!("[error: {message}]"),
             Event::TurnEnded { usage, .. } => {
                 self.usage = Some(json!({
@@ -991,7 +1000,10 @@ async fn chat_completions(
         let answered = events.iter().any(|e| {
             matches!(
                 e,
-                Event::Reply { .. } | Event::Collect { .. } | Event::HumanNeeded { .. }
+                Event::Reply { .. }
+                    | Event::Collect { .. }
+                    | Event::HumanNeeded { .. }
+                    | Event::ApprovalRequested { .. }
             )
         });
         if !answered && !errors.is_empty() {

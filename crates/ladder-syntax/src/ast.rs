@@ -366,6 +366,8 @@ pub struct ToolDecl {
     pub timeout: Option<(f64, Span)>,
     /// `retries N`, and where.
     pub retries: Option<(f64, Span)>,
+    /// `approval HUMAN`: every call waits for that person to approve it.
+    pub approval: Option<Ident>,
     /// Statements the grammar does not know.
     pub unknown: Vec<UnknownStmt>,
 }

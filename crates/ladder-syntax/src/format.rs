@@ -711,6 +711,9 @@ impl Printer<'_> {
         if let Some((_, span)) = t.retries {
             body.push((span.start, format!("retries {}", self.src(span))));
         }
+        if let Some(who) = &t.approval {
+            body.push((who.span.start, format!("approval {}", who.name)));
+        }
         for u in &t.unknown {
             body.push((u.span.start, self.src(u.span).to_string()));
         }

@@ -8,7 +8,7 @@ use crate::backend::{
 };
 use crate::event::Event;
 use crate::schema;
-use crate::session::{Awaiting, Entry, Inbound, SessionState};
+use crate::session::{Awaiting, Entry, Inbound, PendingApproval, SessionState};
 use crate::store::{Journal, RecordedCall, StoreError};
 use crate::tools::{self, ToolContext};
 use crate::Inner;
@@ -31,6 +31,9 @@ enum Outcome {
     Moved,
     /// A human endpoint was reached or a script waits for input.
     Paused,
+    /// A tool call waits for a person's approval: the turn ends here and continues once it is
+    /// decided ([`Turn::decide`]).
+    AwaitingApproval,
     Ended,
     /// The rung failed; its fallback runs.
     Failed {
@@ -216,6 +219,13 @@ impl<'a> Turn<'a> {
                 agent: self.state.current.clone(),
                 message: "the session has ended".into(),
             });
+        } else if let Some(pending) = self.state.pending_approval.as_mut() {
+            // The rung waits for a decision: the message joins the conversation after the
+            // call's result, and no model is asked meanwhile.
+            self.state.transcript.pop();
+            pending.held.push(text.clone());
+            let event = approval_requested(pending);
+            self.emit(event);
         } else if let Some(human) = self.state.paused_for.clone() {
             // The message is the person's to answer (it is in the transcript they read).
             let from = self.state.current.clone();
@@ -309,6 +319,83 @@ impl<'a> Turn<'a> {
                     }),
                 }
             }
+        }
+        self.end_turn(turn, started);
+    }
+
+    /// The id of the tool approval the session waits for, if any.
+    pub(crate) fn pending_approval(&self) -> Option<&str> {
+        self.state.pending_approval.as_ref().map(|p| p.id.as_str())
+    }
+
+    /// Continues the turn a tool approval stopped: the decision is the call's outcome (an
+    /// approved call runs, under the idempotency key it was asked with; a rejected one is an
+    /// error the model reads), the user's held messages follow, and the agent goes on. A new
+    /// turn number, so that its further tool calls have keys of their own; not counted against
+    /// `turns_per_session` (the user did not write).
+    pub(crate) async fn decide(mut self, approved: bool, operator: String, note: Option<String>) {
+        let Some(pending) = self.state.pending_approval.take() else {
+            return;
+        };
+        let started = Instant::now();
+        self.state.ladder = Some(self.rt.stamp.clone());
+        self.state.turn += 1;
+        let turn = self.state.turn;
+        self.emit(Event::ApprovalDecided {
+            id: pending.id.clone(),
+            tool: pending.tool.clone(),
+            human: pending.human.clone(),
+            operator: operator.clone(),
+            approved,
+            note: note.clone(),
+        });
+        let agent = pending.agent.clone();
+        let tool = program(self.rt).tools.get(&pending.tool);
+        let (result, ok) = match (approved, tool) {
+            (true, Some(tool)) => {
+                let recalled = self.recall(&pending.id, &pending.tool).await;
+                self.execute(
+                    &pending.id,
+                    &pending.tool,
+                    tool,
+                    pending.arguments.clone(),
+                    recalled,
+                )
+                .await
+            }
+            (true, None) => (
+                json!({"error": format!("the ladder has no tool `{}` any more", pending.tool)}),
+                false,
+            ),
+            (false, _) => (
+                json!({"error": match &note {
+                    Some(n) => format!("{} ({operator}) did not approve this call: {n}", pending.human),
+                    None => format!("{} ({operator}) did not approve this call", pending.human),
+                }}),
+                false,
+            ),
+        };
+        self.emit(Event::ToolResult {
+            agent: agent.clone(),
+            call_id: pending.call_id.clone(),
+            tool: pending.tool.clone(),
+            result: result.clone(),
+            ok,
+        });
+        self.push(
+            &agent,
+            ChatMessage::tool(&pending.call_id, result.to_string()),
+        );
+        for text in &pending.held {
+            self.push("user", ChatMessage::user(text.clone()));
+        }
+        let deadline = program(self.rt).limits.turn_deadline_seconds;
+        if tokio::time::timeout(Duration::from_secs_f64(deadline), self.run_rungs(None))
+            .await
+            .is_err()
+        {
+            let message = format!("the turn did not finish within its deadline of {deadline}s");
+            self.emit(Event::Error { agent, message });
         }
         self.end_turn(turn, started);
     }
@@ -414,7 +501,7 @@ impl<'a> Turn<'a> {
                     self.hand_back_after_reply(&current);
                     return;
                 }
-                Outcome::Paused | Outcome::Ended => return,
+                Outcome::Paused | Outcome::Ended | Outcome::AwaitingApproval => return,
                 Outcome::Moved => continue,
                 Outcome::Failed { reason, sla } => {
                     let Some(to) = self.fallback_of(&current, sla) else {
@@ -768,6 +855,12 @@ impl<'a> Turn<'a> {
                         );
                         reasons.push(reason);
                     }
+                    Act::Leave(Outcome::AwaitingApproval) => {
+                        // This call stays (its result comes with the decision); the calls after
+                        // it leave the message.
+                        self.drop_calls_from(at, i + 1);
+                        return Outcome::AwaitingApproval;
+                    }
                     Act::Leave(outcome) => {
                         // The calls from this one on are not answered: they leave the message,
                         // so that the transcript stays a valid chat and no receiver ever sees
@@ -911,6 +1004,11 @@ impl<'a> Turn<'a> {
             Call::Return(target) => self.give_back(name, &target, arguments),
             Call::Escalate(edge) => self.escalate(name, call, edge, arguments),
             Call::Consult(target) => self.ask(name, target, arguments, consult_depth).await,
+            // The approval's wait ends the turn, which a consult cannot do.
+            Call::Tool(tool) if tool.approval.is_some() && consult_depth > 0 => Act::Correct(format!(
+                "`{}` needs a person's approval, and a consulted agent cannot wait for it; answer without it",
+                call.name
+            )),
             Call::Tool(tool) => self.run_tool(name, call, tool, arguments).await,
             Call::Unknown => {
                 let mut allowed: Vec<String> = self
@@ -1193,7 +1291,47 @@ impl<'a> Turn<'a> {
             arguments: arguments.clone(),
         });
         let key = format!("{}-{}-{}", self.state.id, self.state.turn, self.call_index);
-        let (result, ok) = match self.recall(&key, &call.name).await {
+        let recalled = self.recall(&key, &call.name).await;
+        if let (Some(human), Ok(None)) = (&tool.approval, &recalled) {
+            // Not decided yet (a decided call that ran is on record and is not asked again).
+            let pending = PendingApproval {
+                id: key.clone(),
+                call_id: call.id.clone(),
+                tool: call.name.clone(),
+                arguments: arguments.clone(),
+                agent: name.to_string(),
+                human: human.clone(),
+                requested_ms: crate::human::now_ms(),
+                held: Vec::new(),
+            };
+            self.emit(approval_requested(&pending));
+            self.state.pending_approval = Some(pending);
+            return Act::Leave(Outcome::AwaitingApproval);
+        }
+        let (result, ok) = self
+            .execute(&key, &call.name, tool, arguments.clone(), recalled)
+            .await;
+        self.emit(Event::ToolResult {
+            agent: name.into(),
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            result: result.clone(),
+            ok,
+        });
+        Act::Done(result.to_string())
+    }
+
+    /// Runs a tool call under its idempotency key, or takes its result from the journal.
+    async fn execute(
+        &mut self,
+        key: &str,
+        name: &str,
+        tool: &Tool,
+        arguments: Value,
+        recalled: Result<Option<RecordedCall>, StoreError>,
+    ) -> (Value, bool) {
+        let key = key.to_string();
+        match recalled {
             Ok(Some(recorded)) => (recorded.result, recorded.ok),
             // Without the record we cannot tell whether the call already happened: running
             // it again could repeat a side effect, so the call fails instead.
@@ -1210,13 +1348,13 @@ impl<'a> Turn<'a> {
                     idempotency_key: key.clone(),
                 };
                 let map = arguments.as_object().cloned().unwrap_or_default();
-                let (result, ok) = match tools::run(&call.name, tool, map, &cx).await {
+                let (result, ok) = match tools::run(name, tool, map, &cx).await {
                     Ok(v) => (v, true),
                     Err(e) => (json!({"error": e}), false),
                 };
                 if let Some(j) = self.journal {
                     let recorded = RecordedCall {
-                        tool: call.name.clone(),
+                        tool: name.to_string(),
                         arguments: arguments.clone(),
                         result: result.clone(),
                         ok,
@@ -1227,15 +1365,7 @@ impl<'a> Turn<'a> {
                 }
                 (result, ok)
             }
-        };
-        self.emit(Event::ToolResult {
-            agent: name.into(),
-            call_id: call.id.clone(),
-            tool: call.name.clone(),
-            result: result.clone(),
-            ok,
-        });
-        Act::Done(result.to_string())
+        }
     }
 
     /// The recorded result of this call from an earlier attempt at the turn, if any.
@@ -1730,5 +1860,16 @@ mod tests {
         assert_eq!(quiet.push("text"), None);
         assert_eq!(quiet.release(), None);
         assert_eq!(quiet.streamed_chars(), 4);
+    }
+}
+
+/// The `approval_requested` event of a pending approval.
+fn approval_requested(p: &PendingApproval) -> Event {
+    Event::ApprovalRequested {
+        id: p.id.clone(),
+        agent: p.agent.clone(),
+        tool: p.tool.clone(),
+        arguments: p.arguments.clone(),
+        human: p.human.clone(),
     }
 }

@@ -213,7 +213,9 @@ fn keywords_of(rule: Rule) -> &'static [&'static str] {
             "model", "prompt", "tools", "accepts", "handoff", "escalate", "consult", "sla",
             "fallback", "router", "return", "owns",
         ],
-        Rule::tool_stmt => &["http", "exec", "mock", "host", "timeout", "retries"],
+        Rule::tool_stmt => &[
+            "http", "exec", "mock", "host", "timeout", "retries", "approval",
+        ],
         Rule::script_stmt => &["say", "collect", "handoff", "end"],
         Rule::header_stmt => &["entry", "vars", "meta", "limits", "budget"],
         Rule::http_option => &["auth", "header", "body"],
@@ -300,6 +302,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::kw_host => "`host`",
         Rule::kw_timeout => "`timeout`",
         Rule::kw_retries => "`retries`",
+        Rule::kw_approval => "`approval`",
         Rule::kw_env => "`env`",
         Rule::kw_agent => "`agent`",
         Rule::kw_prompt => "`prompt`",

@@ -43,6 +43,7 @@ fn is_meaningful(pair: &Pair<Rule>) -> bool {
             | Rule::kw_host
             | Rule::kw_timeout
             | Rule::kw_retries
+            | Rule::kw_approval
             | Rule::kw_env
             | Rule::kw_agent
             | Rule::kw_prompt
@@ -610,6 +611,7 @@ impl Lower {
             implementations: Vec::new(),
             timeout: None,
             retries: None,
+            approval: None,
             unknown: Vec::new(),
         };
         for p in it {
@@ -776,6 +778,14 @@ impl Lower {
                     .find(|p| p.as_rule() == Rule::number);
                 let n = n.expect("retries has a number");
                 decl.retries = Some((self.number(&n), self.span(&n)));
+            }
+            Rule::approval_stmt => {
+                let who = s
+                    .into_inner()
+                    .filter(is_meaningful)
+                    .find(|p| p.as_rule() == Rule::ident)
+                    .expect("approval names a human");
+                decl.approval = Some(self.ident(who));
             }
             Rule::unknown_stmt => decl.unknown.push(self.unknown(s)),
             _ => {}
