@@ -1805,6 +1805,17 @@ impl TextGate {
     }
 }
 
+/// The `approval_requested` event of a pending approval.
+fn approval_requested(p: &PendingApproval) -> Event {
+    Event::ApprovalRequested {
+        id: p.id.clone(),
+        agent: p.agent.clone(),
+        tool: p.tool.clone(),
+        arguments: p.arguments.clone(),
+        human: p.human.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::request::lean_schema;
@@ -1860,16 +1871,5 @@ mod tests {
         assert_eq!(quiet.push("text"), None);
         assert_eq!(quiet.release(), None);
         assert_eq!(quiet.streamed_chars(), 4);
-    }
-}
-
-/// The `approval_requested` event of a pending approval.
-fn approval_requested(p: &PendingApproval) -> Event {
-    Event::ApprovalRequested {
-        id: p.id.clone(),
-        agent: p.agent.clone(),
-        tool: p.tool.clone(),
-        arguments: p.arguments.clone(),
-        human: p.human.clone(),
     }
 }
