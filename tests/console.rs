@@ -30,9 +30,16 @@ fn ladder() -> PathBuf {
 ladder desk { entry triage }
 model m { provider: openai, name: "fake-model" }
 
+tool refund(invoice: string) -> json {
+  "Refund an invoice."
+  mock { refunded: true }
+  approval on_call
+}
+
 agent triage {
   model m
   prompt "Help the caller; escalate to a nurse when asked."
+  tools [refund]
   escalate -> on_call
 }
 
@@ -126,6 +133,18 @@ async fn an_operator_claims_replies_and_releases_in_the_console() {
         "{events}"
     );
 
+    // Another caller's refund waits for the nurse's approval.
+    fake.push(Reply::tool("refund", json!({"invoice": "inv-3"})));
+    post(&server, "/v1/sessions", json!({"id": "caller-2"})).await;
+    post(
+        &server,
+        "/v1/sessions/caller-2/messages?stream=false",
+        json!({"text": "Please refund inv-3"}),
+    )
+    .await;
+    // What the model says once the console approves it.
+    fake.push(Reply::text("Your refund of inv-3 is done."));
+
     // The caller's screen follows the session live.
     let live = client()
         .get(format!("{}/v1/sessions/caller-1/events", server.url))
@@ -162,6 +181,7 @@ async fn an_operator_claims_replies_and_releases_in_the_console() {
                 reply,
                 "triage",
                 shots_arg.as_str(),
+                "caller-2-1-1",
             ])
             .env("LADDER_PLAYWRIGHT", &playwright)
             .env("LADDER_CHROMIUM", &chromium)
@@ -193,6 +213,30 @@ async fn an_operator_claims_replies_and_releases_in_the_console() {
     assert!(
         seen.contains("event: human_message") && seen.contains("Drink water"),
         "{seen}"
+    );
+
+    // The approved refund ran and the clerk's turn went on.
+    let second: Value = client()
+        .get(format!("{}/v1/sessions/caller-2?events=true", server.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let events = second["events"].as_array().unwrap();
+    assert!(
+        events.iter().any(|e| e["type"] == "approval_decided"
+            && e["approved"] == true
+            && e["operator"] == "ana"),
+        "{second}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "reply" && e["text"] == "Your refund of inv-3 is done."),
+        "{second}"
     );
 
     // Triage answers the next message, told what the person did.

@@ -1,11 +1,12 @@
 // An operator works a session through the console in real headless Chromium (Debian's, driven
 // by playwright-core): sees it waiting, claims it, replies, and hands it back to a rung.
-// Run by tests/console.rs: node console.mjs URL TOKEN SESSION REPLY RELEASE_TO SCREENSHOTS_DIR
+// Then approves a tool call waiting for approval.
+// Run by tests/console.rs: node console.mjs URL TOKEN SESSION REPLY RELEASE_TO SCREENSHOTS_DIR APPROVAL
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
 const { chromium } = require(process.env.LADDER_PLAYWRIGHT ?? "playwright-core");
-const [url, token, session, reply, releaseTo, shots] = process.argv.slice(2);
+const [url, token, session, reply, releaseTo, shots, approval] = process.argv.slice(2);
 
 const browser = await chromium.launch({
   executablePath: process.env.LADDER_CHROMIUM ?? "/usr/bin/chromium",
@@ -49,6 +50,13 @@ try {
   await page.locator(`#map g.current[data-rung="${releaseTo}"]`).waitFor();
   await page.locator("#handovers", { hasText: "No one is waiting." }).waitFor();
   await page.screenshot({ path: `${shots}/console-released.png` });
+
+  // A refund waits for approval: approve it.
+  const pending = page.locator(`#approvals tr[data-approval="${approval}"]`);
+  await pending.waitFor();
+  await pending.locator("button.approve").click();
+  await page.locator("#status", { hasText: "Approved refund." }).waitFor();
+  await page.locator("#approvals", { hasText: "Nothing waits for approval." }).waitFor();
 } catch (e) {
   failures.push(String(e && e.stack || e));
 } finally {

@@ -91,6 +91,54 @@ async function refreshHandovers() {
   }
 }
 
+async function refreshApprovals() {
+  const data = await api("/v1/approvals");
+  const body = $("approvals");
+  body.replaceChildren();
+  if (data.approvals.length === 0) {
+    const row = el("tr");
+    const cell = el("td", "Nothing waits for approval.");
+    cell.colSpan = 4;
+    row.append(cell);
+    body.append(row);
+  }
+  for (const a of data.approvals) {
+    const row = el("tr");
+    row.dataset.approval = a.id;
+    const open = el("button", a.tool + " (" + a.session + ")");
+    open.type = "button";
+    open.addEventListener("click", () => openSession(a.session));
+    const first = el("td");
+    first.append(open);
+    const act = el("td");
+    for (const [label, approve] of [["Approve", true], ["Reject", false]]) {
+      const button = el("button", label, approve ? "approve" : "reject");
+      button.type = "button";
+      button.addEventListener("click", () => decide(a, approve));
+      act.append(button);
+    }
+    row.append(first, el("td", JSON.stringify(a.arguments)), el("td", a.human), act);
+    body.append(row);
+  }
+}
+
+async function decide(approval, approve) {
+  if (!state.operator) return status("Enter your name as operator first.", true);
+  const body = { approve, operator: state.operator };
+  if (!approve) {
+    const note = window.prompt("Why not? (the model reads this)") || "";
+    if (note.trim()) body.note = note.trim();
+  }
+  try {
+    await api("/v1/approvals/" + encodeURIComponent(approval.id), body);
+    status((approve ? "Approved " : "Rejected ") + approval.tool + ".");
+    await refreshApprovals();
+    if (state.open === approval.session) await reload();
+  } catch (e) {
+    status(e.message, true);
+  }
+}
+
 async function searchSessions(query) {
   const data = await api("/v1/sessions?limit=50" + (query ? "&q=" + encodeURIComponent(query) : ""));
   const list = $("sessions");
@@ -303,10 +351,14 @@ async function start() {
   try {
     await loadLadder();
     await refreshHandovers();
+    await refreshApprovals();
     await searchSessions("");
     status(state.operator ? "Signed in as " + state.operator + "." : "Enter your name as operator to claim sessions.");
     if (timer) clearInterval(timer);
-    timer = setInterval(() => refreshHandovers().catch((e) => status(e.message, true)), 2000);
+    timer = setInterval(() => {
+      refreshHandovers().catch((e) => status(e.message, true));
+      refreshApprovals().catch((e) => status(e.message, true));
+    }, 2000);
   } catch (e) {
     status(e.message + (state.token ? "" : " (a token may be needed)"), true);
   }
