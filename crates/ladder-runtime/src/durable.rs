@@ -16,6 +16,8 @@ use crate::{human, turn, EventStream, Runtime};
 enum Work {
     /// The user's message.
     Message(String),
+    /// The current rung speaks without a user message.
+    Resume,
     /// A person's decision on a pending tool approval.
     Decide {
         approval: String,
@@ -159,6 +161,14 @@ impl Durable {
         Ok(Ok(self.launch(id, record, work).await?))
     }
 
+    /// Lets the rung that owns session `id` speak now, without a user message: after a person
+    /// released the conversation and asked the rung to continue. Its events arrive on the
+    /// stream, like a turn's.
+    pub async fn resume(&self, id: &str) -> Result<EventStream, StoreError> {
+        let record = format!("{OPERATOR}{}", json!({"resume": id}));
+        self.launch(id, record, Work::Resume).await
+    }
+
     /// Runs `work` as a turn of session `id` on a task of its own; `record` is what the store
     /// keeps as the open turn's text until it commits.
     async fn launch(
@@ -199,6 +209,7 @@ impl Durable {
             let turn = turn::Turn::new(&this.runtime.inner, &mut state, &tx).journal(&journal);
             match work {
                 Work::Message(text) => turn.run(text).await,
+                Work::Resume => turn.resume().await,
                 Work::Decide {
                     approval,
                     approved,

@@ -179,6 +179,9 @@ pub(crate) struct Release {
     to: String,
     #[serde(default)]
     note: Option<String>,
+    /// The rung speaks at once, instead of on the user's next message.
+    #[serde(default, rename = "continue")]
+    resume: bool,
     /// Default: the operator who claimed the session.
     #[serde(default)]
     operator: Option<String>,
@@ -269,16 +272,28 @@ pub(crate) async fn release(
 ) -> Result<Response, ApiError> {
     let request: Release = body(bytes, None)?;
     let operator = claimer(&app, &id, request.operator).await?;
-    act(
-        &app,
-        &id,
-        Action::Release {
-            operator,
-            to: request.to,
-            note: request.note,
-        },
-    )
-    .await
+    let action = Action::Release {
+        operator,
+        to: request.to,
+        note: request.note,
+    };
+    if !request.resume {
+        return act(&app, &id, action).await;
+    }
+    crate::check_id(&id)?;
+    let mut all = app.durable.operate(&id, &action).await?.map_err(refused)?;
+    for event in &all {
+        app.metrics.observe(event);
+        app.hub.publish(&id, event);
+    }
+    // The rung's words go to the user's live stream and the chat facade's next answer.
+    let mut events = app.durable.resume(&id).await?;
+    while let Some(event) = events.next().await {
+        app.metrics.observe(&event);
+        app.hub.publish(&id, &event);
+        all.push(event);
+    }
+    Ok(Json(json!({ "events": all })).into_response())
 }
 
 /// How many of the most recently updated sessions `GET /v1/approvals` reads.

@@ -65,7 +65,9 @@ impl Backend for Triage {
             .and_then(|m| m.content.clone())
             .unwrap_or_default();
         let offered = |name: &str| request.tools.iter().any(|t| t.name == name);
-        if last.contains("nurse") && offered("escalate_to_on_call") {
+        // A person already handled the conversation: no escalation back to them.
+        let after_person = system.contains("handled this conversation");
+        if last.contains("nurse") && offered("escalate_to_on_call") && !after_person {
             return Ok(ChatResponse {
                 tool_calls: vec![ToolCall {
                     id: "call_1".into(),
@@ -462,4 +464,53 @@ async fn an_unclaimed_session_goes_to_the_fallback_after_the_sla() {
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{late}");
+}
+
+#[tokio::test]
+async fn a_release_can_let_the_rung_speak_at_once() {
+    let store = ladder_store::testing::fresh_sqlite_path();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut router = service(&store, None, calls).await;
+    let (_, created) = call(&mut router, "POST", "/v1/sessions", None).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    say(&mut router, &id, "I need a nurse").await;
+    let path = |what: &str| format!("/v1/sessions/{id}/human/{what}");
+    call(
+        &mut router,
+        "POST",
+        &path("claim"),
+        Some(json!({"operator": "ana"})),
+    )
+    .await;
+    let (status, released) = call(
+        &mut router,
+        "POST",
+        &path("release"),
+        Some(json!({"to": "triage", "note": "advised rest", "continue": true})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{released}");
+    let events = released["events"].as_array().unwrap();
+    assert_eq!(events[0]["type"], "human_released");
+    let reply = of_type(events, "reply");
+    assert_eq!(reply.len(), 1, "{released}");
+    assert_eq!(reply[0]["text"], "Triage again: the nurse advised rest.");
+    assert_eq!(events.last().unwrap()["type"], "turn_ended");
+    // A chat client reads it in its next answer, before what triage says to that message.
+    let response = router
+        .call(request(
+            "POST",
+            "/v1/chat/completions",
+            Some(json!({"model": "desk", "messages": [{"role": "user", "content": "ok"}]})),
+            Some(&id),
+        ))
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let chat: Value = serde_json::from_slice(&bytes).unwrap();
+    let content = chat["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(
+        content.starts_with("Triage again: the nurse advised rest."),
+        "{chat}"
+    );
 }

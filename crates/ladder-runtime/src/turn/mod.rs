@@ -323,6 +323,32 @@ impl<'a> Turn<'a> {
         self.end_turn(turn, started);
     }
 
+    /// The current rung takes the conversation up without a new user message (a person
+    /// released it and asked it to continue): a turn of its own, not counted against
+    /// `turns_per_session`. Nothing happens while a person or an approval holds the session.
+    pub(crate) async fn resume(mut self) {
+        if self.state.ended
+            || self.state.paused_for.is_some()
+            || self.state.pending_approval.is_some()
+        {
+            return;
+        }
+        let started = Instant::now();
+        self.state.ladder = Some(self.rt.stamp.clone());
+        self.state.turn += 1;
+        let turn = self.state.turn;
+        let agent = self.state.current.clone();
+        let deadline = program(self.rt).limits.turn_deadline_seconds;
+        if tokio::time::timeout(Duration::from_secs_f64(deadline), self.run_rungs(None))
+            .await
+            .is_err()
+        {
+            let message = format!("the turn did not finish within its deadline of {deadline}s");
+            self.emit(Event::Error { agent, message });
+        }
+        self.end_turn(turn, started);
+    }
+
     /// The id of the tool approval the session waits for, if any.
     pub(crate) fn pending_approval(&self) -> Option<&str> {
         self.state.pending_approval.as_ref().map(|p| p.id.as_str())
