@@ -469,3 +469,70 @@ async fn a_return_shows_in_the_conversation() {
     );
     assert!(stdout.contains("Your refund is on its way."), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_terminal_plays_the_person_with_operator() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::tool(
+        "escalate_to_on_call",
+        json!({"reason": "the caller asks for a nurse"}),
+    ));
+    fake.push(Reply::text("Glad the nurse could help."));
+    let dir = std::env::temp_dir().join(format!("ladderc-operator-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ladder = dir.join("nurse.ladder");
+    std::fs::write(
+        &ladder,
+        r#"ladder 1
+ladder desk { entry triage }
+model m { provider: openai, name: "fake-model" }
+
+agent triage {
+  model m
+  prompt "Help the caller; escalate to a nurse when asked."
+  escalate -> on_call
+}
+
+human on_call "On-call nurse" {
+  queue: "nurses",
+  handover: "A nurse will be with you shortly.",
+  release: [triage],
+}
+"#,
+    )
+    .unwrap();
+    let base = fake.base_url();
+    let path = ladder.to_string_lossy().to_string();
+    // The caller's line, then the person's two (a message, a release), then the caller's.
+    let stdin =
+        "I need a nurse\nHello, I am Ana. Drink water.\n/release triage advised rest\nthanks\n";
+    let out = tokio::task::spawn_blocking(move || {
+        ladderc(
+            &["run", &path, "--base-url", &base, "--operator", "ana"],
+            &[],
+            Some(stdin),
+        )
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "[on_call] A nurse will be with you shortly.",
+        "* ana (on_call) took the conversation",
+        "[on_call: ana] Hello, I am Ana. Drink water.",
+        "-> ana (on_call) handed the conversation to triage",
+        "[triage] Glad the nurse could help.",
+    ] {
+        assert!(text.contains(line), "`{line}` missing from\n{text}");
+    }
+    // Two model calls: the escalation, and triage's answer told what the person did.
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests[1].to_string().contains("advised rest"));
+}

@@ -281,6 +281,58 @@ impl Session {
         }
     }
 
+    /// Applies an operator's action (see [`human`]); the events it added, or why it was refused.
+    pub async fn operate(&self, action: &human::Action) -> Result<Vec<Event>, human::Refused> {
+        let mut state = self.state.lock().await;
+        human::apply(
+            &self.runtime.inner.program,
+            &mut state,
+            action,
+            human::now_ms(),
+        )
+    }
+
+    /// Decides the session's pending tool approval: the turn it stopped continues, its events
+    /// on the stream. Refused when nothing waits under `approval`.
+    pub async fn decide(
+        &self,
+        approval: &str,
+        approved: bool,
+        operator: String,
+        note: Option<String>,
+    ) -> Result<EventStream, human::Refused> {
+        let pending = self.state.lock().await.pending_approval.clone();
+        if pending.as_ref().map(|p| p.id.as_str()) != Some(approval) {
+            return Err(human::Refused::NoSuchApproval(approval.to_string()));
+        }
+        Ok(self.spawn(move |turn| Box::pin(turn.decide(approved, operator, note))))
+    }
+
+    /// Lets the current rung speak without a user message (after a release).
+    pub fn resume(&self) -> EventStream {
+        self.spawn(|turn| Box::pin(turn.resume()))
+    }
+
+    /// Runs `work` on the session's state on a task of its own.
+    fn spawn(
+        &self,
+        work: impl for<'t> FnOnce(turn::Turn<'t>) -> Pin<Box<dyn Future<Output = ()> + Send + 't>>
+            + Send
+            + 'static,
+    ) -> EventStream {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let runtime = self.runtime.clone();
+        let state = self.state.clone();
+        let handle = tokio::spawn(async move {
+            let mut state = state.lock().await;
+            work(turn::Turn::new(&runtime.inner, &mut state, &tx)).await;
+        });
+        EventStream {
+            rx,
+            _handle: handle,
+        }
+    }
+
     /// A copy of the session's current state.
     pub async fn state(&self) -> SessionState {
         self.state.lock().await.clone()

@@ -120,6 +120,11 @@ enum Command {
         /// (default with --session: .ladder/sessions.db).
         #[arg(long, value_name = "URL", env = "LADDER_STORE")]
         store: Option<String>,
+        /// Play the person too, as NAME: while a human has the session (or a tool call waits
+        /// for approval), the next lines are the person's (text to the caller, `/release RUNG
+        /// [note]`, `/continue RUNG [note]`, `/approve [note]`, `/reject [note]`, `/wait`).
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
     },
     /// Serve a ladder over HTTP (sessions API with SSE, OpenAI-compatible chat completions).
     Serve {
@@ -367,6 +372,7 @@ fn main() -> ExitCode {
             model,
             session,
             store,
+            operator,
         } => {
             if messages.iter().any(|m| m.trim().is_empty()) {
                 eprintln!("error: a --message is empty; say something (nothing was sent)");
@@ -383,6 +389,7 @@ fn main() -> ExitCode {
                 model,
                 session,
                 store,
+                operator: operator.filter(|o| !o.trim().is_empty()),
             };
             block_on(run::run(program, options), |result| match result {
                 Ok(false) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! `ladderc run`: a conversation with a ladder, interactive or scripted.
 
 use ladder_llm::{OpenAi, Simulator};
+use ladder_runtime::human::{Action, Refused};
 use ladder_runtime::{
     Backend, Durable, Event, EventStream, Program, Runtime, Session, SessionState,
 };
@@ -101,6 +102,7 @@ pub(crate) struct RunOptions {
     pub model: ModelArgs,
     pub session: Option<String>,
     pub store: Option<String>,
+    pub operator: Option<String>,
 }
 
 /// Where the conversation lives: in memory for this run, or in a store across runs.
@@ -133,6 +135,42 @@ impl Conversation {
             Conversation::Memory(session) => Ok(session.send(text)),
             Conversation::Stored { durable, id } => {
                 durable.send(id, text).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn operate(&self, action: &Action) -> Result<Result<Vec<Event>, Refused>, String> {
+        match self {
+            Conversation::Memory(session) => Ok(session.operate(action).await),
+            Conversation::Stored { durable, id } => {
+                durable.operate(id, action).await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    async fn decide(
+        &self,
+        approval: &str,
+        approved: bool,
+        operator: String,
+        note: Option<String>,
+    ) -> Result<Result<EventStream, Refused>, String> {
+        match self {
+            Conversation::Memory(session) => {
+                Ok(session.decide(approval, approved, operator, note).await)
+            }
+            Conversation::Stored { durable, id } => durable
+                .decide(id, approval, approved, operator, note)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn resume(&self) -> Result<EventStream, String> {
+        match self {
+            Conversation::Memory(session) => Ok(session.resume()),
+            Conversation::Stored { durable, id } => {
+                durable.resume(id).await.map_err(|e| e.to_string())
             }
         }
     }
@@ -368,10 +406,15 @@ impl Input {
 
     /// The next line; `None` at the end of input.
     fn line(&mut self) -> Option<String> {
+        self.line_after("> ")
+    }
+
+    /// The next line, after `prompt` on a terminal.
+    fn line_after(&mut self, prompt: &str) -> Option<String> {
         match self {
             Input::Editor(editor) => loop {
                 // The editor blocks; the runtime's other threads keep running.
-                let read = tokio::task::block_in_place(|| editor.readline("> "));
+                let read = tokio::task::block_in_place(|| editor.readline(prompt));
                 match read {
                     Ok(line) => {
                         if !line.trim().is_empty() {
@@ -408,7 +451,7 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<bool, S
     let backend_name = backend.name().to_string();
     let runtime = options.model.runtime(program, backend);
     let conversation = Conversation::open(runtime, &options).await?;
-    let mut trace = match &options.trace {
+    let trace = match &options.trace {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path)
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
@@ -426,9 +469,13 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<bool, S
         None
     };
     let mut scripted = options.messages.clone().into_iter();
-    let mut visited: BTreeSet<String> = BTreeSet::new();
-    let mut turns: Vec<TurnSummary> = Vec::new();
-    let mut failed_turns = 0u32;
+    let mut shown = Shown {
+        json: options.json,
+        trace,
+        visited: BTreeSet::new(),
+        turns: Vec::new(),
+        failed_turns: 0,
+    };
     loop {
         let text = match input.as_mut() {
             Some(input) => match input.line() {
@@ -455,56 +502,26 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<bool, S
                 None => break,
             },
         };
-        let mut stream = conversation.send(text).await?;
-        let mut speaking = None;
-        let stdout = std::io::stdout();
-        while let Some(event) = stream.next().await {
-            let mut out = stdout.lock();
-            if options.json {
-                let _ = writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&event).map_err(|e| e.to_string())?
-                );
-            } else {
-                print_event(&event, &mut speaking, &mut out);
-            }
-            let _ = out.flush();
-            if let Some(t) = trace.as_mut() {
-                writeln!(
-                    t,
-                    "{}",
-                    serde_json::to_string(&event).map_err(|e| e.to_string())?
-                )
-                .map_err(|e| e.to_string())?;
-            }
-            if let Event::AgentActive { agent, .. } = &event {
-                visited.insert(agent.clone());
-            }
-            if matches!(event, Event::Error { .. }) {
-                failed_turns += 1;
-            }
-            if let Event::TurnEnded {
-                turn,
-                usage,
-                llm_calls,
-                tool_calls,
-                cost,
-                latency_ms,
-                ..
-            } = event
-            {
-                turns.push(TurnSummary {
-                    turn,
-                    llm_calls,
-                    tool_calls,
-                    tokens: usage.prompt_tokens + usage.completion_tokens,
-                    cost,
-                    latency_ms,
-                });
-            }
+        let stream = conversation.send(text).await?;
+        shown.drain(stream).await?;
+        if let Some(operator) = &options.operator {
+            person(
+                &conversation,
+                operator,
+                &mut input,
+                &mut scripted,
+                &mut shown,
+            )
+            .await?;
         }
     }
+    let Shown {
+        trace,
+        visited,
+        turns,
+        failed_turns,
+        ..
+    } = shown;
     if let Some(mut t) = trace {
         t.flush().map_err(|e| e.to_string())?;
     }
@@ -535,4 +552,182 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<bool, S
         eprintln!("error: {failed_turns} turn(s) ended in an error (exit 1)");
     }
     Ok(failed_turns > 0)
+}
+
+/// Where a run's events go: the terminal (or JSON lines), the trace file, and the summary.
+struct Shown {
+    json: bool,
+    trace: Option<std::io::BufWriter<std::fs::File>>,
+    visited: BTreeSet<String>,
+    turns: Vec<TurnSummary>,
+    failed_turns: u32,
+}
+
+impl Shown {
+    /// Shows a turn's events (or an operator's) as they arrive.
+    async fn drain(&mut self, mut stream: EventStream) -> Result<(), String> {
+        let mut speaking = None;
+        let stdout = std::io::stdout();
+        while let Some(event) = stream.next().await {
+            self.show(&event, &mut speaking, &stdout)?;
+        }
+        Ok(())
+    }
+
+    fn show(
+        &mut self,
+        event: &Event,
+        speaking: &mut Option<String>,
+        stdout: &std::io::Stdout,
+    ) -> Result<(), String> {
+        let mut out = stdout.lock();
+        if self.json {
+            let _ = writeln!(
+                out,
+                "{}",
+                serde_json::to_string(event).map_err(|e| e.to_string())?
+            );
+        } else {
+            print_event(event, speaking, &mut out);
+        }
+        let _ = out.flush();
+        if let Some(t) = self.trace.as_mut() {
+            writeln!(
+                t,
+                "{}",
+                serde_json::to_string(event).map_err(|e| e.to_string())?
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        if let Event::AgentActive { agent, .. } = event {
+            self.visited.insert(agent.clone());
+        }
+        if matches!(event, Event::Error { .. }) {
+            self.failed_turns += 1;
+        }
+        if let Event::TurnEnded {
+            turn,
+            usage,
+            llm_calls,
+            tool_calls,
+            cost,
+            latency_ms,
+            ..
+        } = event
+        {
+            self.turns.push(TurnSummary {
+                turn: *turn,
+                llm_calls: *llm_calls,
+                tool_calls: *tool_calls,
+                tokens: usage.prompt_tokens + usage.completion_tokens,
+                cost: *cost,
+                latency_ms: *latency_ms,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `--operator`: while a person has the session or a tool call waits for approval, the next
+/// lines are the person's, until `/wait` (back to the caller), a release, or a decision.
+async fn person(
+    conversation: &Conversation,
+    operator: &str,
+    input: &mut Option<Input>,
+    scripted: &mut std::vec::IntoIter<String>,
+    shown: &mut Shown,
+) -> Result<(), String> {
+    loop {
+        let state = conversation.state().await?;
+        let (approval, hold) = (state.pending_approval.clone(), state.hold.clone());
+        let who = match (&approval, &hold) {
+            (Some(a), _) => format!("{} (approve `{}`?)", a.human, a.tool),
+            (None, Some(h)) => h.human.clone(),
+            (None, None) => return Ok(()),
+        };
+        let line = match input.as_mut() {
+            Some(input) => input.line_after(&format!("[{who} as {operator}] > ")),
+            None => scripted.next(),
+        };
+        let Some(line) = line else { return Ok(()) };
+        let line = line.trim();
+        let (command, rest) = match line.split_once(' ') {
+            Some((c, r)) if c.starts_with('/') => (c, r.trim()),
+            _ if line.starts_with('/') => (line, ""),
+            _ => ("", line),
+        };
+        let note = (!rest.is_empty()).then(|| rest.to_string());
+        let refused = |r: Refused| eprintln!("refused: {r}");
+        match (command, &approval, &hold) {
+            ("/wait", _, _) => return Ok(()),
+            ("", _, _) if rest.is_empty() => continue,
+            ("/approve" | "/reject", Some(a), _) => {
+                match conversation
+                    .decide(&a.id, command == "/approve", operator.to_string(), note)
+                    .await?
+                {
+                    Ok(stream) => shown.drain(stream).await?,
+                    Err(r) => refused(r),
+                }
+                return Ok(());
+            }
+            ("", None, Some(h)) | ("/release" | "/continue", None, Some(h)) => {
+                if h.claimed_by.as_deref() != Some(operator) {
+                    let claim = Action::Claim {
+                        operator: operator.to_string(),
+                    };
+                    match conversation.operate(&claim).await? {
+                        Ok(events) => show_all(shown, &events)?,
+                        Err(r) => {
+                            refused(r);
+                            return Ok(());
+                        }
+                    }
+                }
+                if command.is_empty() {
+                    let message = Action::Message {
+                        operator: operator.to_string(),
+                        text: rest.to_string(),
+                    };
+                    match conversation.operate(&message).await? {
+                        Ok(events) => show_all(shown, &events)?,
+                        Err(r) => refused(r),
+                    }
+                    continue;
+                }
+                let (to, note) = match rest.split_once(' ') {
+                    Some((to, note)) => (to.to_string(), Some(note.trim().to_string())),
+                    None => (rest.to_string(), None),
+                };
+                let release = Action::Release {
+                    operator: operator.to_string(),
+                    to,
+                    note,
+                };
+                match conversation.operate(&release).await? {
+                    Ok(events) => {
+                        show_all(shown, &events)?;
+                        if command == "/continue" {
+                            let stream = conversation.resume().await?;
+                            shown.drain(stream).await?;
+                        }
+                        return Ok(());
+                    }
+                    Err(r) => refused(r),
+                }
+            }
+            _ => eprintln!(
+                "the person's commands: text to the caller, /release RUNG [note], /continue RUNG [note], /approve [note], /reject [note], /wait"
+            ),
+        }
+    }
+}
+
+fn show_all(shown: &mut Shown, events: &[Event]) -> Result<(), String> {
+    let mut speaking = None;
+    let stdout = std::io::stdout();
+    for event in events {
+        shown.show(event, &mut speaking, &stdout)?;
+    }
+    Ok(())
 }
