@@ -141,6 +141,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Claim, StoreError>;
     /// Extends `owner`'s lease; [`StoreError::LeaseLost`] if it no longer holds it.
     async fn renew(&self, id: &str, owner: &str, ttl: Duration) -> Result<(), StoreError>;
+    /// Deletes the session with its events and recorded tool calls; [`StoreError::Busy`] while a
+    /// worker holds its lease, [`StoreError::NotFound`] if there is none.
+    async fn delete(&self, id: &str) -> Result<(), StoreError>;
     /// Gives the lease up (a no-op if `owner` does not hold it).
     async fn release(&self, id: &str, owner: &str) -> Result<(), StoreError>;
     /// Records turn `turn` as begun with the user's `text`, under `owner`'s lease (after an

@@ -105,6 +105,8 @@ pub(crate) async fn ladder(State(app): State<App>) -> Json<Value> {
 pub(crate) struct ListQuery {
     /// At most this many (default 50, at most 1000).
     limit: Option<u32>,
+    /// Skip this many first (the next page: `offset` + `limit`).
+    offset: Option<u32>,
     /// Only ids that contain this.
     q: Option<String>,
 }
@@ -116,17 +118,36 @@ pub(crate) async fn sessions(
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
+    let offset = query.offset.unwrap_or(0).min(crate::humans::SCAN);
     let store = app.durable.store();
-    let list = match &query.q {
+    let list: Vec<_> = match &query.q {
         // A search looks further back than one page.
         Some(q) => store
             .list(crate::humans::SCAN)
             .await?
             .into_iter()
             .filter(|s| s.id.contains(q.as_str()))
+            .skip(offset as usize)
             .take(limit as usize)
             .collect(),
-        None => store.list(limit).await?,
+        None => store
+            .list(offset + limit)
+            .await?
+            .into_iter()
+            .skip(offset as usize)
+            .collect(),
     };
-    Ok(Json(json!({ "sessions": list })).into_response())
+    let next = (list.len() == limit as usize).then_some(offset + limit);
+    Ok(Json(json!({ "sessions": list, "next_offset": next })).into_response())
+}
+
+/// `DELETE /v1/sessions/{id}`: the session, its events and recorded tool calls; 409 while a
+/// turn runs.
+pub(crate) async fn delete(
+    State(app): State<App>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    crate::check_id(&id)?;
+    app.durable.store().delete(&id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
 }

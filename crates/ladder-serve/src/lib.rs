@@ -407,7 +407,11 @@ fn cors_layer(origins: &[String]) -> Result<Option<tower_http::cors::CorsLayer>,
     Ok(Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(list))
-            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::DELETE,
+            ])
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::AUTHORIZATION,
@@ -468,7 +472,10 @@ fn router(app: App, max_body: usize) -> Router {
     Router::new()
         .route("/v1/sessions", post(create_session).get(console::sessions))
         .route("/v1/ladder", get(console::ladder))
-        .route("/v1/sessions/{id}", get(get_session))
+        .route(
+            "/v1/sessions/{id}",
+            get(get_session).delete(console::delete),
+        )
         .route("/v1/sessions/{id}/messages", post(send_message))
         .route("/v1/sessions/{id}/events", get(humans::live_events))
         .route("/v1/sessions/{id}/human/claim", post(humans::claim))

@@ -192,3 +192,45 @@ async fn the_token_and_the_host_guard_every_route() {
     let response = router.call(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::MISDIRECTED_REQUEST);
 }
+
+#[tokio::test]
+async fn sessions_are_listed_by_page_and_deleted() {
+    let mut router = service(None).await;
+    for id in ["p1", "p2", "p3"] {
+        let (status, _) = call(
+            &mut router,
+            "POST",
+            "/v1/sessions",
+            Some(json!({"id": id})),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, page) = call(&mut router, "GET", "/v1/sessions?limit=2", None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let page: Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(page["sessions"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next_offset"], 2);
+    let (_, rest) = call(
+        &mut router,
+        "GET",
+        "/v1/sessions?limit=2&offset=2",
+        None,
+        &[],
+    )
+    .await;
+    let rest: Value = serde_json::from_str(&rest).unwrap();
+    assert_eq!(rest["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["next_offset"], Value::Null);
+    let (_, found) = call(&mut router, "GET", "/v1/sessions?q=p2", None, &[]).await;
+    let found: Value = serde_json::from_str(&found).unwrap();
+    assert_eq!(found["sessions"][0]["id"], "p2");
+
+    let (status, _) = call(&mut router, "DELETE", "/v1/sessions/p2", None, &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&mut router, "GET", "/v1/sessions/p2", None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = call(&mut router, "DELETE", "/v1/sessions/p2", None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

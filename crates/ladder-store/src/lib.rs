@@ -243,6 +243,41 @@ macro_rules! sql_store {
                 held(done.rows_affected(), id)
             }
 
+            async fn delete(&self, id: &str) -> Result<(), StoreError> {
+                let mut tx = self.pool.begin().await.map_err(db)?;
+                // The session row first: it is the one a running turn's lease guards.
+                let gone = sqlx::query(concat!(
+                    "DELETE FROM sessions WHERE id = $1 ",
+                    "AND (lease_owner IS NULL OR lease_expires <= ", $now, ")"
+                ))
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+                if gone == 0 {
+                    tx.rollback().await.map_err(db)?;
+                    let owner: Option<Option<String>> =
+                        sqlx::query_scalar("SELECT lease_owner FROM sessions WHERE id = $1")
+                            .bind(id)
+                            .fetch_optional(&self.pool)
+                            .await
+                            .map_err(db)?;
+                    return Err(match owner {
+                        None => StoreError::NotFound(id.into()),
+                        Some(owner) => StoreError::Busy {
+                            id: id.into(),
+                            owner: owner.map(|o| worker_of(&o)).unwrap_or_default(),
+                        },
+                    });
+                }
+                for table in ["DELETE FROM events WHERE session_id = $1", "DELETE FROM tool_calls WHERE session_id = $1"] {
+                    sqlx::query(table).bind(id).execute(&mut *tx).await.map_err(db)?;
+                }
+                tx.commit().await.map_err(db)?;
+                Ok(())
+            }
+
             async fn release(&self, id: &str, owner: &str) -> Result<(), StoreError> {
                 sqlx::query(
                     "UPDATE sessions SET lease_owner = NULL, lease_expires = NULL \

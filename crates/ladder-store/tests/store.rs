@@ -105,6 +105,49 @@ async fn leases_are_exclusive_and_expire() {
 }
 
 #[tokio::test]
+async fn a_session_is_deleted_whole_and_never_under_a_running_turn() {
+    for url in fresh_store_urls().await {
+        let store = ladder_store::open(&url).await.unwrap();
+        store.create(&state("d")).await.unwrap();
+        store.acquire("d", "w1/a", TTL, "hi").await.unwrap();
+        let mut after = state("d");
+        after.turn = 1;
+        store
+            .commit_turn("d", "w1/a", &after, &[reply("hello")], false)
+            .await
+            .unwrap();
+        let call = RecordedCall {
+            tool: "t".into(),
+            arguments: json!({}),
+            result: json!({"ok": true}),
+            ok: true,
+        };
+        store.record("d", "d-1-1", &call).await.unwrap();
+        // The lease is still held: a turn may be running.
+        assert_eq!(
+            store.delete("d").await,
+            Err(StoreError::Busy {
+                id: "d".into(),
+                owner: "w1".into()
+            }),
+            "{url}"
+        );
+        store.release("d", "w1/a").await.unwrap();
+        store.delete("d").await.unwrap();
+        assert!(store.load("d").await.unwrap().is_none(), "{url}");
+        assert!(store.events("d").await.unwrap().is_empty());
+        assert_eq!(store.recall("d", "d-1-1").await.unwrap(), None);
+        assert_eq!(
+            store.delete("d").await,
+            Err(StoreError::NotFound("d".into()))
+        );
+        // The id can be used again, from nothing.
+        store.create(&state("d")).await.unwrap();
+        assert!(store.events("d").await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
 async fn only_one_of_many_concurrent_claims_wins() {
     for url in fresh_store_urls().await {
         let store = ladder_store::open(&url).await.unwrap();
