@@ -1,8 +1,10 @@
-//! The operator console in a real browser: the real `ladderc serve` (with a token), the fake
-//! OpenAI-protocol model, and Debian's Chromium driven by Playwright (`tests/console/console.mjs`).
-//! A caller reaches the on-call nurse; in the console an operator sees the session waiting,
-//! claims it, replies (the caller's live stream gets the reply), and hands it back to triage,
-//! which answers the caller's next message. Screenshots go to `target/console/`.
+//! The operator console in a real browser: the real `ladderc serve` (with a token) on the
+//! after-hours example, the fake OpenAI-protocol model, and Debian's Chromium driven by
+//! Playwright (`tests/console/console.mjs`). A caller reaches the on-call nurse; in the console
+//! the nurse sees the session waiting, claims it, replies (the caller's live stream gets the
+//! reply), and hands it back to the primary agent, which answers the caller's next message; she
+//! also approves a prescription refill another caller's nurse line asked for. Screenshots go to
+//! `target/console/`.
 //!
 //! Needs `node`, `playwright-core` (`LADDER_PLAYWRIGHT`: its directory) and Chromium
 //! (`LADDER_CHROMIUM`, default `/usr/bin/chromium`); skipped without them, unless
@@ -14,47 +16,10 @@ use common::{repo_root, Server};
 use futures_util::StreamExt;
 use ladder_fake_openai::{FakeOpenAi, Reply};
 use serde_json::{json, Value};
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 const TOKEN: &str = "console-test-token";
-
-fn ladder() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ladder-console-{:016x}", fastrand::u64(..)));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("desk.ladder");
-    std::fs::write(
-        &path,
-        r#"ladder 1
-ladder desk { entry triage }
-model m { provider: openai, name: "fake-model" }
-
-tool refund(invoice: string) -> json {
-  "Refund an invoice."
-  mock { refunded: true }
-  approval on_call
-}
-
-agent triage {
-  model m
-  prompt "Help the caller; escalate to a nurse when asked."
-  tools [refund]
-  escalate -> on_call
-}
-
-human on_call "On-call nurse" {
-  queue: "nurses",
-  sla: 10m,
-  handover: "A nurse will be with you shortly.",
-  release: [triage],
-  fallback: triage,
-}
-"#,
-    )
-    .unwrap();
-    path
-}
 
 /// The browser's tools, or why the test cannot run.
 fn browser() -> Result<(String, String), String> {
@@ -110,18 +75,26 @@ async fn an_operator_claims_replies_and_releases_in_the_console() {
         "sqlite:{}",
         ladder_store::testing::fresh_sqlite_path().display()
     );
-    let server = Server::start(&ladder(), &fake.base_url(), &store, &["--token", TOKEN]);
+    let example = repo_root().join("examples/after_hours.ladder");
+    let server = Server::start(&example, &fake.base_url(), &store, &["--token", TOKEN]);
+    let to_nurse_line = || {
+        Reply::tool(
+            "transfer_to_nurse_line",
+            json!({"severity": "high", "symptoms": "fever", "summary": "Child with a high fever."}),
+        )
+    };
 
-    // The caller asks for a nurse; triage escalates.
+    // The primary agent hands the caller to the nurse line, which is unsure and escalates.
+    fake.push(to_nurse_line());
     fake.push(Reply::tool(
-        "escalate_to_on_call",
-        json!({"reason": "the caller asks for a nurse"}),
+        "escalate_to_on_call_rn",
+        json!({"reason": "not sure it can wait", "confidence": 0.4}),
     ));
     post(&server, "/v1/sessions", json!({"id": "caller-1"})).await;
     let events = post(
         &server,
         "/v1/sessions/caller-1/messages?stream=false",
-        json!({"text": "I need a nurse"}),
+        json!({"text": "My child has a high fever"}),
     )
     .await;
     assert!(
@@ -133,17 +106,21 @@ async fn an_operator_claims_replies_and_releases_in_the_console() {
         "{events}"
     );
 
-    // Another caller's refund waits for the nurse's approval.
-    fake.push(Reply::tool("refund", json!({"invoice": "inv-3"})));
+    // Another caller's prescription refill waits for the nurse's approval.
+    fake.push(to_nurse_line());
+    fake.push(Reply::tool(
+        "refill_prescription",
+        json!({"medication": "paracetamol syrup", "patient_name": "Ada Lovelace"}),
+    ));
     post(&server, "/v1/sessions", json!({"id": "caller-2"})).await;
     post(
         &server,
         "/v1/sessions/caller-2/messages?stream=false",
-        json!({"text": "Please refund inv-3"}),
+        json!({"text": "I need a refill of my child's fever syrup"}),
     )
     .await;
-    // What the model says once the console approves it.
-    fake.push(Reply::text("Your refund of inv-3 is done."));
+    // What the nurse line says once the console approves it.
+    fake.push(Reply::text("The refill is on its way to your pharmacy."));
 
     // The caller's screen follows the session live.
     let live = client()
@@ -179,7 +156,7 @@ async fn an_operator_claims_replies_and_releases_in_the_console() {
                 TOKEN,
                 "caller-1",
                 reply,
-                "triage",
+                "primary",
                 shots_arg.as_str(),
                 "caller-2-1-1",
             ])
@@ -215,7 +192,7 @@ async fn an_operator_claims_replies_and_releases_in_the_console() {
         "{seen}"
     );
 
-    // The approved refund ran and the clerk's turn went on.
+    // The approved refill ran and the nurse line's turn went on.
     let second: Value = client()
         .get(format!("{}/v1/sessions/caller-2?events=true", server.url))
         .bearer_auth(TOKEN)
@@ -235,11 +212,12 @@ async fn an_operator_claims_replies_and_releases_in_the_console() {
     assert!(
         events
             .iter()
-            .any(|e| e["type"] == "reply" && e["text"] == "Your refund of inv-3 is done."),
+            .any(|e| e["type"] == "reply"
+                && e["text"] == "The refill is on its way to your pharmacy."),
         "{second}"
     );
 
-    // Triage answers the next message, told what the person did.
+    // The primary agent answers the next message, told what the person did.
     fake.push(Reply::text("Glad the nurse could help. Anything else?"));
     let events = post(
         &server,
@@ -253,7 +231,7 @@ async fn an_operator_claims_replies_and_releases_in_the_console() {
         .iter()
         .find(|e| e["type"] == "reply")
         .unwrap_or_else(|| panic!("no reply: {events}"));
-    assert_eq!(reply["agent"], "triage");
+    assert_eq!(reply["agent"], "primary");
     let system = fake.requests().pop().unwrap()["messages"][0]["content"].to_string();
     assert!(system.contains("advised rest"), "{system}");
 }

@@ -1,4 +1,4 @@
-// An operator works a session through the console in real headless Chromium (Debian's, driven
+// The on-call nurse works a session through the console in real headless Chromium (Debian's, driven
 // by playwright-core): sees it waiting, claims it, replies, and hands it back to a rung.
 // Then approves a tool call waiting for approval.
 // Run by tests/console.rs: node console.mjs URL TOKEN SESSION REPLY RELEASE_TO SCREENSHOTS_DIR APPROVAL
@@ -55,7 +55,7 @@ try {
   const pending = page.locator(`#approvals tr[data-approval="${approval}"]`);
   await pending.waitFor();
   await pending.locator("button.approve").click();
-  await page.locator("#status", { hasText: "Approved refund." }).waitFor();
+  await page.locator("#status", { hasText: "Approved refill_prescription." }).waitFor();
   await page.locator("#approvals", { hasText: "Nothing waits for approval." }).waitFor();
 } catch (e) {
   failures.push(String(e && e.stack || e));
