@@ -313,6 +313,10 @@ pub fn hover(file: &File, definition: &Definition) -> String {
                 .as_ref()
                 .map(|d| d.value.clone())
                 .unwrap_or_default();
+            let how = match &t.approval {
+                Some(who) => format!("{how}, approved by `{}`", who.name),
+                None => how,
+            };
             format!(
                 "```ladder\ntool {}({}){ret}\n```\n{description}\n\n*{how}*{}",
                 t.name.name,
