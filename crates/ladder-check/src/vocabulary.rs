@@ -133,7 +133,15 @@ pub(crate) const BUDGET: &[(&str, Expect)] = &[
     ("min_pass_rate", Expect::Number { min: 0.0, max: 1.0 }),
 ];
 
-const PROVIDERS: &[&str] = &["openai", "azure", "vllm", "ollama", "llamacpp", "sim"];
+const PROVIDERS: &[&str] = &[
+    "openai",
+    "anthropic",
+    "azure",
+    "vllm",
+    "ollama",
+    "llamacpp",
+    "sim",
+];
 
 pub(crate) const MODEL: &[(&str, Expect)] = &[
     ("provider", Expect::Choice(PROVIDERS)),

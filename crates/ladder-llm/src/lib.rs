@@ -4,8 +4,10 @@
 
 #![warn(missing_docs)]
 
+mod http;
 mod openai;
 mod simulator;
 
-pub use openai::{OpenAi, Retry};
+pub use http::Retry;
+pub use openai::OpenAi;
 pub use simulator::Simulator;

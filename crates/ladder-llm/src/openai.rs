@@ -1,39 +1,12 @@
 //! OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp, ...), streamed over SSE.
 
+use crate::http::{self, answer, Post, Retry, Wire};
 use async_trait::async_trait;
-use futures_util::StreamExt;
 use ladder_runtime::{
     Backend, BackendError, ChatRequest, ChatResponse, DeltaSink, TokenUsage, ToolCall, ToolChoice,
 };
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// Retry policy. Retried, while no text has reached the caller: connect errors and timeouts,
-/// 429, 502, 503, 504 and 529 answers, streams dropped, and malformed answers (empty, `content` that is not text, no message), up to
-/// `attempts`. An HTTP 500 is retried once only: a server that failed on this very request
-/// usually fails on it again, so it is retried once, at a temperature raised by 0.4 (at most 1):
-/// never resent unchanged. An `error` object inside the stream is retried the same way, then
-/// reported as [`BackendError::Generation`], which the runtime answers with a correction.
-/// 4xx answers other than 429 are not retried.
-#[derive(Debug, Clone)]
-pub struct Retry {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    /// The first backoff; doubled each time, with up to 50% random jitter added.
-    pub base_delay: Duration,
-    /// No single wait is longer (a larger `Retry-After` is capped to this).
-    pub max_delay: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            attempts: 4,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(8),
-        }
-    }
-}
 
 /// A backend for any endpoint speaking OpenAI chat completions.
 #[derive(Debug, Clone)]
@@ -132,23 +105,15 @@ impl OpenAi {
         }
         body
     }
+}
 
-    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let backoff = self.retry.base_delay.saturating_mul(1 << attempt.min(16));
-        let jitter = backoff.mul_f64(fastrand::f64() * 0.5);
-        retry_after
-            .unwrap_or(backoff + jitter)
-            .min(self.retry.max_delay)
-    }
-
-    /// One attempt. `Err((error, retry, retry_after))`.
-    async fn attempt(
+#[async_trait]
+impl Backend for OpenAi {
+    async fn complete(
         &self,
         request: &ChatRequest,
-        body: &Value,
         on_text: DeltaSink<'_>,
-        sent_text: &mut bool,
-    ) -> Result<ChatResponse, (BackendError, Again, Option<Duration>)> {
+    ) -> Result<ChatResponse, BackendError> {
         let base = request
             .base_url
             .as_deref()
@@ -159,228 +124,24 @@ impl OpenAi {
             .as_ref()
             .and_then(|e| std::env::var(e).ok())
             .or_else(|| self.api_key.clone());
-        let timeout = request
-            .timeout_seconds
-            .map(Duration::from_secs_f64)
-            .unwrap_or(self.timeout);
-        let mut http = self
-            .client
-            .post(format!("{base}/chat/completions"))
-            .json(body)
-            .timeout(timeout);
-        if let Some(key) = key {
-            http = http.bearer_auth(key);
-        }
-        let response = match http.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                return Err((
-                    BackendError::Timeout(timeout.as_secs_f64()),
-                    Again::Yes,
-                    None,
-                ))
-            }
-            Err(e) => {
-                // The URL is the first thing a user needs to see when nothing answers.
-                return Err((
-                    BackendError::Connect(format!("{base}: {}", error_chain(&e))),
-                    Again::Yes,
-                    None,
-                ));
-            }
+        let post = Post {
+            client: &self.client,
+            url: format!("{base}/chat/completions"),
+            headers: key
+                .map(|k| ("authorization", format!("Bearer {k}")))
+                .into_iter()
+                .collect(),
+            timeout: request
+                .timeout_seconds
+                .map(Duration::from_secs_f64)
+                .unwrap_or(self.timeout),
         };
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .map(Duration::from_secs_f64);
-            let body = response.text().await.unwrap_or_default();
-            let retryable = match status.as_u16() {
-                500 => Again::Once,
-                429 | 502 | 503 | 504 | 529 => Again::Yes,
-                s if s >= 500 => Again::Yes,
-                _ => Again::No,
-            };
-            let mut end = body.len().min(300);
-            while !body.is_char_boundary(end) {
-                end -= 1;
-            }
-            return Err((
-                // The URL names which endpoint refused (a 401 key, a 404 model).
-                BackendError::Status {
-                    status: status.as_u16(),
-                    body: format!("{base}/chat/completions: {}", &body[..end]),
-                },
-                retryable,
-                retry_after,
-            ));
-        }
-        let is_sse = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("event-stream"));
-        if !is_sse {
-            // Some servers ignore `stream: true`; accept a plain completion too.
-            let value: Value = response
-                .json()
-                .await
-                .map_err(|e| (BackendError::Protocol(e.to_string()), Again::Yes, None))?;
-            let answer = parse_completion(&value).map_err(|e| (e, Again::Yes, None))?;
-            if let Some(text) = answer.content.as_deref().filter(|t| !t.is_empty()) {
-                *sent_text |= on_text.text(text);
-            }
-            return Ok(answer);
-        }
-        let mut assembler = Assembler::default();
-        let mut stream = response.bytes_stream();
-        let mut buffer: Vec<u8> = Vec::new();
-        loop {
-            let chunk = match tokio::time::timeout(timeout, stream.next()).await {
-                Err(_) => {
-                    return Err((
-                        BackendError::Timeout(timeout.as_secs_f64()),
-                        Again::Yes,
-                        None,
-                    ))
-                }
-                Ok(None) => break,
-                Ok(Some(Err(e))) => {
-                    return Err((
-                        BackendError::Protocol(format!(
-                            "the stream broke off: {}",
-                            e.without_url()
-                        )),
-                        Again::Yes,
-                        None,
-                    ))
-                }
-                Ok(Some(Ok(c))) => c,
-            };
-            buffer.extend_from_slice(&chunk);
-            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line);
-                let line = line.trim();
-                let Some(data) = line.strip_prefix("data:") else {
-                    continue;
-                };
-                let data = data.trim();
-                if data == "[DONE]" {
-                    return assembler.finish().map_err(|e| (e, Again::Yes, None));
-                }
-                let value: Value = serde_json::from_str(data).map_err(|e| {
-                    (
-                        BackendError::Protocol(format!("bad stream chunk: {e}")),
-                        Again::Yes,
-                        None,
-                    )
-                })?;
-                if let Some(text) = assembler.add(&value).map_err(|e| {
-                    let again = match e {
-                        BackendError::Generation(_) => Again::Once,
-                        _ => Again::Yes,
-                    };
-                    (e, again, None)
-                })? {
-                    *sent_text |= on_text.text(&text);
-                }
-            }
-        }
-        // The stream ended without `[DONE]`: complete if the model said it had finished.
-        if assembler.finished {
-            return assembler.finish().map_err(|e| (e, Again::Yes, None));
-        }
-        Err((
-            BackendError::Protocol("the stream ended before the answer was complete".into()),
-            Again::Yes,
-            None,
-        ))
-    }
-}
-
-#[async_trait]
-impl Backend for OpenAi {
-    async fn complete(
-        &self,
-        request: &ChatRequest,
-        on_text: DeltaSink<'_>,
-    ) -> Result<ChatResponse, BackendError> {
-        let mut body = Self::body(request);
-        let mut attempt = 0;
-        let mut server_errors = 0;
-        loop {
-            let mut sent_text = false;
-            match self.attempt(request, &body, on_text, &mut sent_text).await {
-                Ok(r) => return Ok(r),
-                // Text already shown to the user cannot be taken back: a retry would repeat it.
-                Err((error, again, retry_after)) => {
-                    attempt += 1;
-                    let resample = again == Again::Once;
-                    let again = match again {
-                        Again::No => false,
-                        Again::Yes => true,
-                        Again::Once => {
-                            server_errors += 1;
-                            server_errors < 2
-                        }
-                    };
-                    if !again || sent_text || attempt >= self.retry.attempts {
-                        return Err(error);
-                    }
-                    // The server failed on what the model generated: the same request at the
-                    // same temperature would likely generate it again.
-                    if resample {
-                        let t = body["temperature"].as_f64().unwrap_or(0.0);
-                        body["temperature"] = json!((t + RESAMPLE_STEP).min(1.0));
-                    }
-                    on_text.restart();
-                    on_text.retrying(&error);
-                    tokio::time::sleep(self.delay(attempt - 1, retry_after)).await;
-                }
-            }
-        }
+        http::complete::<Assembler>(&self.retry, &post, Self::body(request), on_text).await
     }
 
     fn name(&self) -> &str {
         "openai"
     }
-}
-
-/// How much a retry after a server-side failure raises the temperature.
-const RESAMPLE_STEP: f64 = 0.4;
-
-/// Whether a failed attempt may be retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Again {
-    No,
-    /// Retried once, at a raised temperature: an HTTP 500, or an `error` inside the stream
-    /// (the server failed on what the model generated, e.g. llama.cpp on a call of a function
-    /// it was not offered).
-    Once,
-    Yes,
-}
-
-/// An error with its causes (`error sending request: ... Connection refused`), without the URL,
-/// which the caller names once.
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(&format!(" for url ({url})"), "");
-    }
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let cause = s.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Builds a response from SSE chunks: text deltas and tool-call deltas by index.
@@ -393,7 +154,7 @@ struct Assembler {
     truncated: bool,
 }
 
-impl Assembler {
+impl Wire for Assembler {
     fn add(&mut self, chunk: &Value) -> Result<Option<String>, BackendError> {
         if let Some(error) = chunk.get("error") {
             let message = error
@@ -460,6 +221,14 @@ impl Assembler {
         }
     }
 
+    fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn whole(value: &Value) -> Result<ChatResponse, BackendError> {
+        parse_completion(value)
+    }
+
     fn finish(self) -> Result<ChatResponse, BackendError> {
         let tool_calls = self
             .calls
@@ -489,17 +258,6 @@ impl Assembler {
             truncated: self.truncated,
         })
     }
-}
-
-/// An answer with neither text nor a tool call is no answer: it must not become a silent empty
-/// reply.
-fn answer(response: ChatResponse) -> Result<ChatResponse, BackendError> {
-    if response.content.is_none() && response.tool_calls.is_empty() {
-        return Err(BackendError::Protocol(
-            "the model's answer was empty (no text and no tool call)".into(),
-        ));
-    }
-    Ok(response)
 }
 
 fn usage_of(usage: &Value) -> TokenUsage {

@@ -119,6 +119,10 @@ pub struct ChatRequest {
     pub base_url: Option<String>,
     /// Environment variable holding the API key for this model, from the ladder.
     pub api_key_env: Option<String>,
+    /// The model's `provider` in the ladder (`openai`, `anthropic`, ...): which wire protocol a
+    /// backend that speaks several uses (`ladder_llm::Providers`).
+    #[serde(default)]
+    pub provider: String,
     /// Request timeout from the ladder, in seconds.
     pub timeout_seconds: Option<f64>,
 }

@@ -159,6 +159,7 @@ impl Turn<'_> {
             ),
             base_url: model.and_then(|m| m.base_url.clone()),
             api_key_env: model.and_then(|m| m.api_key_env.clone()),
+            provider: model.map(|m| m.provider.clone()).unwrap_or_default(),
             timeout_seconds: model.and_then(|m| m.timeout_seconds),
         }
     }
