@@ -536,3 +536,49 @@ human on_call "On-call nurse" {
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert!(requests[1].to_string().contains("advised rest"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_with_provider_anthropic_speaks_the_messages_api() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::text("Hello from Claude."));
+    let dir = std::env::temp_dir().join(format!("ladderc-anthropic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ladder = dir.join("claude.ladder");
+    std::fs::write(
+        &ladder,
+        r#"ladder 1
+ladder desk { entry front }
+model claude { provider: anthropic, name: "claude-haiku-4-5", max_output_tokens: 300 }
+agent front { model claude prompt "Greet the caller." }
+"#,
+    )
+    .unwrap();
+    let base = fake.base_url();
+    let path = ladder.to_string_lossy().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        ladderc(
+            &["run", &path, "-m", "hi"],
+            &[
+                ("ANTHROPIC_BASE_URL", base.as_str()),
+                ("ANTHROPIC_API_KEY", SECRET),
+            ],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("[front] Hello from Claude."), "{text}");
+    fake.assert_no_rejections();
+    let headers = fake.request_headers();
+    assert_eq!(headers[0]["x-api-key"], SECRET);
+    assert_eq!(fake.requests()[0]["max_tokens"], 300);
+    // The key never reaches the output.
+    assert!(!text.contains(SECRET) && !String::from_utf8_lossy(&out.stderr).contains(SECRET));
+}

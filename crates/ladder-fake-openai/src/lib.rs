@@ -7,9 +7,13 @@
 //! is answered with HTTP 400 in OpenAI's error shape, as the real API would, and recorded
 //! ([`FakeOpenAi::rejections`]). Its answers are checked by the official `openai` Python SDK in
 //! the oracle test (`tests/oracle.rs`).
+//!
+//! The same server speaks Anthropic's Messages API at `POST /v1/messages` ([`anthropic`]), from
+//! the same queue, as strictly; the official `anthropic` SDK checks those answers.
 
 #![warn(missing_docs)]
 
+pub mod anthropic;
 pub mod validate;
 
 use axum::body::Body;
@@ -131,6 +135,7 @@ impl FakeOpenAi {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(complete))
+            .route("/v1/messages", post(anthropic::messages))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

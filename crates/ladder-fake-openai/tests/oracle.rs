@@ -72,3 +72,55 @@ async fn the_official_openai_sdk_accepts_every_answer_of_the_fake() {
     // The rejections the oracle provoked, and no other.
     assert_eq!(fake.rejections().len(), 4, "{:#?}", fake.rejections());
 }
+
+/// The same for the Messages side: the official `anthropic` SDK (same venv).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_anthropic_sdk_accepts_every_answer_of_the_fake() {
+    let Some(python) = std::env::var_os("LADDER_ORACLE_PYTHON") else {
+        assert!(
+            std::env::var_os("LADDER_REQUIRE_ORACLE").is_none(),
+            "LADDER_REQUIRE_ORACLE is set but LADDER_ORACLE_PYTHON is not"
+        );
+        eprintln!("skipped: set LADDER_ORACLE_PYTHON to a python with `anthropic` installed");
+        return;
+    };
+    let fake = FakeOpenAi::start().await;
+    fake.set_usage(100, 20, 40);
+    let calls = || {
+        Reply::ToolCalls(vec![
+            ("lookup".into(), json!({"id": "a-1"})),
+            ("transfer_to_billing".into(), json!({})),
+        ])
+    };
+    let status = |status| Reply::Status {
+        status,
+        retry_after: None,
+    };
+    // In the order the cases of oracle_anthropic.py consume them.
+    for reply in [
+        Reply::text("Hello there, caller."),
+        Reply::text("Hello there, caller."),
+        calls(),
+        calls(),
+        Reply::text("ok"),
+        status(429),
+        status(529),
+    ] {
+        fake.push(reply);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle_anthropic.py");
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        // The SDK appends /v1/messages itself.
+        .arg(fake.base_url().trim_end_matches("/v1"))
+        .output()
+        .await
+        .expect("start python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(fake.remaining(), 0, "every scripted answer was checked");
+    // The three bad requests of the oracle, and no other.
+    assert_eq!(fake.rejections().len(), 3, "{:#?}", fake.rejections());
+}

@@ -1,6 +1,6 @@
 //! `ladderc run`: a conversation with a ladder, interactive or scripted.
 
-use ladder_llm::{OpenAi, Simulator};
+use ladder_llm::{Anthropic, OpenAi, Providers, Simulator};
 use ladder_runtime::human::{Action, Refused};
 use ladder_runtime::{
     Backend, Durable, Event, EventStream, Program, Runtime, Session, SessionState,
@@ -189,17 +189,27 @@ impl Conversation {
 /// `--base-url` are set, else the simulator (with a notice saying how to configure a real one).
 fn backend(choice: Option<BackendChoice>, base_url: Option<String>) -> Arc<dyn Backend> {
     let configured = base_url.map(|url| OpenAi::new(url, std::env::var("OPENAI_API_KEY").ok()));
+    // Models with `provider: anthropic` speak the Messages API (ANTHROPIC_BASE_URL,
+    // ANTHROPIC_API_KEY); every other provider speaks OpenAI's chat completions.
+    let providers = |openai: OpenAi| -> Arc<dyn Backend> {
+        Arc::new(Providers {
+            openai,
+            anthropic: Anthropic::from_env(),
+        })
+    };
+    let anthropic_key = std::env::var("ANTHROPIC_API_KEY").is_ok_and(|k| !k.is_empty());
     match choice {
         Some(BackendChoice::Sim) => Arc::new(Simulator),
-        Some(BackendChoice::Openai) => Arc::new(
+        Some(BackendChoice::Openai) => providers(
             configured
                 .or_else(OpenAi::from_env)
                 .unwrap_or_else(|| OpenAi::new("https://api.openai.com/v1", None)),
         ),
         None => match configured.or_else(OpenAi::from_env) {
-            Some(b) => Arc::new(b),
+            Some(b) => providers(b),
+            None if anthropic_key => providers(OpenAi::new("https://api.openai.com/v1", None)),
             None => {
-                eprintln!("note: no model endpoint configured, using the offline simulator; set OPENAI_BASE_URL and OPENAI_API_KEY (or --base-url) to talk to a real model");
+                eprintln!("note: no model endpoint configured, using the offline simulator; set OPENAI_BASE_URL and OPENAI_API_KEY (or --base-url), or ANTHROPIC_API_KEY, to talk to a real model");
                 Arc::new(Simulator)
             }
         },
