@@ -64,10 +64,10 @@ pub fn request(body: &Value, headers: &HeaderMap) -> Result<(), Violation> {
             format!("{extra}: Extra inputs are not permitted"),
         ));
     }
-    if !body["model"].as_str().is_some_and(|m| !m.is_empty()) {
+    if body["model"].as_str().is_none_or(str::is_empty) {
         return Err(violation("model", "model: Field required"));
     }
-    if !body["max_tokens"].as_u64().is_some_and(|n| n >= 1) {
+    if body["max_tokens"].as_u64().is_none_or(|n| n < 1) {
         return Err(violation(
             "max_tokens",
             "max_tokens: Field required (an integer >= 1)",
@@ -86,7 +86,7 @@ pub fn request(body: &Value, headers: &HeaderMap) -> Result<(), Violation> {
         None | Some(Value::String(_)) => {}
         Some(Value::Array(blocks)) => {
             for b in blocks {
-                if b["type"] != "text" || !b["text"].as_str().is_some_and(|t| !t.is_empty()) {
+                if b["type"] != "text" || b["text"].as_str().is_none_or(str::is_empty) {
                     return Err(violation(
                         "system",
                         "system: text content blocks must be non-empty",
@@ -181,7 +181,7 @@ pub fn request(body: &Value, headers: &HeaderMap) -> Result<(), Violation> {
             let at = format!("messages.{i}.content.{j}");
             match (b["type"].as_str().unwrap_or(""), role) {
                 ("text", _) => {
-                    if !b["text"].as_str().is_some_and(|t| !t.is_empty()) {
+                    if b["text"].as_str().is_none_or(str::is_empty) {
                         return Err(violation(&at, "text content blocks must be non-empty"));
                     }
                     seen_other = true;
