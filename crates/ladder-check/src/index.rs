@@ -295,6 +295,8 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
                 ItemKind::Human(h) => {
                     if check_dup("rung", &h.name, "human", out) {
                         index.humans.insert(&h.name.name, h);
+                    } else {
+                        unanalysed(&index, item);
                     }
                 }
                 ItemKind::Script(s) => {
