@@ -40,7 +40,11 @@ fn per_call_cost(model: &Model) -> Result<f64, &'static str> {
         model.max_input_tokens,
         model.max_output_tokens,
     ) {
-        (Some(i), Some(o), Some(ti), Some(to)) => Ok((i * ti as f64 + o * to as f64) / 1e6),
+        // Every prompt token may be one written to the cache, at its own (higher) price.
+        (Some(i), Some(o), Some(ti), Some(to)) => {
+            let i = model.cache_write_per_mtok.map_or(i, |w| w.max(i));
+            Ok((i * ti as f64 + o * to as f64) / 1e6)
+        }
         (None, _, _, _) | (_, None, _, _) => Err("no `input`/`output` price"),
         _ => Err("no `max_input_tokens`/`max_output_tokens`"),
     }

@@ -283,6 +283,7 @@ pub(crate) fn model(decl: &ModelDecl, out: &mut Diagnostics) -> Model {
         input_per_mtok: number("input"),
         output_per_mtok: number("output"),
         cached_input_per_mtok: number("cached_input"),
+        cache_write_per_mtok: number("cache_write"),
         max_input_tokens: number("max_input_tokens").map(|n| n as u64),
         max_output_tokens: number("max_output_tokens").map(|n| n as u64),
         temperature: number("temperature"),

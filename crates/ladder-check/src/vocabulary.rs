@@ -149,6 +149,7 @@ pub(crate) const MODEL: &[(&str, Expect)] = &[
     ("input", Expect::Price { max: 1000.0 }),
     ("output", Expect::Price { max: 1000.0 }),
     ("cached_input", Expect::Price { max: 1000.0 }),
+    ("cache_write", Expect::Price { max: 1000.0 }),
     ("tool_schemas", Expect::Choice(&["lean", "strict"])),
     (
         "max_input_tokens",

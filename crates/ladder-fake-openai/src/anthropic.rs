@@ -310,10 +310,11 @@ pub(crate) async fn messages(
     }
     // (input not from the cache, output, read from the cache); the prompt is their sum.
     let (prompt, completion, cached) = shared.usage.lock().expect("lock").unwrap_or((100, 20, 0));
+    let written = *shared.cache_writes.lock().expect("lock");
     let usage = json!({
-        "input_tokens": prompt.saturating_sub(cached),
+        "input_tokens": prompt.saturating_sub(cached).saturating_sub(written),
         "output_tokens": completion,
-        "cache_creation_input_tokens": 0,
+        "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
     });
     let id = format!("msg_fake{call_number}");
@@ -372,7 +373,7 @@ pub(crate) async fn messages(
             "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": null, "stop_sequence": null,
             "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1,
-                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached},
+                      "cache_creation_input_tokens": written, "cache_read_input_tokens": cached},
         }}),
     )];
     events.push(("ping", json!({"type": "ping"})));

@@ -120,6 +120,8 @@ struct Shared {
     rejections: Mutex<Vec<(Value, validate::Violation)>>,
     /// (prompt, completion, cached prompt) tokens reported per answer.
     usage: Mutex<Option<(u64, u64, u64)>>,
+    /// Prompt tokens written to the cache per answer (the Messages API reports them).
+    cache_writes: Mutex<u64>,
 }
 
 /// A running fake server; it stops when dropped.
@@ -213,6 +215,12 @@ impl FakeOpenAi {
     /// (default 100, 20, 0).
     pub fn set_usage(&self, prompt: u64, completion: u64, cached: u64) {
         *self.shared.usage.lock().expect("lock") = Some((prompt, completion, cached));
+    }
+
+    /// Prompt tokens each Messages answer reports as written to the cache (default 0); part of
+    /// the prompt of [`FakeOpenAi::set_usage`].
+    pub fn set_cache_writes(&self, tokens: u64) {
+        *self.shared.cache_writes.lock().expect("lock") = tokens;
     }
 
     /// How many scripted replies have not been used yet.

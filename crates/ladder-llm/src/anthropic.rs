@@ -7,7 +7,7 @@
 //! consecutive messages of one role are merged (the API wants the roles to alternate). Requests
 //! are laid out for the prompt cache: tools first, then the system prompt, each ending with a
 //! `cache_control` breakpoint, then the history. Usage reads `cache_read_input_tokens` as cached
-//! prompt tokens.
+//! prompt tokens and `cache_creation_input_tokens` as tokens written to the cache.
 
 use crate::http::{self, answer, Post, Retry, Wire};
 use async_trait::async_trait;
@@ -220,6 +220,7 @@ fn usage_of(usage: &Value, into: &mut TokenUsage) {
         let written = count("cache_creation_input_tokens").unwrap_or(0);
         into.prompt_tokens = input + read + written;
         into.cached_prompt_tokens = read;
+        into.cache_write_prompt_tokens = written;
     }
     if let Some(output) = count("output_tokens") {
         into.completion_tokens = output;

@@ -269,6 +269,7 @@ fn usage_of(usage: &Value) -> TokenUsage {
             .get("prompt_tokens_details")
             .map(|d| count(d, "cached_tokens"))
             .unwrap_or(0),
+        cache_write_prompt_tokens: 0,
         estimated_calls: 0,
     }
 }

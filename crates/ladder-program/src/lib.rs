@@ -130,6 +130,10 @@ pub struct Model {
     /// Price of prompt tokens served from the provider's cache.
     #[serde(default)]
     pub cached_input_per_mtok: Option<f64>,
+    /// Price of prompt tokens written to the provider's cache (Anthropic charges more than for
+    /// input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<f64>,
     /// The context the runtime trims history to.
     pub max_input_tokens: Option<u64>,
     /// Sent as `max_tokens`.

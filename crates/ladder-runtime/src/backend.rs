@@ -149,6 +149,10 @@ pub struct TokenUsage {
     /// The part of `prompt_tokens` the provider served from its prompt cache.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cached_prompt_tokens: u64,
+    /// The part of `prompt_tokens` written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`), priced at the model's `cache_write`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_prompt_tokens: u64,
     /// Calls whose usage was estimated from the request (a call cut by an SLA or a failure
     /// reports none); 0 when every figure came from the provider.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -165,6 +169,7 @@ impl TokenUsage {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
         self.cached_prompt_tokens += other.cached_prompt_tokens;
+        self.cache_write_prompt_tokens += other.cache_write_prompt_tokens;
         self.estimated_calls += other.estimated_calls;
     }
 }

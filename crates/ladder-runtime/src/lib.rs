@@ -98,6 +98,8 @@ pub struct Prices {
     pub output_per_mtok: f64,
     /// Input served from the provider's prompt cache (defaults to the input price).
     pub cached_input_per_mtok: Option<f64>,
+    /// Input written to the provider's prompt cache (defaults to the input price).
+    pub cache_write_per_mtok: Option<f64>,
 }
 
 impl Prices {
@@ -107,15 +109,21 @@ impl Prices {
             input_per_mtok: model.input_per_mtok.unwrap_or(0.0),
             output_per_mtok: model.output_per_mtok.unwrap_or(0.0),
             cached_input_per_mtok: model.cached_input_per_mtok,
+            cache_write_per_mtok: model.cache_write_per_mtok,
         }
     }
 
-    /// The cost of `usage` in dollars: cached input at its own price.
+    /// The cost of `usage` in dollars: input read from and written to the cache at their own
+    /// prices.
     pub fn cost(&self, usage: TokenUsage) -> f64 {
         let cached = usage.cached_prompt_tokens.min(usage.prompt_tokens);
-        let fresh = usage.prompt_tokens - cached;
+        let written = usage
+            .cache_write_prompt_tokens
+            .min(usage.prompt_tokens - cached);
+        let fresh = usage.prompt_tokens - cached - written;
         (fresh as f64 * self.input_per_mtok
             + cached as f64 * self.cached_input_per_mtok.unwrap_or(self.input_per_mtok)
+            + written as f64 * self.cache_write_per_mtok.unwrap_or(self.input_per_mtok)
             + usage.completion_tokens as f64 * self.output_per_mtok)
             / 1e6
     }

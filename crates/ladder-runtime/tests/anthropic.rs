@@ -17,6 +17,7 @@ model claude {
   input: $3.00/Mtok,
   output: $15.00/Mtok,
   cached_input: $0.30/Mtok,
+  cache_write: $3.75/Mtok,
   max_output_tokens: 500,
 }
 intent billing "Invoices and refunds" { invoice: string }
@@ -50,6 +51,7 @@ fn runtime(fake: &FakeOpenAi) -> Runtime {
 async fn a_turn_over_the_messages_api_hands_off_calls_a_tool_and_streams_the_answer() {
     let fake = FakeOpenAi::start().await;
     fake.set_usage(1200, 30, 1000);
+    fake.set_cache_writes(150);
     let session = runtime(&fake).session();
     fake.push(Reply::tool(
         "transfer_to_billing",
@@ -83,10 +85,11 @@ async fn a_turn_over_the_messages_api_hands_off_calls_a_tool_and_streams_the_ans
     let Some(Event::TurnEnded { usage, cost, .. }) = events.last() else {
         panic!("{events:?}")
     };
-    // Four calls, each 1,200 prompt tokens of which 1,000 came from the cache.
+    // Four calls, each 1,200 prompt tokens: 1,000 read from the cache, 150 written to it.
     assert_eq!(usage.prompt_tokens, 4 * 1200);
     assert_eq!(usage.cached_prompt_tokens, 4 * 1000);
-    let expected = 4.0 * (200.0 * 3.0 + 1000.0 * 0.30 + 30.0 * 15.0) / 1e6;
+    assert_eq!(usage.cache_write_prompt_tokens, 4 * 150);
+    let expected = 4.0 * (50.0 * 3.0 + 1000.0 * 0.30 + 150.0 * 3.75 + 30.0 * 15.0) / 1e6;
     assert!((cost - expected).abs() < 1e-9, "{cost} != {expected}");
 
     // What was sent: the Messages shape, laid out for the cache.

@@ -517,6 +517,7 @@ async fn an_overriding_model_carries_its_own_prices() {
         input_per_mtok: 10.0,
         output_per_mtok: 0.0,
         cached_input_per_mtok: None,
+        cache_write_per_mtok: None,
     };
     let s = runtime(&fake, &ladder("full", "x", MODEL))
         .model_override(Some("local-model".into()))

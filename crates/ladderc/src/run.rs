@@ -78,11 +78,13 @@ fn parse_prices(text: &str) -> Result<ladder_runtime::Prices, String> {
             input_per_mtok: number(input)?,
             output_per_mtok: number(output)?,
             cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
         }),
         [input, output, cached] => Ok(ladder_runtime::Prices {
             input_per_mtok: number(input)?,
             output_per_mtok: number(output)?,
             cached_input_per_mtok: Some(number(cached)?),
+            cache_write_per_mtok: None,
         }),
         _ => Err("expected IN/OUT or IN/OUT/CACHED, e.g. 0.15/0.60".into()),
     }

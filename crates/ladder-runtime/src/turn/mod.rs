@@ -999,6 +999,7 @@ impl<'a> Turn<'a> {
             completion_tokens: pending.gate.streamed_chars().div_ceil(4) as u64,
             cached_prompt_tokens: 0,
             estimated_calls: 1,
+            cache_write_prompt_tokens: 0,
         };
         self.account(&pending.model, usage);
     }
