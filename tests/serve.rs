@@ -1266,3 +1266,19 @@ async fn a_pending_approval_survives_kill_9_and_is_decided_on_another_worker() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_with_nul_and_control_characters_is_stored_on_every_store() {
+    for store in fresh_store_urls().await {
+        let world = world().await;
+        let server = world.serve(&store, &[]);
+        create(&server, "n1").await;
+        world.fake.push(Reply::text("Noted."));
+        // U+0001 first (the operator marker's character), NUL inside.
+        let (status, events) = send(&server, "n1", "\u{1}hello\u{0}world").await;
+        assert_eq!(status, 200, "{store}: {events:?}");
+        assert_eq!(replies(&events), ["Noted."]);
+        let s = session(&server, "n1").await;
+        assert_eq!(user_messages(&s), ["hello\u{FFFD}world"], "{store}");
+    }
+}

@@ -28,8 +28,9 @@ enum Work {
 }
 
 /// How an operator's action is told apart from a user's message in the store's record of an open
-/// turn: user text never starts with NUL ([`Durable::send`] removes it).
-const OPERATOR: &str = "\0ladder-operator\0";
+/// turn: user text never starts with U+0001 ([`Durable::send`] removes it). Not NUL:
+/// PostgreSQL's text cannot hold it.
+const OPERATOR: &str = "\u{1}ladder-operator\u{1}";
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,10 +118,16 @@ impl Durable {
     /// up) neither stops the turn nor strands the lease.
     pub async fn send(&self, id: &str, text: impl Into<String>) -> Result<EventStream, StoreError> {
         let text = text.into();
-        // A user message is text; a NUL at its start would read as an operator's action.
-        let text = match text.strip_prefix('\0') {
-            Some(rest) => rest.trim_start_matches('\0').to_string(),
+        // A user message is text; a U+0001 at its start would read as an operator's action.
+        let text = match text.strip_prefix('\u{1}') {
+            Some(rest) => rest.trim_start_matches('\u{1}').to_string(),
             None => text,
+        };
+        // NUL cannot be stored in PostgreSQL's text (the open turn's record): it becomes U+FFFD.
+        let text = if text.contains('\0') {
+            text.replace('\0', "\u{FFFD}")
+        } else {
+            text
         };
         self.launch(id, text.clone(), Work::Message(text)).await
     }
