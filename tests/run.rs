@@ -478,11 +478,8 @@ async fn the_terminal_plays_the_person_with_operator() {
         json!({"reason": "the caller asks for a nurse"}),
     ));
     fake.push(Reply::text("Glad the nurse could help."));
-    let dir = std::env::temp_dir().join(format!("ladderc-operator-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ladder = dir.join("nurse.ladder");
-    std::fs::write(
-        &ladder,
+    let path = temp_ladder(
+        "nurse.ladder",
         r#"ladder 1
 ladder desk { entry triage }
 model m { provider: openai, name: "fake-model" }
@@ -499,10 +496,8 @@ human on_call "On-call nurse" {
   release: [triage],
 }
 "#,
-    )
-    .unwrap();
+    );
     let base = fake.base_url();
-    let path = ladder.to_string_lossy().to_string();
     // The caller's line, then the person's two (a message, a release), then the caller's.
     let stdin =
         "I need a nurse\nHello, I am Ana. Drink water.\n/release triage advised rest\nthanks\n";
@@ -541,20 +536,15 @@ human on_call "On-call nurse" {
 async fn a_model_with_provider_anthropic_speaks_the_messages_api() {
     let fake = FakeOpenAi::start().await;
     fake.push(Reply::text("Hello from Claude."));
-    let dir = std::env::temp_dir().join(format!("ladderc-anthropic-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ladder = dir.join("claude.ladder");
-    std::fs::write(
-        &ladder,
+    let path = temp_ladder(
+        "claude.ladder",
         r#"ladder 1
 ladder desk { entry front }
 model claude { provider: anthropic, name: "claude-haiku-4-5", max_output_tokens: 300 }
 agent front { model claude prompt "Greet the caller." }
 "#,
-    )
-    .unwrap();
+    );
     let base = fake.base_url();
-    let path = ladder.to_string_lossy().to_string();
     let out = tokio::task::spawn_blocking(move || {
         ladderc(
             &["run", &path, "-m", "hi"],

@@ -286,18 +286,7 @@ pub(crate) async fn messages(
     }
     let stream = body["stream"].as_bool().unwrap_or(false);
     let model = body["model"].as_str().unwrap_or_default().to_string();
-    let call_number = {
-        let mut requests = shared.requests.lock().expect("lock");
-        requests.push(body);
-        shared.headers.lock().expect("lock").push(headers);
-        requests.len()
-    };
-    let step = shared
-        .queue
-        .lock()
-        .expect("lock")
-        .pop_front()
-        .or_else(|| shared.default.lock().expect("lock").clone());
+    let (call_number, step) = shared.take(body, headers);
     let Some(step) = step else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -336,21 +325,17 @@ pub(crate) async fn messages(
             status,
             retry_after,
         } => {
-            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let kind = match status {
                 429 => "rate_limit_error",
                 529 => "overloaded_error",
                 400..=499 => "invalid_request_error",
                 _ => "api_error",
             };
-            let mut response = error(code, kind, "scripted error");
-            if let Some(s) = retry_after {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    s.to_string().parse().expect("header value"),
-                );
-            }
-            return response;
+            return crate::status_response(
+                status,
+                json!({"type": "error", "error": {"type": kind, "message": "scripted error"}}),
+                retry_after,
+            );
         }
         other => {
             return error(

@@ -124,6 +124,38 @@ struct Shared {
     cache_writes: Mutex<u64>,
 }
 
+impl Shared {
+    /// Records a request; its number (from 1) and the scripted reply it gets, if any.
+    fn take(&self, body: Value, headers: HeaderMap) -> (usize, Option<Step>) {
+        let call_number = {
+            let mut requests = self.requests.lock().expect("lock");
+            requests.push(body);
+            self.headers.lock().expect("lock").push(headers);
+            requests.len()
+        };
+        let step = self
+            .queue
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .or_else(|| self.default.lock().expect("lock").clone());
+        (call_number, step)
+    }
+}
+
+/// A scripted error answer: `status` with `body`, and `Retry-After` when scripted.
+fn status_response(status: u16, body: Value, retry_after: Option<u64>) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (code, Json(body)).into_response();
+    if let Some(s) = retry_after {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            s.to_string().parse().expect("header value"),
+        );
+    }
+    response
+}
+
 /// A running fake server; it stops when dropped.
 pub struct FakeOpenAi {
     addr: std::net::SocketAddr,
@@ -301,18 +333,7 @@ async fn complete(
     let include_usage = body["stream_options"]["include_usage"]
         .as_bool()
         .unwrap_or(false);
-    let call_number = {
-        let mut requests = shared.requests.lock().expect("lock");
-        requests.push(body);
-        shared.headers.lock().expect("lock").push(headers);
-        requests.len()
-    };
-    let step = shared
-        .queue
-        .lock()
-        .expect("lock")
-        .pop_front()
-        .or_else(|| shared.default.lock().expect("lock").clone());
+    let (call_number, step) = shared.take(body, headers);
     let Some(step) = step else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -376,24 +397,16 @@ async fn complete(
             status,
             retry_after,
         } => {
-            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let kind = match status {
                 429 => "rate_limit_exceeded",
                 400..=499 => "invalid_request_error",
                 _ => "server_error",
             };
-            let mut response = (
-                code,
-                Json(json!({"error": {"message": "scripted error", "type": kind, "param": null, "code": null}})),
+            status_response(
+                status,
+                json!({"error": {"message": "scripted error", "type": kind, "param": null, "code": null}}),
+                retry_after,
             )
-                .into_response();
-            if let Some(s) = retry_after {
-                response.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    s.to_string().parse().expect("header value"),
-                );
-            }
-            response
         }
         Reply::Malformed => event_stream("data: {not json\n\n".into()),
         Reply::Drop { partial } => {

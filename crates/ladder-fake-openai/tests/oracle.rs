@@ -7,14 +7,25 @@ use ladder_fake_openai::{FakeOpenAi, Reply};
 use serde_json::json;
 use std::path::Path;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_openai_sdk_accepts_every_answer_of_the_fake() {
-    let Some(python) = std::env::var_os("LADDER_ORACLE_PYTHON") else {
+/// The venv's python with `openai` and `anthropic`, or `None` (the test is skipped, unless
+/// `LADDER_REQUIRE_ORACLE` says it must run).
+fn oracle_python() -> Option<std::ffi::OsString> {
+    let python = std::env::var_os("LADDER_ORACLE_PYTHON");
+    if python.is_none() {
         assert!(
             std::env::var_os("LADDER_REQUIRE_ORACLE").is_none(),
             "LADDER_REQUIRE_ORACLE is set but LADDER_ORACLE_PYTHON is not"
         );
-        eprintln!("skipped: set LADDER_ORACLE_PYTHON to a python with `openai` installed");
+        eprintln!(
+            "skipped: set LADDER_ORACLE_PYTHON to a python with `openai` and `anthropic` installed"
+        );
+    }
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_openai_sdk_accepts_every_answer_of_the_fake() {
+    let Some(python) = oracle_python() else {
         return;
     };
     let fake = FakeOpenAi::start().await;
@@ -76,12 +87,7 @@ async fn the_official_openai_sdk_accepts_every_answer_of_the_fake() {
 /// The same for the Messages side: the official `anthropic` SDK (same venv).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_anthropic_sdk_accepts_every_answer_of_the_fake() {
-    let Some(python) = std::env::var_os("LADDER_ORACLE_PYTHON") else {
-        assert!(
-            std::env::var_os("LADDER_REQUIRE_ORACLE").is_none(),
-            "LADDER_REQUIRE_ORACLE is set but LADDER_ORACLE_PYTHON is not"
-        );
-        eprintln!("skipped: set LADDER_ORACLE_PYTHON to a python with `anthropic` installed");
+    let Some(python) = oracle_python() else {
         return;
     };
     let fake = FakeOpenAi::start().await;

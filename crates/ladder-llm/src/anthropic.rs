@@ -171,27 +171,16 @@ impl Backend for Anthropic {
         request: &ChatRequest,
         on_text: DeltaSink<'_>,
     ) -> Result<ChatResponse, BackendError> {
-        let base = request
-            .base_url
-            .as_deref()
-            .unwrap_or(&self.base_url)
-            .trim_end_matches('/');
-        let key = request
-            .api_key_env
-            .as_ref()
-            .and_then(|e| std::env::var(e).ok())
-            .or_else(|| self.api_key.clone());
-        let mut headers = vec![("anthropic-version", ANTHROPIC_VERSION.to_string())];
-        headers.extend(key.map(|k| ("x-api-key", k)));
-        let post = Post {
-            client: &self.client,
-            url: format!("{base}/messages"),
-            headers,
-            timeout: request
-                .timeout_seconds
-                .map(Duration::from_secs_f64)
-                .unwrap_or(self.timeout),
-        };
+        let mut post = Post::of(
+            &self.client,
+            request,
+            (&self.base_url, "messages"),
+            self.api_key.as_ref(),
+            |k| vec![("x-api-key", k)],
+            self.timeout,
+        );
+        post.headers
+            .push(("anthropic-version", ANTHROPIC_VERSION.to_string()));
         http::complete::<Messages>(&self.retry, &post, Self::body(request), on_text).await
     }
 

@@ -78,6 +78,39 @@ pub(crate) struct Post<'a> {
     pub timeout: Duration,
 }
 
+impl<'a> Post<'a> {
+    /// The POST of `request` to `path` under its model's endpoint (`base_url`, else `base`), with
+    /// its key (`api_key: env(..)`, else `key`) as `auth(key)` headers, and its timeout.
+    pub fn of(
+        client: &'a reqwest::Client,
+        request: &ladder_runtime::ChatRequest,
+        (base, path): (&str, &str),
+        key: Option<&String>,
+        auth: impl FnOnce(String) -> Vec<(&'static str, String)>,
+        timeout: Duration,
+    ) -> Self {
+        let base = request
+            .base_url
+            .as_deref()
+            .unwrap_or(base)
+            .trim_end_matches('/');
+        let key = request
+            .api_key_env
+            .as_ref()
+            .and_then(|e| std::env::var(e).ok())
+            .or_else(|| key.cloned());
+        Post {
+            client,
+            url: format!("{base}/{path}"),
+            headers: key.map(auth).unwrap_or_default(),
+            timeout: request
+                .timeout_seconds
+                .map(Duration::from_secs_f64)
+                .unwrap_or(timeout),
+        }
+    }
+}
+
 type Failure = (BackendError, Again, Option<Duration>);
 
 /// One attempt.

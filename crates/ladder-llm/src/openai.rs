@@ -114,28 +114,14 @@ impl Backend for OpenAi {
         request: &ChatRequest,
         on_text: DeltaSink<'_>,
     ) -> Result<ChatResponse, BackendError> {
-        let base = request
-            .base_url
-            .as_deref()
-            .unwrap_or(&self.base_url)
-            .trim_end_matches('/');
-        let key = request
-            .api_key_env
-            .as_ref()
-            .and_then(|e| std::env::var(e).ok())
-            .or_else(|| self.api_key.clone());
-        let post = Post {
-            client: &self.client,
-            url: format!("{base}/chat/completions"),
-            headers: key
-                .map(|k| ("authorization", format!("Bearer {k}")))
-                .into_iter()
-                .collect(),
-            timeout: request
-                .timeout_seconds
-                .map(Duration::from_secs_f64)
-                .unwrap_or(self.timeout),
-        };
+        let post = Post::of(
+            &self.client,
+            request,
+            (&self.base_url, "chat/completions"),
+            self.api_key.as_ref(),
+            |k| vec![("authorization", format!("Bearer {k}"))],
+            self.timeout,
+        );
         http::complete::<Assembler>(&self.retry, &post, Self::body(request), on_text).await
     }
 

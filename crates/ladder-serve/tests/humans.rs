@@ -152,6 +152,10 @@ async fn call(
     (status, value)
 }
 
+async fn post(router: &mut axum::Router, path: &str, body: Value) -> (StatusCode, Value) {
+    call(router, "POST", path, Some(body)).await
+}
+
 /// A user message; the turn's events.
 async fn say(router: &mut axum::Router, id: &str, text: &str) -> Vec<Value> {
     let (status, events) = call(
@@ -224,31 +228,13 @@ async fn a_nurse_claims_answers_and_releases_to_triage() {
 
     // Nothing can be said or released before a claim; one operator claims, another cannot.
     let path = |what: &str| format!("/v1/sessions/{id}/human/{what}");
-    let (status, refused) = call(
-        &mut router,
-        "POST",
-        &path("messages"),
-        Some(json!({"text": "hi"})),
-    )
-    .await;
+    let (status, refused) = post(&mut router, &path("messages"), json!({"text": "hi"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert_eq!(refused["error"]["type"], "not_claimed");
-    let (status, claimed) = call(
-        &mut router,
-        "POST",
-        &path("claim"),
-        Some(json!({"operator": "ana"})),
-    )
-    .await;
+    let (status, claimed) = post(&mut router, &path("claim"), json!({"operator": "ana"})).await;
     assert_eq!(status, StatusCode::OK, "{claimed}");
     assert_eq!(claimed["events"][0]["type"], "human_claimed");
-    let (status, taken) = call(
-        &mut router,
-        "POST",
-        &path("claim"),
-        Some(json!({"operator": "bo"})),
-    )
-    .await;
+    let (status, taken) = post(&mut router, &path("claim"), json!({"operator": "bo"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{taken}");
     assert_eq!(taken["error"]["type"], "claimed_by_other");
 
@@ -269,11 +255,10 @@ async fn a_nurse_claims_answers_and_releases_to_triage() {
     assert!(of_type(&events, "reply").is_empty(), "{events:?}");
 
     // The nurse writes; the chat facade's next answer carries it.
-    let (status, wrote) = call(
+    let (status, wrote) = post(
         &mut router,
-        "POST",
         &path("messages"),
-        Some(json!({"text": "Hi, I am Ana, the nurse. Give him water and let him rest."})),
+        json!({"text": "Hi, I am Ana, the nurse. Give him water and let him rest."}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{wrote}");
@@ -292,20 +277,13 @@ async fn a_nurse_claims_answers_and_releases_to_triage() {
     assert!(content.starts_with("Hi, I am Ana, the nurse."), "{chat}");
 
     // A release names a rung the human may release to.
-    let (status, wrong) = call(
-        &mut router,
-        "POST",
-        &path("release"),
-        Some(json!({"to": "callback"})),
-    )
-    .await;
+    let (status, wrong) = post(&mut router, &path("release"), json!({"to": "callback"})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{wrong}");
     assert_eq!(wrong["error"]["type"], "not_releasable");
-    let (status, released) = call(
+    let (status, released) = post(
         &mut router,
-        "POST",
         &path("release"),
-        Some(json!({"to": "triage", "note": "advised rest"})),
+        json!({"to": "triage", "note": "advised rest"}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{released}");
@@ -456,11 +434,10 @@ async fn an_unclaimed_session_goes_to_the_fallback_after_the_sla() {
         "{events:?}"
     );
     // A claim after the fallback took over is refused: the session is no longer with a person.
-    let (status, late) = call(
+    let (status, late) = post(
         &mut router,
-        "POST",
         &format!("/v1/sessions/{id}/human/claim"),
-        Some(json!({"operator": "ana"})),
+        json!({"operator": "ana"}),
     )
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{late}");
@@ -475,18 +452,11 @@ async fn a_release_can_let_the_rung_speak_at_once() {
     let id = created["id"].as_str().unwrap().to_string();
     say(&mut router, &id, "I need a nurse").await;
     let path = |what: &str| format!("/v1/sessions/{id}/human/{what}");
-    call(
+    post(&mut router, &path("claim"), json!({"operator": "ana"})).await;
+    let (status, released) = post(
         &mut router,
-        "POST",
-        &path("claim"),
-        Some(json!({"operator": "ana"})),
-    )
-    .await;
-    let (status, released) = call(
-        &mut router,
-        "POST",
         &path("release"),
-        Some(json!({"to": "triage", "note": "advised rest", "continue": true})),
+        json!({"to": "triage", "note": "advised rest", "continue": true}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{released}");
