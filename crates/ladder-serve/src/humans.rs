@@ -383,9 +383,20 @@ pub(crate) async fn sweep(app: &App) -> usize {
     moved
 }
 
-/// Runs [`sweep`] every `every` for as long as the app lives.
+/// Runs [`sweep`] every `every` for as long as the app lives; nothing at all when no human has
+/// both an `sla` and a `fallback` (no session can ever be due).
 pub(crate) fn sweeper(app: App, every: Duration) -> Arc<tokio::task::JoinHandle<()>> {
+    let due_ever = app
+        .durable
+        .runtime()
+        .program()
+        .humans
+        .values()
+        .any(|h| h.sla_seconds.is_some() && h.fallback.is_some());
     Arc::new(tokio::spawn(async move {
+        if !due_ever {
+            return;
+        }
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -274,51 +274,7 @@ impl<'a> Turn<'a> {
                     }
                 }
             }
-            let deadline = program(self.rt).limits.turn_deadline_seconds;
-            let within =
-                tokio::time::timeout(Duration::from_secs_f64(deadline), self.run_rungs(resume))
-                    .await;
-            if within.is_err() {
-                let cause = self.cut_pending();
-                let agent = self.state.current.clone();
-                self.emit(Event::CeilingHit {
-                    agent: agent.clone(),
-                    ceiling: "turn_deadline".into(),
-                    limit: deadline,
-                });
-                let reason =
-                    format!("the turn did not finish within its deadline of {deadline}s{cause}");
-                // Like every ceiling, it fails the rung; its fallback takes over if that needs no
-                // model (a script or a person), within a short grace, else the turn ends in an
-                // error.
-                let fallback = self
-                    .fallback_of(&agent, false)
-                    .filter(|to| !program(self.rt).agents.contains_key(to));
-                match fallback {
-                    Some(to) => {
-                        self.emit(Event::Fallback {
-                            from: agent.clone(),
-                            to: to.clone(),
-                            reason,
-                        });
-                        self.transfer(&agent, &to, None, Value::Null, None, ContextPolicy::Full);
-                        let grace = Duration::from_secs(DEADLINE_GRACE_SECONDS);
-                        if tokio::time::timeout(grace, self.run_rungs(None))
-                            .await
-                            .is_err()
-                        {
-                            self.emit(Event::Error {
-                                agent: to,
-                                message: format!("the fallback did not finish within {DEADLINE_GRACE_SECONDS}s after the turn deadline"),
-                            });
-                        }
-                    }
-                    None => self.emit(Event::Error {
-                        agent,
-                        message: reason,
-                    }),
-                }
-            }
+            self.run_rungs_in_time(resume).await;
         }
         self.end_turn(turn, started);
     }
@@ -337,15 +293,7 @@ impl<'a> Turn<'a> {
         self.state.ladder = Some(self.rt.stamp.clone());
         self.state.turn += 1;
         let turn = self.state.turn;
-        let agent = self.state.current.clone();
-        let deadline = program(self.rt).limits.turn_deadline_seconds;
-        if tokio::time::timeout(Duration::from_secs_f64(deadline), self.run_rungs(None))
-            .await
-            .is_err()
-        {
-            let message = format!("the turn did not finish within its deadline of {deadline}s");
-            self.emit(Event::Error { agent, message });
-        }
+        self.run_rungs_in_time(None).await;
         self.end_turn(turn, started);
     }
 
@@ -415,15 +363,58 @@ impl<'a> Turn<'a> {
         for text in &pending.held {
             self.push("user", ChatMessage::user(text.clone()));
         }
-        let deadline = program(self.rt).limits.turn_deadline_seconds;
-        if tokio::time::timeout(Duration::from_secs_f64(deadline), self.run_rungs(None))
-            .await
-            .is_err()
-        {
-            let message = format!("the turn did not finish within its deadline of {deadline}s");
-            self.emit(Event::Error { agent, message });
-        }
+        self.run_rungs_in_time(None).await;
         self.end_turn(turn, started);
+    }
+
+    /// Runs the rungs (from a script's `collect` when `resume` says so) under the turn deadline.
+    /// Past it, like every ceiling, the rung fails: its fallback takes over if that needs no
+    /// model (a script or a person), within a short grace, else the turn ends in an error.
+    async fn run_rungs_in_time(&mut self, resume: Option<Awaiting>) {
+        let deadline = program(self.rt).limits.turn_deadline_seconds;
+        let within =
+            tokio::time::timeout(Duration::from_secs_f64(deadline), self.run_rungs(resume)).await;
+        if within.is_err() {
+            let cause = self.cut_pending();
+            let agent = self.state.current.clone();
+            self.emit(Event::CeilingHit {
+                agent: agent.clone(),
+                ceiling: "turn_deadline".into(),
+                limit: deadline,
+            });
+            let reason =
+                format!("the turn did not finish within its deadline of {deadline}s{cause}");
+            // Like every ceiling, it fails the rung; its fallback takes over if that needs no
+            // model (a script or a person), within a short grace, else the turn ends in an
+            // error.
+            let fallback = self
+                .fallback_of(&agent, false)
+                .filter(|to| !program(self.rt).agents.contains_key(to));
+            match fallback {
+                Some(to) => {
+                    self.emit(Event::Fallback {
+                        from: agent.clone(),
+                        to: to.clone(),
+                        reason,
+                    });
+                    self.transfer(&agent, &to, None, Value::Null, None, ContextPolicy::Full);
+                    let grace = Duration::from_secs(DEADLINE_GRACE_SECONDS);
+                    if tokio::time::timeout(grace, self.run_rungs(None))
+                        .await
+                        .is_err()
+                    {
+                        self.emit(Event::Error {
+                            agent: to,
+                            message: format!("the fallback did not finish within {DEADLINE_GRACE_SECONDS}s after the turn deadline"),
+                        });
+                    }
+                }
+                None => self.emit(Event::Error {
+                    agent,
+                    message: reason,
+                }),
+            }
+        }
     }
 
     fn end_turn(&mut self, turn: u32, started: Instant) {
