@@ -2,6 +2,7 @@
 
 mod fmt;
 mod graph_render;
+mod otel;
 mod report;
 mod run;
 mod sessions;
@@ -281,6 +282,19 @@ fn finish(result: Result<(), String>) -> ExitCode {
 }
 
 /// Runs an async command on a fresh tokio runtime; exit 2 if the runtime cannot start.
+/// The trace exporter `--otlp` (or `OTEL_EXPORTER_OTLP_ENDPOINT`) asks for; flushed when dropped,
+/// after the command's runtime has stopped.
+fn traces(model: &run::ModelArgs) -> Result<Option<otel::Otel>, ExitCode> {
+    let flag = model
+        .otlp
+        .clone()
+        .map(|url| (!url.is_empty()).then_some(url));
+    otel::init(flag).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
 fn block_on<F: std::future::Future>(
     future: F,
     done: impl FnOnce(F::Output) -> ExitCode,
@@ -382,6 +396,10 @@ fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(code) => return code,
             };
+            let _traces = match traces(&model) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
             let options = run::RunOptions {
                 messages,
                 json,
@@ -411,6 +429,10 @@ fn main() -> ExitCode {
         } => {
             let program = match compile_file(&file) {
                 Ok(p) => p,
+                Err(code) => return code,
+            };
+            let _traces = match traces(&model) {
+                Ok(t) => t,
                 Err(code) => return code,
             };
             let seconds = |s: f64, flag: &str| {
@@ -453,6 +475,10 @@ fn main() -> ExitCode {
             jobs,
             live_tools,
         } => {
+            let _traces = match traces(&model) {
+                Ok(t) => t,
+                Err(code) => return code,
+            };
             if let Some(n) = noise {
                 if !(0.0..=1.0).contains(&n) {
                     eprintln!("error: --noise takes a level from 0 to 1, got {n}");

@@ -43,6 +43,10 @@ pub(crate) struct ModelArgs {
     /// Continue stored sessions that another ladder (or another version of this one) started.
     #[arg(long)]
     pub migrate: bool,
+    /// Export OpenTelemetry traces over OTLP/HTTP to URL (a traces endpoint, e.g.
+    /// http://127.0.0.1:4318/v1/traces); without URL, to OTEL_EXPORTER_OTLP_ENDPOINT.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub otlp: Option<String>,
 }
 
 impl ModelArgs {

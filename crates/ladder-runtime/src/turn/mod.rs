@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
+use tracing::Instrument;
 
 /// How a rung's work ended.
 enum Outcome {
@@ -168,6 +169,7 @@ impl<'a> Turn<'a> {
     }
 
     fn emit(&mut self, event: Event) {
+        trace_event(&event);
         // A receiver that went away (the caller stopped listening) must not stop the turn: the
         // event is still logged with the session.
         let _ = self.tx.send(event.clone());
@@ -183,7 +185,26 @@ impl<'a> Turn<'a> {
         });
     }
 
+    /// Runs a turn for the user's `text`, in a `ladder.turn` trace span.
     pub(crate) async fn run(mut self, text: String) {
+        let span = self.turn_span(self.state.turn + 1);
+        self.run_untraced(text).instrument(span).await
+    }
+
+    /// The span of turn `turn`: its session and ladder (docs/runtime.md, "Traces").
+    fn turn_span(&self, turn: u32) -> tracing::Span {
+        tracing::info_span!(
+            "ladder.turn",
+            otel.name = %format!("turn {turn}"),
+            ladder.name = %self.rt.program.name,
+            ladder.session = %self.state.id,
+            // Signed: OpenTelemetry's integers are i64 (u64 arrive as text).
+            ladder.turn = i64::from(turn),
+            ladder.rung = %self.state.current,
+        )
+    }
+
+    async fn run_untraced(&mut self, text: String) {
         // An empty message is not a turn: nothing is sent to a model and nothing changes.
         if text.trim().is_empty() {
             self.emit(Event::Error {
@@ -283,6 +304,11 @@ impl<'a> Turn<'a> {
     /// released it and asked it to continue): a turn of its own, not counted against
     /// `turns_per_session`. Nothing happens while a person or an approval holds the session.
     pub(crate) async fn resume(mut self) {
+        let span = self.turn_span(self.state.turn + 1);
+        self.resume_untraced().instrument(span).await
+    }
+
+    async fn resume_untraced(&mut self) {
         if self.state.ended
             || self.state.paused_for.is_some()
             || self.state.pending_approval.is_some()
@@ -308,6 +334,13 @@ impl<'a> Turn<'a> {
     /// turn number, so that its further tool calls have keys of their own; not counted against
     /// `turns_per_session` (the user did not write).
     pub(crate) async fn decide(mut self, approved: bool, operator: String, note: Option<String>) {
+        let span = self.turn_span(self.state.turn + 1);
+        self.decide_untraced(approved, operator, note)
+            .instrument(span)
+            .await
+    }
+
+    async fn decide_untraced(&mut self, approved: bool, operator: String, note: Option<String>) {
         let Some(pending) = self.state.pending_approval.take() else {
             return;
         };
@@ -486,13 +519,27 @@ impl<'a> Turn<'a> {
                 });
                 return;
             };
+            let rung_span = tracing::info_span!(
+                "ladder.rung",
+                otel.name = %format!("{kind} {current}"),
+                ladder.rung = %current,
+                ladder.rung_kind = kind,
+            );
+            let entered = rung_span.clone();
+            let _visit = entered.enter();
             self.emit(Event::AgentActive {
                 agent: current.clone(),
                 kind: kind.into(),
             });
+            drop(_visit);
             let outcome = match kind {
-                "agent" => self.run_agent_with_sla(&current).await,
+                "agent" => {
+                    self.run_agent_with_sla(&current)
+                        .instrument(rung_span)
+                        .await
+                }
                 "script" => {
+                    let _visit = rung_span.enter();
                     let start = match resume.take() {
                         Some(a) if a.script == current => a.step + 1,
                         _ => 0,
@@ -500,6 +547,7 @@ impl<'a> Turn<'a> {
                     self.run_script(&current, start)
                 }
                 _ => {
+                    let _visit = rung_span.enter();
                     self.state.paused_for = Some(current.clone());
                     self.state.hold = Some(crate::human::hold(self.rt, &current));
                     let from = self
@@ -700,7 +748,33 @@ impl<'a> Turn<'a> {
                 agent: name.to_string(),
                 committed: self.committed.clone(),
             };
-            let response = backend.complete(&request, &sink).await;
+            let call_span = tracing::info_span!(
+                "gen_ai.chat",
+                otel.name = %format!("chat {}", request.model),
+                otel.kind = "client",
+                gen_ai.operation.name = "chat",
+                gen_ai.system = %if request.provider.is_empty() { "openai" } else { request.provider.as_str() },
+                gen_ai.request.model = %request.model,
+                gen_ai.request.max_tokens = request.max_tokens.map(|n| n as i64),
+                gen_ai.request.temperature = request.temperature,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
+                gen_ai.usage.cached_input_tokens = tracing::field::Empty,
+                ladder.agent = %name,
+            );
+            let response = backend
+                .complete(&request, &sink)
+                .instrument(call_span.clone())
+                .await;
+            if let Ok(r) = &response {
+                let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                call_span.record("gen_ai.usage.input_tokens", n(r.usage.prompt_tokens));
+                call_span.record("gen_ai.usage.output_tokens", n(r.usage.completion_tokens));
+                call_span.record(
+                    "gen_ai.usage.cached_input_tokens",
+                    n(r.usage.cached_prompt_tokens),
+                );
+            }
             let pending = self.pending.take();
             let response = match response {
                 Ok(r) => r,
@@ -1366,7 +1440,18 @@ impl<'a> Turn<'a> {
                     idempotency_key: key.clone(),
                 };
                 let map = arguments.as_object().cloned().unwrap_or_default();
-                let (result, ok) = match tools::run(name, tool, map, &cx).await {
+                let tool_span = tracing::info_span!(
+                    "gen_ai.execute_tool",
+                    otel.name = %format!("execute_tool {name}"),
+                    gen_ai.operation.name = "execute_tool",
+                    gen_ai.tool.name = %name,
+                    ladder.tool.ok = tracing::field::Empty,
+                );
+                let ran = tools::run(name, tool, map, &cx)
+                    .instrument(tool_span.clone())
+                    .await;
+                tool_span.record("ladder.tool.ok", ran.is_ok());
+                let (result, ok) = match ran {
                     Ok(v) => (v, true),
                     Err(e) => (json!({"error": e}), false),
                 };
@@ -1820,6 +1905,51 @@ impl TextGate {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .streamed
+    }
+}
+
+/// A span event for each transfer of control, ceiling and hand-over, with its fields (never what
+/// a model or a user wrote: no payloads, reasons or summaries).
+fn trace_event(event: &Event) {
+    match event {
+        Event::Handoff {
+            from, to, intent, ..
+        } => tracing::info!(
+            ladder.from = %from,
+            ladder.to = %to,
+            ladder.intent = intent.as_deref().unwrap_or(""),
+            "handoff"
+        ),
+        Event::Escalation { from, to, .. } => {
+            tracing::info!(ladder.from = %from, ladder.to = %to, "escalation")
+        }
+        Event::Returned { from, to, .. } => {
+            tracing::info!(ladder.from = %from, ladder.to = %to, "returned")
+        }
+        Event::Fallback { from, to, .. } => {
+            tracing::info!(ladder.from = %from, ladder.to = %to, "fallback")
+        }
+        Event::CeilingHit {
+            agent,
+            ceiling,
+            limit,
+        } => tracing::info!(
+            ladder.agent = %agent,
+            ladder.ceiling = %ceiling,
+            ladder.limit = *limit,
+            "ceiling_hit"
+        ),
+        Event::Correction { agent, attempt, .. } => {
+            tracing::info!(ladder.agent = %agent, ladder.attempt = i64::from(*attempt), "correction")
+        }
+        Event::HumanNeeded { human, from, .. } => {
+            tracing::info!(ladder.human = %human, ladder.from = %from, "human_needed")
+        }
+        Event::ApprovalRequested { tool, human, .. } => {
+            tracing::info!(ladder.tool = %tool, ladder.human = %human, "approval_requested")
+        }
+        Event::Error { agent, .. } => tracing::info!(ladder.agent = %agent, "error"),
+        _ => {}
     }
 }
 
