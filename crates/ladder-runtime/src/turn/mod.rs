@@ -193,15 +193,19 @@ impl<'a> Turn<'a> {
 
     /// The span of turn `turn`: its session and ladder (docs/runtime.md, "Traces").
     fn turn_span(&self, turn: u32) -> tracing::Span {
-        tracing::info_span!(
-            "ladder.turn",
-            otel.name = %format!("turn {turn}"),
-            ladder.name = %self.rt.program.name,
-            ladder.session = %self.state.id,
-            // Signed: OpenTelemetry's integers are i64 (u64 arrive as text).
-            ladder.turn = i64::from(turn),
-            ladder.rung = %self.state.current,
-        )
+        if tracing_on() {
+            tracing::info_span!(
+                "ladder.turn",
+                otel.name = %format!("turn {turn}"),
+                ladder.name = %self.rt.program.name,
+                ladder.session = %self.state.id,
+                // Signed: OpenTelemetry's integers are i64 (u64 arrive as text).
+                ladder.turn = i64::from(turn),
+                ladder.rung = %self.state.current,
+            )
+        } else {
+            tracing::Span::none()
+        }
     }
 
     async fn run_untraced(&mut self, text: String) {
@@ -519,12 +523,16 @@ impl<'a> Turn<'a> {
                 });
                 return;
             };
-            let rung_span = tracing::info_span!(
-                "ladder.rung",
-                otel.name = %format!("{kind} {current}"),
-                ladder.rung = %current,
-                ladder.rung_kind = kind,
-            );
+            let rung_span = if tracing_on() {
+                tracing::info_span!(
+                    "ladder.rung",
+                    otel.name = %format!("{kind} {current}"),
+                    ladder.rung = %current,
+                    ladder.rung_kind = kind,
+                )
+            } else {
+                tracing::Span::none()
+            };
             let entered = rung_span.clone();
             let _visit = entered.enter();
             self.emit(Event::AgentActive {
@@ -748,20 +756,24 @@ impl<'a> Turn<'a> {
                 agent: name.to_string(),
                 committed: self.committed.clone(),
             };
-            let call_span = tracing::info_span!(
-                "gen_ai.chat",
-                otel.name = %format!("chat {}", request.model),
-                otel.kind = "client",
-                gen_ai.operation.name = "chat",
-                gen_ai.system = %if request.provider.is_empty() { "openai" } else { request.provider.as_str() },
-                gen_ai.request.model = %request.model,
-                gen_ai.request.max_tokens = request.max_tokens.map(|n| n as i64),
-                gen_ai.request.temperature = request.temperature,
-                gen_ai.usage.input_tokens = tracing::field::Empty,
-                gen_ai.usage.output_tokens = tracing::field::Empty,
-                gen_ai.usage.cached_input_tokens = tracing::field::Empty,
-                ladder.agent = %name,
-            );
+            let call_span = if tracing_on() {
+                tracing::info_span!(
+                    "gen_ai.chat",
+                    otel.name = %format!("chat {}", request.model),
+                    otel.kind = "client",
+                    gen_ai.operation.name = "chat",
+                    gen_ai.system = %if request.provider.is_empty() { "openai" } else { request.provider.as_str() },
+                    gen_ai.request.model = %request.model,
+                    gen_ai.request.max_tokens = request.max_tokens.map(|n| n as i64),
+                    gen_ai.request.temperature = request.temperature,
+                    gen_ai.usage.input_tokens = tracing::field::Empty,
+                    gen_ai.usage.output_tokens = tracing::field::Empty,
+                    gen_ai.usage.cached_input_tokens = tracing::field::Empty,
+                    ladder.agent = %name,
+                )
+            } else {
+                tracing::Span::none()
+            };
             let response = backend
                 .complete(&request, &sink)
                 .instrument(call_span.clone())
@@ -1440,13 +1452,17 @@ impl<'a> Turn<'a> {
                     idempotency_key: key.clone(),
                 };
                 let map = arguments.as_object().cloned().unwrap_or_default();
-                let tool_span = tracing::info_span!(
-                    "gen_ai.execute_tool",
-                    otel.name = %format!("execute_tool {name}"),
-                    gen_ai.operation.name = "execute_tool",
-                    gen_ai.tool.name = %name,
-                    ladder.tool.ok = tracing::field::Empty,
-                );
+                let tool_span = if tracing_on() {
+                    tracing::info_span!(
+                        "gen_ai.execute_tool",
+                        otel.name = %format!("execute_tool {name}"),
+                        gen_ai.operation.name = "execute_tool",
+                        gen_ai.tool.name = %name,
+                        ladder.tool.ok = tracing::field::Empty,
+                    )
+                } else {
+                    tracing::Span::none()
+                };
                 let ran = tools::run(name, tool, map, &cx)
                     .instrument(tool_span.clone())
                     .await;
@@ -1908,9 +1924,18 @@ impl TextGate {
     }
 }
 
+/// Whether anything collects traces (a `tracing` subscriber is installed): without one, no
+/// span or span event is built at all.
+fn tracing_on() -> bool {
+    tracing::dispatcher::has_been_set()
+}
+
 /// A span event for each transfer of control, ceiling and hand-over, with its fields (never what
 /// a model or a user wrote: no payloads, reasons or summaries).
 fn trace_event(event: &Event) {
+    if !tracing_on() {
+        return;
+    }
     match event {
         Event::Handoff {
             from, to, intent, ..
