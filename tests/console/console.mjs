@@ -10,7 +10,7 @@ const [url, token, session, reply, releaseTo, shots, approval] = process.argv.sl
 
 const browser = await chromium.launch({
   executablePath: process.env.LADDER_CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox"],
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
 });
 const failures = [];
 try {
