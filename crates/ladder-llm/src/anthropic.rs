@@ -39,10 +39,7 @@ impl Anthropic {
     /// `base_url` up to the version, e.g. `https://api.anthropic.com/v1`.
     pub fn new(base_url: impl Into<String>, api_key: Option<String>) -> Self {
         Anthropic {
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(1024)
-                .build()
-                .unwrap_or_default(),
+            client: http::client(),
             base_url: base_url.into().trim_end_matches('/').to_string(),
             api_key,
             retry: Retry::default(),

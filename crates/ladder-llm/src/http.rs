@@ -43,6 +43,14 @@ impl Retry {
     }
 }
 
+/// The HTTP client of a backend: connections kept for many concurrent sessions.
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()
+        .unwrap_or_default()
+}
+
 /// How much a retry after a server-side failure raises the temperature.
 const RESAMPLE_STEP: f64 = 0.4;
 

@@ -22,10 +22,7 @@ impl OpenAi {
     /// `base_url` up to the version, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`.
     pub fn new(base_url: impl Into<String>, api_key: Option<String>) -> Self {
         OpenAi {
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(1024)
-                .build()
-                .unwrap_or_default(),
+            client: http::client(),
             base_url: base_url.into().trim_end_matches('/').to_string(),
             api_key,
             retry: Retry::default(),
