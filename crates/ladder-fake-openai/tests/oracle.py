@@ -15,6 +15,9 @@ import openai
 import pydantic
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+import oracle_cases  # beside this script
+from oracle_cases import case
+
 base = sys.argv[1]
 client = openai.OpenAI(base_url=base, api_key="oracle-key", max_retries=0)
 MODEL = "fake-model"
@@ -23,20 +26,6 @@ TOOLS = [
     {"type": "function", "function": {"name": "lookup", "description": "Look up.", "parameters": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}}},
     {"type": "function", "function": {"name": "transfer_to_billing", "parameters": {"type": "object", "properties": {}}}},
 ]
-cases = 0
-
-
-def case(name):
-    def run(f):
-        global cases
-        try:
-            f()
-        except Exception as e:  # noqa: BLE001 - report which case failed, then fail
-            print(f"FAILED {name}: {type(e).__name__}: {e}", file=sys.stderr)
-            raise
-        cases += 1
-        print(f"ok {name}")
-    return run
 
 
 class Raw:
@@ -217,4 +206,4 @@ def _():
     assert list(client.chat.completions.create(model=MODEL, messages=USER, stream=True)) == []
 
 
-print(f"oracle: {cases} cases passed with openai {openai.__version__}")
+print(f"oracle: {oracle_cases.passed} cases passed with openai {openai.__version__}")

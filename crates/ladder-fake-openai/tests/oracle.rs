@@ -23,6 +23,26 @@ fn oracle_python() -> Option<std::ffi::OsString> {
     python
 }
 
+/// Runs `tests/SCRIPT` against the fake at `base`; every case must pass and every scripted
+/// answer must have been used.
+async fn run_oracle(python: &std::ffi::OsStr, script: &str, base: &str, fake: &FakeOpenAi) {
+    let output = tokio::process::Command::new(python)
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests")
+                .join(script),
+        )
+        .arg(base)
+        .output()
+        .await
+        .expect("start python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(fake.remaining(), 0, "every scripted answer was checked");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_openai_sdk_accepts_every_answer_of_the_fake() {
     let Some(python) = oracle_python() else {
@@ -68,18 +88,7 @@ async fn the_official_openai_sdk_accepts_every_answer_of_the_fake() {
     ] {
         fake.push(reply);
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle.py");
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(fake.base_url())
-        .output()
-        .await
-        .expect("start python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(fake.remaining(), 0, "every scripted answer was checked");
+    run_oracle(&python, "oracle.py", &fake.base_url(), &fake).await;
     // The rejections the oracle provoked, and no other.
     assert_eq!(fake.rejections().len(), 4, "{:#?}", fake.rejections());
 }
@@ -114,19 +123,15 @@ async fn the_official_anthropic_sdk_accepts_every_answer_of_the_fake() {
     ] {
         fake.push(reply);
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oracle_anthropic.py");
-    let output = tokio::process::Command::new(python)
-        .arg(script)
-        // The SDK appends /v1/messages itself.
-        .arg(fake.base_url().trim_end_matches("/v1"))
-        .output()
-        .await
-        .expect("start python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    assert_eq!(fake.remaining(), 0, "every scripted answer was checked");
+    // The SDK appends /v1/messages itself.
+    let base = fake.base_url();
+    run_oracle(
+        &python,
+        "oracle_anthropic.py",
+        base.trim_end_matches("/v1"),
+        &fake,
+    )
+    .await;
     // The three bad requests of the oracle, and no other.
     assert_eq!(fake.rejections().len(), 3, "{:#?}", fake.rejections());
 }

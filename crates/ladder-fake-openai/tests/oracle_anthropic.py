@@ -13,6 +13,9 @@ import urllib.request
 import anthropic
 from anthropic.types import Message
 
+import oracle_cases  # beside this script
+from oracle_cases import case
+
 base = sys.argv[1]
 client = anthropic.Anthropic(base_url=base, api_key="oracle-key", max_retries=0)
 MODEL = "fake-model"
@@ -21,20 +24,6 @@ TOOLS = [
     {"name": "lookup", "description": "Look up.", "input_schema": {"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}},
     {"name": "transfer_to_billing", "description": "Hand over.", "input_schema": {"type": "object", "properties": {}}},
 ]
-cases = 0
-
-
-def case(name):
-    def run(f):
-        global cases
-        try:
-            f()
-        except Exception as e:  # noqa: BLE001 - report which case failed, then fail
-            print(f"FAILED {name}: {type(e).__name__}: {e}", file=sys.stderr)
-            raise
-        cases += 1
-        print(f"ok {name}")
-    return run
 
 
 def raw(body):
@@ -145,4 +134,4 @@ def _():
         raise AssertionError("accepted")
 
 
-print(f"{cases} cases passed")
+print(f"{oracle_cases.passed} cases passed")

@@ -36,6 +36,15 @@ function el(tag, text, className) {
   return node;
 }
 
+// A table row that says the table is empty.
+function emptyRow(text, columns) {
+  const row = el("tr");
+  const cell = el("td", text);
+  cell.colSpan = columns;
+  row.append(cell);
+  return row;
+}
+
 function seconds(s) {
   if (s < 60) return Math.round(s) + "s";
   if (s < 3600) return Math.floor(s / 60) + "m " + Math.round(s % 60) + "s";
@@ -61,11 +70,7 @@ async function refreshHandovers() {
   const body = $("handovers");
   body.replaceChildren();
   if (data.handovers.length === 0) {
-    const row = el("tr");
-    const cell = el("td", "No one is waiting.");
-    cell.colSpan = 6;
-    row.append(cell);
-    body.append(row);
+    body.append(emptyRow("No one is waiting.", 6));
   }
   for (const h of data.handovers) {
     const row = el("tr");
@@ -96,11 +101,7 @@ async function refreshApprovals() {
   const body = $("approvals");
   body.replaceChildren();
   if (data.approvals.length === 0) {
-    const row = el("tr");
-    const cell = el("td", "Nothing waits for approval.");
-    cell.colSpan = 4;
-    row.append(cell);
-    body.append(row);
+    body.append(emptyRow("Nothing waits for approval.", 4));
   }
   for (const a of data.approvals) {
     const row = el("tr");

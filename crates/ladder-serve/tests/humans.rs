@@ -156,6 +156,22 @@ async fn post(router: &mut axum::Router, path: &str, body: Value) -> (StatusCode
     call(router, "POST", path, Some(body)).await
 }
 
+/// The chat facade's answer to `text` in session `id`.
+async fn chat(router: &mut axum::Router, id: &str, text: &str) -> Value {
+    let body = json!({"model": "desk", "messages": [{"role": "user", "content": text}]});
+    let response = router
+        .call(request(
+            "POST",
+            "/v1/chat/completions",
+            Some(body),
+            Some(id),
+        ))
+        .await
+        .unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
 /// A user message; the turn's events.
 async fn say(router: &mut axum::Router, id: &str, text: &str) -> Vec<Value> {
     let (status, events) = call(
@@ -262,17 +278,7 @@ async fn a_nurse_claims_answers_and_releases_to_triage() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{wrote}");
-    let response = router
-        .call(request(
-            "POST",
-            "/v1/chat/completions",
-            Some(json!({"model": "desk", "messages": [{"role": "user", "content": "Thank you"}]})),
-            Some(&id),
-        ))
-        .await
-        .unwrap();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let chat: Value = serde_json::from_slice(&bytes).unwrap();
+    let chat = chat(&mut router, &id, "Thank you").await;
     let content = chat["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(content.starts_with("Hi, I am Ana, the nurse."), "{chat}");
 
@@ -467,17 +473,7 @@ async fn a_release_can_let_the_rung_speak_at_once() {
     assert_eq!(reply[0]["text"], "Triage again: the nurse advised rest.");
     assert_eq!(events.last().unwrap()["type"], "turn_ended");
     // A chat client reads it in its next answer, before what triage says to that message.
-    let response = router
-        .call(request(
-            "POST",
-            "/v1/chat/completions",
-            Some(json!({"model": "desk", "messages": [{"role": "user", "content": "ok"}]})),
-            Some(&id),
-        ))
-        .await
-        .unwrap();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let chat: Value = serde_json::from_slice(&bytes).unwrap();
+    let chat = chat(&mut router, &id, "ok").await;
     let content = chat["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(
         content.starts_with("Triage again: the nurse advised rest."),
