@@ -391,8 +391,18 @@ pub(crate) enum Finding<'a> {
     },
     /// L0005: `approval X` where `X` is not a human.
     ApproverNotHuman { name: &'a Ident, kind: &'static str },
-    /// L0009: a tool with no `http`, `exec`, `mock` or `host`.
+    /// L0009: a tool with no `http`, `exec`, `mock`, `host` or `mcp`.
     NoImplementation { tool: &'a Ident },
+    /// L0009: an MCP server with neither `command` nor `url`.
+    McpWithoutTransport { server: &'a Ident },
+    /// L0032: an MCP server with both `command` and `url`.
+    McpTwoTransports { command: Span, url: Span },
+    /// L0008: an MCP server's value that cannot work: `why` says what is wrong.
+    McpBadValue {
+        at: Span,
+        server: &'a str,
+        why: &'static str,
+    },
     /// L0029: `{name}` in a URL that is not a parameter.
     UrlPlaceholder {
         at: Span,
@@ -524,4 +534,5 @@ pub(crate) enum Unused {
     Intent,
     Model,
     Type,
+    Mcp,
 }

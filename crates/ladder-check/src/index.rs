@@ -61,6 +61,7 @@ pub(crate) struct Index<'a> {
     pub intents: HashMap<&'a str, &'a IntentDecl>,
     pub models: HashMap<&'a str, &'a ModelDecl>,
     pub types: HashMap<&'a str, &'a TypeDecl>,
+    pub mcps: HashMap<&'a str, &'a McpDecl>,
     pub meta: Vec<&'a MetaBlock>,
     pub tests: Vec<&'a TestDecl>,
     /// Every item with its span, for lint scopes.
@@ -121,6 +122,8 @@ impl<'a> Index<'a> {
             Some("model")
         } else if self.types.contains_key(name) {
             Some("type")
+        } else if self.mcps.contains_key(name) {
+            Some("MCP server")
         } else {
             None
         }
@@ -135,6 +138,7 @@ pub(crate) enum Namespace {
     Tool,
     Intent,
     Model,
+    Mcp,
 }
 
 /// `a tool`, `an agent`: the noun with its indefinite article.
@@ -161,6 +165,7 @@ impl<'a> Index<'a> {
             Namespace::Tool => self.tools.keys().copied().collect(),
             Namespace::Intent => self.intents.keys().copied().collect(),
             Namespace::Model => self.models.keys().copied().collect(),
+            Namespace::Mcp => self.mcps.keys().copied().collect(),
         };
         names.sort_unstable();
         names
@@ -173,6 +178,7 @@ impl<'a> Index<'a> {
             Namespace::Tool => self.tools.contains_key(name),
             Namespace::Intent => self.intents.contains_key(name),
             Namespace::Model => self.models.contains_key(name),
+            Namespace::Mcp => self.mcps.contains_key(name),
         }
     }
 
@@ -186,6 +192,7 @@ impl<'a> Index<'a> {
                 Namespace::Tool => SymbolNamespace::Tool,
                 Namespace::Intent => SymbolNamespace::Intent,
                 Namespace::Model => SymbolNamespace::Model,
+                Namespace::Mcp => SymbolNamespace::Mcp,
             },
         );
         if self.defines(ns, &name.name) {
@@ -336,6 +343,13 @@ pub(crate) fn build<'a>(files: &[&'a File], out: &mut Diagnostics) -> Index<'a> 
                 ItemKind::Type(t) => {
                     if check_dup("type", &t.name, "type", out) {
                         index.types.insert(&t.name.name, t);
+                    } else {
+                        unanalysed(&index, item);
+                    }
+                }
+                ItemKind::Mcp(m) => {
+                    if check_dup("mcp", &m.name, "MCP server", out) {
+                        index.mcps.insert(&m.name.name, m);
                     } else {
                         unanalysed(&index, item);
                     }

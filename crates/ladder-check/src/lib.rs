@@ -110,6 +110,32 @@ impl Checked {
             .count()
     }
 
+    /// The MCP server declared as `name` in these files, if its declaration is valid (even when
+    /// other parts of the ladder have errors: `ladderc mcp pull` needs only the server).
+    pub fn mcp_server(&self, name: &str) -> Option<program::McpServer> {
+        self.files
+            .iter()
+            .flat_map(|f| &f.items)
+            .find_map(|item| match &item.kind {
+                ladder_syntax::ast::ItemKind::Mcp(m) if m.name.name == name => {
+                    props::mcp(m, &mut Diagnostics::default())
+                }
+                _ => None,
+            })
+    }
+
+    /// The names of the MCP servers these files declare.
+    pub fn mcp_server_names(&self) -> Vec<String> {
+        self.files
+            .iter()
+            .flat_map(|f| &f.items)
+            .filter_map(|item| match &item.kind {
+                ladder_syntax::ast::ItemKind::Mcp(m) => Some(m.name.name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// How many diagnostics are warnings.
     pub fn warning_count(&self) -> usize {
         self.diagnostics
@@ -205,6 +231,9 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
         .collect();
     for human in index.humans.values() {
         props::human(human, &mut out);
+    }
+    for server in index.mcps.values() {
+        props::mcp(server, &mut out);
     }
 
     let session_vars = session_vars(&index, &mut out);
@@ -434,7 +463,21 @@ fn unused(index: &index::Index, used_types: &BTreeSet<String>, out: &mut Diagnos
         intents.extend(agent.accepts.iter().flatten().map(|i| i.name.as_str()));
         models.extend(agent.model.map(|m| m.name.as_str()));
     }
+    let servers: BTreeSet<&str> = index
+        .tools
+        .values()
+        .flat_map(|(t, _)| &t.implementations)
+        .filter_map(|imp| match &imp.kind {
+            ladder_syntax::ast::ToolImplKind::Mcp { server, .. } => Some(server.name.as_str()),
+            _ => None,
+        })
+        .collect();
     let mut report = |kind, name, at| out.report(Finding::Unused { at, kind, name });
+    for (name, server) in &index.mcps {
+        if !servers.contains(name) {
+            report(Unused::Mcp, name, server.name.span);
+        }
+    }
     for (name, (tool, _)) in &index.tools {
         if !tools.contains(name) {
             report(Unused::Tool, name, tool.name.span);

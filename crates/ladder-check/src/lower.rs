@@ -146,6 +146,11 @@ pub(crate) fn lower(
             (name.to_string(), Script { steps })
         })
         .collect();
+    let mcp_servers = index
+        .mcps
+        .iter()
+        .map(|(name, m)| Some((name.to_string(), crate::props::mcp(m, &mut sink)?)))
+        .collect::<Option<_>>()?;
     let version = files
         .first()
         .and_then(|f| f.version.as_ref())
@@ -167,6 +172,7 @@ pub(crate) fn lower(
         agents,
         humans,
         scripts,
+        mcp_servers,
         meta,
         tests: crate::scenarios::lower(index),
     })
@@ -239,6 +245,13 @@ fn tool(index: &Index, t: &ast::ToolDecl, docs: &[String]) -> Option<Tool> {
             name: name
                 .as_ref()
                 .map(|n| n.value.clone())
+                .unwrap_or_else(|| t.name.name.clone()),
+        },
+        ToolImplKind::Mcp { server, remote } => ToolImpl::Mcp {
+            server: server.name.clone(),
+            tool: remote
+                .as_ref()
+                .map(|r| r.value.clone())
                 .unwrap_or_else(|| t.name.name.clone()),
         },
     };

@@ -4,10 +4,10 @@
 use crate::diagnostics::Diagnostics;
 use crate::findings::Finding;
 use crate::index::Index;
-use crate::program::{Limits, Model};
+use crate::program::{Limits, McpServer, McpTransport, Model};
 use crate::suggest::did_you_mean;
-use crate::vocabulary::{Expect, BUDGET, HUMAN, LIMITS, MODEL};
-use ladder_syntax::ast::{HumanDecl, ModelDecl, Prop, ValueKind};
+use crate::vocabulary::{Expect, BUDGET, HUMAN, LIMITS, MCP, MODEL};
+use ladder_syntax::ast::{HumanDecl, McpDecl, ModelDecl, Prop, ValueKind};
 use ladder_syntax::Span;
 use std::collections::BTreeMap;
 
@@ -16,20 +16,21 @@ use std::collections::BTreeMap;
 pub(crate) enum Checked {
     Number(f64),
     Text(String),
+    List(Vec<String>),
 }
 
 impl Checked {
     fn number(&self) -> Option<f64> {
         match self {
             Checked::Number(n) => Some(*n),
-            Checked::Text(_) => None,
+            Checked::Text(_) | Checked::List(_) => None,
         }
     }
 
     fn text(&self) -> Option<String> {
         match self {
             Checked::Text(t) => Some(t.clone()),
-            Checked::Number(_) => None,
+            Checked::Number(_) | Checked::List(_) => None,
         }
     }
 }
@@ -143,6 +144,30 @@ fn check_value(
                 })
                 .collect();
             Some(Checked::Text(names.join(",")))
+        }
+        (Expect::Strings, ValueKind::List(items))
+            if items.iter().all(|i| matches!(i.kind, ValueKind::String(_))) =>
+        {
+            let texts: Vec<String> = items
+                .iter()
+                .filter_map(|i| match &i.kind {
+                    ValueKind::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            Some(Checked::List(texts))
+        }
+        (Expect::Envs, ValueKind::List(items))
+            if items.iter().all(|i| matches!(i.kind, ValueKind::Env(_))) =>
+        {
+            let names: Vec<String> = items
+                .iter()
+                .filter_map(|i| match &i.kind {
+                    ValueKind::Env(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect();
+            Some(Checked::List(names))
         }
         (Expect::Choice(names), ValueKind::Ident(s) | ValueKind::String(s)) => {
             if names.contains(&s.as_str()) {
@@ -306,10 +331,89 @@ pub(crate) fn human(decl: &HumanDecl, out: &mut Diagnostics) -> BTreeMap<String,
             let text = match c {
                 Checked::Number(n) => format!("{n}s"),
                 Checked::Text(t) => t,
+                Checked::List(l) => l.join(","),
             };
             (k.to_string(), text)
         })
         .collect()
+}
+
+/// Checks an `mcp` item: one transport, with the keys that belong to it.
+pub(crate) fn mcp(decl: &McpDecl, out: &mut Diagnostics) -> Option<McpServer> {
+    let server = decl.name.name.as_str();
+    let v = check_block(&format!("MCP server `{server}`"), &decl.props, MCP, out);
+    let span_of = |k: &str| {
+        decl.props
+            .iter()
+            .find(|p| p.key.name == k)
+            .map(|p| p.value.span)
+    };
+    let list = |k: &str| match v.get(k) {
+        Some((Checked::List(l), _)) => Some(l.clone()),
+        _ => None,
+    };
+    let bad = |k: &str, why: &'static str, out: &mut Diagnostics| {
+        if let Some(at) = span_of(k) {
+            out.report(Finding::McpBadValue { at, server, why });
+        }
+    };
+    let transport = match (span_of("command"), span_of("url")) {
+        (None, None) => {
+            out.report(Finding::McpWithoutTransport { server: &decl.name });
+            return None;
+        }
+        (Some(command), Some(url)) => {
+            out.report(Finding::McpTwoTransports { command, url });
+            return None;
+        }
+        (Some(_), None) => {
+            if v.contains_key("auth") {
+                bad(
+                    "auth",
+                    "`auth` is for a server at a `url`; a local process gets secrets through `env`",
+                    out,
+                );
+            }
+            let mut command = list("command")?;
+            if command.is_empty() || command[0].trim().is_empty() {
+                bad(
+                    "command",
+                    "the command is empty: name the program first, then its arguments",
+                    out,
+                );
+                return None;
+            }
+            let program = command.remove(0);
+            McpTransport::Stdio {
+                program,
+                args: command,
+                env: list("env").unwrap_or_default(),
+            }
+        }
+        (None, Some(_)) => {
+            if v.contains_key("env") {
+                bad("env", "`env` is passed to a local process; a server at a `url` takes `auth: env(NAME)`", out);
+            }
+            let url = v.get("url").and_then(|(c, _)| c.text())?;
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bad(
+                    "url",
+                    "the url must start with `http://` or `https://` (streamable HTTP)",
+                    out,
+                );
+                return None;
+            }
+            McpTransport::Http {
+                url,
+                bearer_env: v.get("auth").and_then(|(c, _)| c.text()),
+            }
+        }
+    };
+    Some(McpServer {
+        description: decl.description.as_ref().map(|d| d.value.clone()),
+        transport,
+        timeout_seconds: v.get("timeout").and_then(|(c, _)| c.number()),
+    })
 }
 
 /// A duration as written in a ladder: `800ms`, `2s`.

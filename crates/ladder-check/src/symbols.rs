@@ -20,6 +20,8 @@ pub enum SymbolNamespace {
     Model,
     /// Types.
     Type,
+    /// MCP servers.
+    Mcp,
 }
 
 /// What a definition defines.
@@ -40,6 +42,8 @@ pub enum SymbolKind {
     Model,
     /// `type`
     Type,
+    /// `mcp`
+    Mcp,
 }
 
 impl SymbolKind {
@@ -51,6 +55,7 @@ impl SymbolKind {
             SymbolKind::Intent => SymbolNamespace::Intent,
             SymbolKind::Model => SymbolNamespace::Model,
             SymbolKind::Type => SymbolNamespace::Type,
+            SymbolKind::Mcp => SymbolNamespace::Mcp,
         }
     }
 }
@@ -170,6 +175,7 @@ fn broken_kind(keyword: &str) -> Option<SymbolKind> {
         "intent" => SymbolKind::Intent,
         "model" => SymbolKind::Model,
         "type" => SymbolKind::Type,
+        "mcp" => SymbolKind::Mcp,
         _ => return None,
     })
 }
@@ -187,6 +193,7 @@ pub fn definitions(file: &File) -> Vec<Definition> {
             ItemKind::Agent(a) => (&a.name, SymbolKind::Agent),
             ItemKind::Human(h) => (&h.name, SymbolKind::Human),
             ItemKind::Script(s) => (&s.name, SymbolKind::Script),
+            ItemKind::Mcp(m) => (&m.name, SymbolKind::Mcp),
             ItemKind::Ladder(_) | ItemKind::Test(_) | ItemKind::Use(_) | ItemKind::Meta(_) => {
                 continue
             }
@@ -306,6 +313,10 @@ pub fn hover(file: &File, definition: &Definition) -> String {
                 Some(ToolImplKind::Exec { program, .. }) => format!("exec {}", program.value),
                 Some(ToolImplKind::Mock(_)) => "mock".into(),
                 Some(ToolImplKind::Host(_)) => "host".into(),
+                Some(ToolImplKind::Mcp { server, remote }) => match remote {
+                    Some(r) => format!("`{}` on MCP server `{}`", r.value, server.name),
+                    None => format!("MCP server `{}`", server.name),
+                },
                 None => "no implementation".into(),
             };
             let description = t
@@ -376,6 +387,23 @@ pub fn hover(file: &File, definition: &Definition) -> String {
                 "```ladder\nagent {}\n```\n{}{}",
                 a.name.name,
                 lines.join("\n"),
+                docs(&item.docs)
+            )
+        }
+        ItemKind::Mcp(m) => {
+            let props: Vec<String> = m
+                .props
+                .iter()
+                .map(|p| format!("- {}: {}", p.key.name, value_text(&p.value.kind)))
+                .collect();
+            format!(
+                "```ladder\nmcp {}\n```\n{}\n\n{}{}",
+                m.name.name,
+                m.description
+                    .as_ref()
+                    .map(|d| d.value.as_str())
+                    .unwrap_or("An MCP server."),
+                props.join("\n"),
                 docs(&item.docs)
             )
         }

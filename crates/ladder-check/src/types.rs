@@ -273,7 +273,7 @@ pub(crate) fn check_tool(
                     first: first.span,
                     again: again.span,
                     what: format!("an implementation of tool `{}`", tool.name.name),
-                    keep: "a tool has exactly one of `http`, `exec`, `mock` or `host`",
+                    keep: "a tool has exactly one of `http`, `exec`, `mock`, `host` or `mcp`",
                 });
             }
         }
@@ -305,6 +305,23 @@ pub(crate) fn check_tool(
                             tool: &tool.name.name,
                             returns: ret.span,
                             expected,
+                        });
+                    }
+                }
+            }
+            ToolImplKind::Mcp { server, remote } => {
+                index.resolve(
+                    crate::index::Namespace::Mcp,
+                    server,
+                    "an MCP tool's server",
+                    out,
+                );
+                if let Some(r) = remote {
+                    if r.value.trim().is_empty() {
+                        out.report(Finding::McpBadValue {
+                            at: r.span,
+                            server: &server.name,
+                            why: "the tool's name on the server is empty",
                         });
                     }
                 }

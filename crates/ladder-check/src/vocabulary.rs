@@ -3,7 +3,8 @@
 
 /// Keywords that start an item at the top level of a file.
 pub const ITEMS: &[&str] = &[
-    "use", "ladder", "model", "intent", "type", "tool", "agent", "human", "script", "meta", "test",
+    "use", "ladder", "model", "intent", "type", "tool", "agent", "human", "script", "mcp", "meta",
+    "test",
 ];
 pub(crate) const AGENT_STATEMENTS: &[&str] = &[
     "model", "prompt", "tools", "accepts", "handoff", "escalate", "consult", "sla", "fallback",
@@ -11,7 +12,7 @@ pub(crate) const AGENT_STATEMENTS: &[&str] = &[
 ];
 pub(crate) const HEADER_STATEMENTS: &[&str] = &["entry", "limits", "budget", "vars", "meta"];
 pub(crate) const TOOL_STATEMENTS: &[&str] = &[
-    "http", "exec", "mock", "host", "timeout", "retries", "approval",
+    "http", "exec", "mock", "host", "mcp", "timeout", "retries", "approval",
 ];
 pub(crate) const SCRIPT_STATEMENTS: &[&str] = &["say", "collect", "handoff", "end"];
 const TEST_STATEMENTS: &[&str] = &["user", "model", "tool", "expect"];
@@ -33,6 +34,7 @@ pub fn words_in(head: &str) -> Option<Vec<&'static str>> {
         "budget" => keys(BUDGET),
         "model" => keys(MODEL),
         "human" => keys(HUMAN),
+        "mcp" => keys(MCP),
         _ => None,
     }
 }
@@ -70,6 +72,10 @@ pub(crate) enum Expect {
     Rung,
     /// A list of rung names.
     Rungs,
+    /// A list of strings.
+    Strings,
+    /// A list of `env(NAME)`.
+    Envs,
 }
 
 /// The keys of each property block, with the kind of value each takes.
@@ -168,6 +174,14 @@ pub(crate) const MODEL: &[(&str, Expect)] = &[
     ("temperature", Expect::Number { min: 0.0, max: 2.0 }),
     ("base_url", Expect::String),
     ("api_key", Expect::Env),
+    ("timeout", Expect::Duration { max: 600.0 }),
+];
+
+pub(crate) const MCP: &[(&str, Expect)] = &[
+    ("command", Expect::Strings),
+    ("env", Expect::Envs),
+    ("url", Expect::String),
+    ("auth", Expect::Env),
     ("timeout", Expect::Duration { max: 600.0 }),
 ];
 

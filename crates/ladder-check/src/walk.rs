@@ -93,6 +93,11 @@ fn item_into(item: &Item, refs: &mut Vec<Reference>) {
             if let Some(who) = &t.approval {
                 r(refs, who, SymbolNamespace::Rung);
             }
+            for imp in &t.implementations {
+                if let ToolImplKind::Mcp { server, .. } = &imp.kind {
+                    r(refs, server, SymbolNamespace::Mcp);
+                }
+            }
         }
         ItemKind::Agent(a) => {
             for st in &a.stmts {
@@ -184,6 +189,6 @@ fn item_into(item: &Item, refs: &mut Vec<Reference>) {
                 r(refs, target, SymbolNamespace::Rung);
             }
         }
-        ItemKind::Model(_) | ItemKind::Use(_) | ItemKind::Meta(_) => {}
+        ItemKind::Model(_) | ItemKind::Mcp(_) | ItemKind::Use(_) | ItemKind::Meta(_) => {}
     }
 }

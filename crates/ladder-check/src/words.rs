@@ -31,7 +31,8 @@ fn range(min: f64, max: Option<f64>) -> String {
 /// `a tool`, `an intent`.
 pub(crate) fn with_article(noun: &str) -> String {
     match noun.chars().next() {
-        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {noun}"),
+        // `MCP` is read "em-see-pee".
+        Some('a' | 'e' | 'i' | 'o' | 'u' | 'M') => format!("an {noun}"),
         _ => format!("a {noun}"),
     }
 }
@@ -44,6 +45,7 @@ fn noun(ns: Namespace) -> &'static str {
         Namespace::Tool => "tool",
         Namespace::Intent => "intent",
         Namespace::Model => "model",
+        Namespace::Mcp => "MCP server",
     }
 }
 
@@ -85,6 +87,8 @@ fn describe(expect: Expect) -> String {
             Expect::Env => "`env(NAME)`".into(),
             Expect::Rung => "the name of a rung, like `triage`".into(),
             Expect::Rungs => "a list of rungs, like `[triage, billing]`".into(),
+            Expect::Strings => "a list of strings, like `[\"npx\", \"-y\", \"server\"]`".into(),
+            Expect::Envs => "a list of `env(NAME)`, like `[env(API_KEY)]`".into(),
         }
     }
 }
@@ -1132,7 +1136,28 @@ pub(crate) fn diagnostic(finding: Finding) -> Diagnostic {
             format!("tool `{}` has no implementation", tool.name),
         )
         .label("the runtime would not know how to call it")
-        .help("add one of `http GET \"url\"`, `exec \"program\"`, `mock { .. }` or `host`"),
+        .help("add one of `http GET \"url\"`, `exec \"program\"`, `mock { .. }`, `host` or `mcp SERVER`"),
+        F::McpWithoutTransport { server } => Diagnostic::new(
+            Code::MissingProperty,
+            server.span,
+            format!("MCP server `{}` says neither how to start it nor where it is", server.name),
+        )
+        .label("no `command` and no `url`")
+        .help("add `command: [\"npx\", \"-y\", \"some-mcp-server\"]` (a local process on stdio) or `url: \"https://host/mcp\"` (streamable HTTP)"),
+        F::McpTwoTransports { command, url } => Diagnostic::new(
+            Code::RepeatedStatement,
+            url,
+            "an MCP server has one transport: `command` (stdio) or `url` (streamable HTTP), not both",
+        )
+        .label("a `url` here")
+        .secondary(command, "and a `command` here")
+        .help("keep one of them; declare a second `mcp` item for the other"),
+        F::McpBadValue { at, server, why } => Diagnostic::new(
+            Code::InvalidValue,
+            at,
+            format!("MCP server `{server}`: {why}"),
+        )
+        .label("this cannot work"),
         F::UrlPlaceholder {
             at,
             tool,
@@ -1343,6 +1368,10 @@ pub(crate) fn diagnostic(finding: Finding) -> Diagnostic {
                 Unused::Type => (
                     "type",
                     "use it in a tool signature, payload or field, or remove it",
+                ),
+                Unused::Mcp => (
+                    "MCP server",
+                    "declare its tools with `mcp NAME` (`ladderc mcp pull` writes them), or remove it",
                 ),
             };
             Diagnostic::new(Code::Unused, at, format!("{kind} `{name}` is never used"))

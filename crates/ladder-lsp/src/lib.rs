@@ -142,6 +142,7 @@ fn kind(k: LadderKind) -> SymbolKind {
         LadderKind::Intent => SymbolKind::EVENT,
         LadderKind::Model => SymbolKind::CONSTANT,
         LadderKind::Type => SymbolKind::STRUCT,
+        LadderKind::Mcp => SymbolKind::MODULE,
     }
 }
 
@@ -513,6 +514,8 @@ impl LanguageServer for Backend {
             Some(SymbolNamespace::Tool)
         } else if before.starts_with("model ") {
             Some(SymbolNamespace::Model)
+        } else if before.starts_with("mcp ") {
+            Some(SymbolNamespace::Mcp)
         } else if (before.starts_with("handoff ") && !before.contains("->"))
             || before.starts_with("accepts")
         {

@@ -39,6 +39,9 @@ pub struct Program {
     pub humans: BTreeMap<String, Human>,
     /// Model-free scripts, by name.
     pub scripts: BTreeMap<String, Script>,
+    /// MCP servers whose tools the ladder uses, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mcp_servers: BTreeMap<String, McpServer>,
     /// `meta { .. }` blocks, verbatim.
     pub meta: Vec<String>,
     /// Scenario tests, in source order.
@@ -185,6 +188,40 @@ pub struct Tool {
     pub approval: Option<String>,
 }
 
+/// An MCP server (`mcp NAME { .. }`): how to reach it. Its tools are declared as ladder tools
+/// with `mcp NAME`, so their signatures are pinned and checked like every other tool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct McpServer {
+    /// What it serves.
+    pub description: Option<String>,
+    /// How to reach it.
+    pub transport: McpTransport,
+    /// How long starting it and listing its tools may take, in seconds.
+    pub timeout_seconds: Option<f64>,
+}
+
+/// How an MCP server is reached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum McpTransport {
+    /// A local process speaking JSON-RPC on stdin/stdout (`command: [..]`).
+    Stdio {
+        /// The program.
+        program: String,
+        /// Its arguments.
+        args: Vec<String>,
+        /// Environment variables passed through to it (it starts with a clean environment).
+        env: Vec<String>,
+    },
+    /// Streamable HTTP (`url: ".."`).
+    Http {
+        /// The endpoint.
+        url: String,
+        /// The environment variable holding a bearer token, if any.
+        bearer_env: Option<String>,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "from", rename_all = "snake_case")]
 /// Where a bound tool parameter's value comes from.
@@ -239,6 +276,13 @@ pub enum ToolImpl {
     Host {
         /// The name it is registered under.
         name: String,
+    },
+    /// A tool of a declared MCP server.
+    Mcp {
+        /// The `mcp` item's name.
+        server: String,
+        /// The tool's name on the server.
+        tool: String,
     },
     /// Always fails with `message` (a scenario test's `tool T fails ".."`, or a live tool a test
     /// did not stub).

@@ -57,7 +57,7 @@ pub use session::{
     Awaiting, Counters, Entry, Hold, Inbound, LadderStamp, PendingApproval, SessionState,
 };
 pub use store::{SessionSummary, StoreError};
-pub use tools::HostTool;
+pub use tools::{HostTool, McpTools};
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -77,6 +77,8 @@ pub(crate) struct Inner {
     pub program: Program,
     pub backend: Option<Arc<dyn Backend>>,
     pub host_tools: HashMap<String, Arc<dyn HostTool>>,
+    /// The MCP servers' connections (see [`Runtime::mcp`]).
+    pub mcp: Option<Arc<dyn McpTools>>,
     pub allow_exec: bool,
     pub http: reqwest::Client,
     pub model_override: Option<String>,
@@ -146,6 +148,7 @@ impl Runtime {
                 program,
                 backend: None,
                 host_tools: HashMap::new(),
+                mcp: None,
                 allow_exec: false,
                 http: reqwest::Client::new(),
                 model_override: None,
@@ -164,6 +167,7 @@ impl Runtime {
                     program: old.program.clone(),
                     backend: old.backend.clone(),
                     host_tools: old.host_tools.clone(),
+                    mcp: old.mcp.clone(),
                     allow_exec: old.allow_exec,
                     http: old.http.clone(),
                     model_override: old.model_override.clone(),
@@ -199,6 +203,12 @@ impl Runtime {
         self.with(|i| {
             i.host_tools.insert(name, Arc::new(tools::FnTool(f)));
         })
+    }
+
+    /// The connections that run `mcp SERVER` tools (the `ladder-mcp` crate provides them; without
+    /// one, such a call fails with a clear error the model sees).
+    pub fn mcp(self, mcp: Arc<dyn McpTools>) -> Self {
+        self.with(|i| i.mcp = Some(mcp))
     }
 
     /// Allows `exec` tools to start local programs (off by default).

@@ -231,6 +231,7 @@ fn hermetic(program: &mut crate::Program, case: &TestCase, live_tools: bool) -> 
             let kind = match tool.implementation {
                 ToolImpl::Http { .. } => "http",
                 ToolImpl::Exec { .. } => "exec",
+                ToolImpl::Mcp { .. } => "MCP",
                 _ => continue,
             };
             if stubbed.contains(name) {

@@ -16,6 +16,23 @@ pub trait HostTool: Send + Sync {
     async fn call(&self, arguments: Value) -> Result<Value, String>;
 }
 
+/// Runs the tools of the ladder's MCP servers (`mcp SERVER` in a tool). Implemented by the
+/// `ladder-mcp` crate, which owns the server processes and connections; the runtime applies the
+/// tool's timeout and retries around each call.
+#[async_trait]
+pub trait McpTools: Send + Sync {
+    /// Calls `tool` on `server` with the arguments (bound parameters included). The idempotency key
+    /// is the same when the same call is run again. An error (a protocol error, or a result the
+    /// server marked `isError`) is the text the model reads.
+    async fn call(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: Map<String, Value>,
+        idempotency_key: &str,
+    ) -> Result<Value, String>;
+}
+
 /// Adapts an async closure into a [`HostTool`].
 pub(crate) struct FnTool<F>(pub F);
 
@@ -34,6 +51,7 @@ where
 pub(crate) struct ToolContext<'a> {
     pub http: &'a reqwest::Client,
     pub host_tools: &'a HashMap<String, Arc<dyn HostTool>>,
+    pub mcp: Option<&'a dyn McpTools>,
     pub allow_exec: bool,
     pub vars: &'a Map<String, Value>,
     /// Derived from session, turn and call index: the same call re-run sends the same key.
@@ -107,6 +125,25 @@ pub(crate) async fn run(
             .await
         }
         ToolImpl::Fail { message } => Err(message.clone()),
+        ToolImpl::Mcp {
+            server,
+            tool: remote,
+        } => {
+            let mcp = cx.mcp.ok_or_else(|| {
+                format!("tool `{name}` is served by MCP server `{server}`, which this program does not connect to")
+            })?;
+            tokio::time::timeout(
+                timeout,
+                mcp.call(server, remote, arguments, &cx.idempotency_key),
+            )
+            .await
+            .map_err(|_| {
+                format!(
+                    "tool `{name}` timed out after {:.1}s",
+                    timeout.as_secs_f64()
+                )
+            })?
+        }
         ToolImpl::Exec { program, args } => {
             if !cx.allow_exec {
                 return Err(format!("tool `{name}` runs a local program, which this run does not allow (use --allow-exec)"));

@@ -114,6 +114,8 @@ pub enum ItemKind {
     Human(Box<HumanDecl>),
     /// A script.
     Script(ScriptDecl),
+    /// An MCP server whose tools the ladder uses.
+    Mcp(Box<McpDecl>),
     /// Free-form metadata.
     Meta(MetaBlock),
     /// A scenario test.
@@ -132,6 +134,7 @@ impl ItemKind {
             ItemKind::Agent(d) => Some(&d.name),
             ItemKind::Human(d) => Some(&d.name),
             ItemKind::Script(d) => Some(&d.name),
+            ItemKind::Mcp(d) => Some(&d.name),
             ItemKind::Use(_) | ItemKind::Meta(_) | ItemKind::Test(_) => None,
         }
     }
@@ -430,6 +433,14 @@ pub enum ToolImplKind {
     Mock(Json),
     /// `host ["name"]`: a function of the embedding program.
     Host(Option<StringLit>),
+    /// `mcp SERVER ["remote name"]`: a tool of a declared MCP server (by default the tool's own
+    /// name).
+    Mcp {
+        /// The `mcp` item.
+        server: Ident,
+        /// The tool's name on the server, when it differs.
+        remote: Option<StringLit>,
+    },
 }
 
 /// An http header's value.
@@ -696,6 +707,17 @@ pub struct HumanDecl {
     /// Who they are.
     pub description: Option<StringLit>,
     /// `queue`, `contact`, `sla`.
+    pub props: Vec<Prop>,
+}
+
+/// `mcp NAME "description" { .. }`: an MCP server (`command`, `env`, or `url`, `auth`; `timeout`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct McpDecl {
+    /// The declared name.
+    pub name: Ident,
+    /// What it serves.
+    pub description: Option<StringLit>,
+    /// `command`, `env`, `url`, `auth`, `timeout`.
     pub props: Vec<Prop>,
 }
 

@@ -323,6 +323,14 @@ impl Printer<'_> {
                 }
             }
             ItemKind::Script(s) => self.script(s, item.span.end),
+            ItemKind::Mcp(m) => {
+                let mut head = format!("mcp {}", m.name.name);
+                if let Some(d) = &m.description {
+                    head.push(' ');
+                    head.push_str(self.src(d.span));
+                }
+                self.props(&head, &m.props, item.span.end);
+            }
             ItemKind::Meta(m) => {
                 let s = format!(
                     "meta {}",
@@ -702,6 +710,10 @@ impl Printer<'_> {
                 ToolImplKind::Mock(j) => format!("mock {}", self.json(j)),
                 ToolImplKind::Host(None) => "host".into(),
                 ToolImplKind::Host(Some(n)) => format!("host {}", self.src(n.span)),
+                ToolImplKind::Mcp { server, remote } => match remote {
+                    Some(r) => format!("mcp {} {}", server.name, self.src(r.span)),
+                    None => format!("mcp {}", server.name),
+                },
             };
             body.push((imp.span.start, s));
         }

@@ -2,6 +2,7 @@
 
 mod fmt;
 mod graph_render;
+mod mcp_cmd;
 mod otel;
 mod report;
 mod run;
@@ -163,6 +164,11 @@ enum Command {
         cors_origins: Vec<String>,
         #[command(flatten)]
         model: run::ModelArgs,
+    },
+    /// Tools from MCP servers: `ladderc mcp pull LADDER SERVER` pins a server's tools.
+    Mcp {
+        #[command(subcommand)]
+        command: mcp_cmd::McpCommand,
     },
     /// Inspect stored sessions.
     Sessions {
@@ -461,9 +467,20 @@ fn main() -> ExitCode {
                 metrics: metrics.clone(),
             });
             let runtime = model.runtime(program, backend);
-            block_on(ladder_serve::serve(runtime, metrics, options), finish)
+            block_on(
+                async move {
+                    let (runtime, servers) = mcp_cmd::connect(runtime).await?;
+                    let served = ladder_serve::serve(runtime, metrics, options).await;
+                    if let Some(servers) = servers {
+                        servers.shutdown().await;
+                    }
+                    served
+                },
+                finish,
+            )
         }
         Command::Sessions { command, store } => block_on(sessions::run(command, store), finish),
+        Command::Mcp { command } => block_on(mcp_cmd::run(command), finish),
         Command::Test {
             files,
             model,

@@ -466,6 +466,9 @@ pub(crate) async fn run(program: Program, options: RunOptions) -> Result<bool, S
     let backend = options.model.backend();
     let backend_name = backend.name().to_string();
     let runtime = options.model.runtime(program, backend);
+    let (runtime, mcp) = crate::mcp_cmd::connect(runtime).await?;
+    // The servers stop when the last connection is dropped, at the end of the conversation.
+    let _mcp = mcp;
     let conversation = Conversation::open(runtime, &options).await?;
     let trace = match &options.trace {
         Some(path) => Some(std::io::BufWriter::new(

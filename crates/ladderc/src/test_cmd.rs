@@ -94,10 +94,19 @@ pub(crate) async fn run(options: TestOptions) -> Result<bool, String> {
     // One job per (file, test, level, repetition); at most `jobs` sessions at a time.
     let mut groups: Vec<Group> = Vec::new();
     let mut jobs = Vec::new();
+    let mut mcp_servers = Vec::new();
     for (f, (_, program)) in programs.iter().enumerate() {
         let runtime = options
             .model
             .runtime(program.clone(), model_backend.clone());
+        // Without --live-tools every MCP tool a test does not stub is cut off: nothing starts.
+        let runtime = if options.live_tools {
+            let (runtime, servers) = crate::mcp_cmd::connect(runtime).await?;
+            mcp_servers.extend(servers);
+            runtime
+        } else {
+            runtime
+        };
         for case in &program.tests {
             if options
                 .filter

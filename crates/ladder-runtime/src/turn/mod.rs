@@ -1447,6 +1447,7 @@ impl<'a> Turn<'a> {
                 let cx = ToolContext {
                     http: &self.rt.http,
                     host_tools: &self.rt.host_tools,
+                    mcp: self.rt.mcp.as_deref(),
                     allow_exec: self.rt.allow_exec,
                     vars: &self.state.vars,
                     idempotency_key: key.clone(),

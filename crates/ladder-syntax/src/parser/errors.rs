@@ -115,7 +115,7 @@ fn slip(text: &str, range: std::ops::Range<usize>, pos: usize) -> Option<String>
     let word = before.split_whitespace().last().unwrap_or("");
     const STATEMENTS: &[&str] = &[
         "tools", "accepts", "model", "prompt", "timeout", "retries", "sla", "fallback", "handoff",
-        "escalate", "consult", "entry", "mock", "http", "exec", "host", "say", "collect",
+        "escalate", "consult", "entry", "mock", "http", "exec", "host", "mcp", "say", "collect",
     ];
     if rest.starts_with(':') && STATEMENTS.contains(&word) && before == word {
         return Some(format!(
@@ -193,8 +193,8 @@ fn strsim_distance(a: &str, b: &str) -> usize {
 fn keywords_of(rule: Rule) -> &'static [&'static str] {
     match rule {
         Rule::item => &[
-            "use", "ladder", "model", "intent", "type", "tool", "agent", "human", "script", "meta",
-            "test",
+            "use", "ladder", "model", "intent", "type", "tool", "agent", "human", "script", "mcp",
+            "meta", "test",
         ],
         Rule::test_stmt => &["user", "model", "tool", "expect"],
         Rule::expect_stmt => &[
@@ -214,7 +214,7 @@ fn keywords_of(rule: Rule) -> &'static [&'static str] {
             "fallback", "router", "return", "owns",
         ],
         Rule::tool_stmt => &[
-            "http", "exec", "mock", "host", "timeout", "retries", "approval",
+            "http", "exec", "mock", "host", "mcp", "timeout", "retries", "approval",
         ],
         Rule::script_stmt => &["say", "collect", "handoff", "end"],
         Rule::header_stmt => &["entry", "vars", "meta", "limits", "budget"],
@@ -251,7 +251,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::params | Rule::param => "a parameter like `phone: string`",
         Rule::binding => "a binding (`env(NAME)`, `session.name` or a literal)",
         Rule::tool_body => "`{`",
-        Rule::tool_stmt => "a tool statement (`http`, `exec`, `mock`, `host`, `timeout`, ...)",
+        Rule::tool_stmt => "a tool statement (`http`, `exec`, `mock`, `host`, `mcp`, `timeout`, ...)",
         Rule::description => "a description string",
         Rule::http_method => "an HTTP method (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`)",
         Rule::http_option => "an http option (`auth`, `header`, `body`)",
@@ -300,6 +300,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::kw_exec => "`exec`",
         Rule::kw_mock => "`mock`",
         Rule::kw_host => "`host`",
+        Rule::kw_mcp => "`mcp`",
         Rule::kw_timeout => "`timeout`",
         Rule::kw_retries => "`retries`",
         Rule::kw_approval => "`approval`",

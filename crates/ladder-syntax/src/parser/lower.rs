@@ -41,6 +41,7 @@ fn is_meaningful(pair: &Pair<Rule>) -> bool {
             | Rule::kw_exec
             | Rule::kw_mock
             | Rule::kw_host
+            | Rule::kw_mcp
             | Rule::kw_timeout
             | Rule::kw_retries
             | Rule::kw_approval
@@ -291,6 +292,7 @@ impl Lower {
                 Rule::agent_decl => kind = Some(ItemKind::Agent(self.agent(p))),
                 Rule::human_decl => kind = Some(ItemKind::Human(Box::new(self.human(p)))),
                 Rule::script_decl => kind = Some(ItemKind::Script(self.script(p))),
+                Rule::mcp_decl => kind = Some(ItemKind::Mcp(Box::new(self.mcp(p)))),
                 Rule::meta_block => kind = Some(ItemKind::Meta(self.meta(p))),
                 Rule::test_decl => kind = Some(ItemKind::Test(self.test(p))),
                 _ => {}
@@ -762,6 +764,20 @@ impl Lower {
                     span,
                 });
             }
+            Rule::mcp_impl => {
+                let mut parts = s.into_inner().filter(is_meaningful);
+                let server = parts
+                    .find(|p| p.as_rule() == Rule::ident)
+                    .map(|p| self.ident(p))
+                    .expect("mcp names a server");
+                let remote = parts
+                    .find(|p| p.as_rule() == Rule::string)
+                    .map(|p| self.string(p));
+                decl.implementations.push(ToolImpl {
+                    kind: ToolImplKind::Mcp { server, remote },
+                    span,
+                });
+            }
             Rule::timeout_stmt => {
                 let d = s
                     .into_inner()
@@ -1140,6 +1156,27 @@ impl Lower {
             .filter(|p| p.as_rule() != Rule::kw_human);
         let name = self.ident(it.next().expect("human has a name"));
         let mut decl = HumanDecl {
+            name,
+            description: None,
+            props: Vec::new(),
+        };
+        for p in it {
+            match p.as_rule() {
+                Rule::string => decl.description = Some(self.string(p)),
+                Rule::props => decl.props = self.props(p),
+                _ => {}
+            }
+        }
+        decl
+    }
+
+    fn mcp(&self, pair: Pair<Rule>) -> McpDecl {
+        let mut it = pair
+            .into_inner()
+            .filter(is_meaningful)
+            .filter(|p| p.as_rule() != Rule::kw_mcp);
+        let name = self.ident(it.next().expect("an mcp server has a name"));
+        let mut decl = McpDecl {
             name,
             description: None,
             props: Vec::new(),

@@ -146,6 +146,7 @@ fn begins_item(rest: &str, depth: usize) -> bool {
         "model" => depth == 0 || name_then('{'),
         "tool" => depth == 0 || name_then('('),
         "meta" => depth == 0,
+        "mcp" => depth == 0 || name_then('{'),
         _ => false,
     }
 }
