@@ -436,3 +436,32 @@ agent clerk {{
     let results = tool_results(&fake);
     assert!(results[0].contains("42"), "{results:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_runs_against_the_real_server_and_its_pinned_tools_have_not_drifted() {
+    let Some(server) = server_script() else { return };
+    let dir = temp_dir("example");
+    std::fs::create_dir_all(dir.join("mcp")).unwrap();
+    let examples = repo_root().join("examples");
+    std::fs::copy(
+        examples.join("mcp/everything.ladder"),
+        dir.join("mcp/everything.ladder"),
+    )
+    .unwrap();
+    // The example starts the server with `npx`; here it is the installed copy of the same version.
+    let ladder = std::fs::read_to_string(examples.join("mcp_desk.ladder"))
+        .unwrap()
+        .replace(
+            r#"command: ["npx", "-y", "@modelcontextprotocol/server-everything@2026.8.31", "stdio"]"#,
+            &format!(r#"command: ["node", "{server}", "stdio"]"#),
+        );
+    assert!(ladder.contains(&server), "the example's command line changed");
+    std::fs::write(dir.join("mcp_desk.ladder"), ladder).unwrap();
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::tool("get_sum", json!({"a": 40, "b": 2})));
+    fake.push(Reply::text("40 + 2 is 42."));
+    // A run starts only when every pinned tool still matches the live server.
+    let out = run(&dir, &dir.join("mcp_desk.ladder"), &fake, "What is 40 + 2?").await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(tool_results(&fake)[0].contains("42"));
+}

@@ -111,19 +111,21 @@ async fn pull(
     for n in &notes {
         eprintln!("  note: {n}");
     }
-    let file_name = out
-        .file_name()
-        .map(|f| f.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let used = checked.sources.iter().any(|(_, f)| {
-        f.path
-            .file_name()
-            .map(|n| n.to_string_lossy() == file_name.as_str())
-            == Some(true)
+    // The path a `use` in the ladder would name: relative to the ladder's directory.
+    let dir = ladder.parent().unwrap_or(Path::new(""));
+    let relative = out
+        .strip_prefix(dir)
+        .unwrap_or(&out)
+        .to_string_lossy()
+        .replace('\\', "/");
+    let used = checked.files.first().is_some_and(|root| {
+        root.items.iter().any(|item| {
+            matches!(&item.kind, ladder_syntax::ast::ItemKind::Use(path) if path.value == relative)
+        })
     });
     if !used {
         eprintln!(
-            "  add `use \"{file_name}\"` to {} and list the tools on an agent",
+            "  add `use \"{relative}\"` to {} and list the tools on an agent",
             ladder.display()
         );
     }
