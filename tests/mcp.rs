@@ -439,7 +439,9 @@ agent clerk {{
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_example_runs_against_the_real_server_and_its_pinned_tools_have_not_drifted() {
-    let Some(server) = server_script() else { return };
+    let Some(server) = server_script() else {
+        return;
+    };
     let dir = temp_dir("example");
     std::fs::create_dir_all(dir.join("mcp")).unwrap();
     let examples = repo_root().join("examples");
@@ -455,7 +457,10 @@ async fn the_example_runs_against_the_real_server_and_its_pinned_tools_have_not_
             r#"command: ["npx", "-y", "@modelcontextprotocol/server-everything@2026.8.31", "stdio"]"#,
             &format!(r#"command: ["node", "{server}", "stdio"]"#),
         );
-    assert!(ladder.contains(&server), "the example's command line changed");
+    assert!(
+        ladder.contains(&server),
+        "the example's command line changed"
+    );
     std::fs::write(dir.join("mcp_desk.ladder"), ladder).unwrap();
     let fake = FakeOpenAi::start().await;
     fake.push(Reply::tool("get_sum", json!({"a": 40, "b": 2})));
@@ -464,4 +469,115 @@ async fn the_example_runs_against_the_real_server_and_its_pinned_tools_have_not_
     let out = run(&dir, &dir.join("mcp_desk.ladder"), &fake, "What is 40 + 2?").await;
     assert!(out.status.success(), "{}", text(&out));
     assert!(tool_results(&fake)[0].contains("42"));
+}
+
+/// The official Python SDK's server (`tests/mcp/meta_echo.py`) sees what a call carries: the
+/// idempotency key in `_meta`; its refusals (a result marked `isError`) reach the model.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_carries_its_idempotency_key_in_meta() {
+    let Some(python) = std::env::var_os("LADDER_ORACLE_PYTHON") else {
+        assert!(
+            std::env::var_os("LADDER_REQUIRE_ORACLE").is_none(),
+            "LADDER_REQUIRE_ORACLE is set but LADDER_ORACLE_PYTHON is not"
+        );
+        eprintln!("skipped: set LADDER_ORACLE_PYTHON to a python with the `mcp` package");
+        return;
+    };
+    let dir = temp_dir("meta");
+    let ladder = dir.join("meta.ladder");
+    std::fs::write(
+        &ladder,
+        format!(
+            r#"ladder 1
+use "py.mcp.ladder"
+ladder meta {{ entry clerk }}
+model m {{ provider: openai, name: "fake-model" }}
+mcp py {{ command: ["{}", "{}"] }}
+agent clerk {{
+  model m
+  prompt "Help."
+  tools [whoami, fail]
+}}
+"#,
+            python.to_string_lossy(),
+            repo_root().join("tests/mcp/meta_echo.py").display()
+        ),
+    )
+    .unwrap();
+    let out = ladderc(&["mcp", "pull", "meta.ladder", "py"], &dir);
+    assert!(out.status.success(), "{}", text(&out));
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::tool("whoami", json!({"note": "first"})));
+    fake.push(Reply::tool("fail", json!({"reason": "not today"})));
+    fake.push(Reply::text("done"));
+    let out = run(&dir, &ladder, &fake, "Who am I?").await;
+    assert!(out.status.success(), "{}", text(&out));
+    let results = tool_results(&fake);
+    assert_eq!(results.len(), 2, "{results:?}");
+    let seen: Value = serde_json::from_str(&results[0]).expect("whoami answers JSON");
+    // The SDK also sends the text as structured content (`{"result": ..}`), which the model reads.
+    let seen: Value = match seen["result"].as_str() {
+        Some(inner) => serde_json::from_str(inner).unwrap(),
+        None => seen,
+    };
+    assert_eq!(seen["note"], "first");
+    let key = seen["meta"]["dev.ladderc/idempotency-key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no idempotency key in {seen}"));
+    // SESSION-TURN-N: the session's id, turn 1, the call's number in the turn.
+    let parts: Vec<&str> = key.rsplitn(3, '-').collect();
+    assert_eq!(parts.len(), 3, "{key}");
+    assert_eq!(parts[1], "1", "turn 1: {key}");
+    assert!(parts[2].starts_with("s-"), "the session: {key}");
+    assert!(results[1].contains("refused: not today"), "{}", results[1]);
+}
+
+/// A call that outlasts its tool's `timeout` is a tool error the model reads, and the server
+/// still answers the next call.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_call_times_out_and_the_server_goes_on() {
+    let Some(server) = server_script() else {
+        return;
+    };
+    let dir = temp_dir("timeout");
+    let ladder = dir.join("slow.ladder");
+    std::fs::write(
+        &ladder,
+        format!(
+            r#"ladder 1
+ladder slow {{ entry clerk }}
+model m {{ provider: openai, name: "fake-model" }}
+mcp everything {{ command: ["node", "{server}", "stdio"] }}
+tool slow(duration: number?, steps: number?) {{
+  "Takes its time."
+  mcp everything "trigger-long-running-operation"
+  timeout 1s
+}}
+tool get_sum(a: number, b: number) {{
+  "Adds."
+  mcp everything "get-sum"
+}}
+agent clerk {{
+  model m
+  prompt "Help."
+  tools [slow, get_sum]
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::tool("slow", json!({"duration": 5, "steps": 1})));
+    fake.push(Reply::tool("get_sum", json!({"a": 1, "b": 2})));
+    fake.push(Reply::text("done"));
+    let started = Instant::now();
+    let out = run(&dir, &ladder, &fake, "Take your time").await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the turn waited for the slow call"
+    );
+    let results = tool_results(&fake);
+    assert!(results[0].contains("timed out after 1.0s"), "{results:?}");
+    assert!(results[1].contains('3'), "{results:?}");
 }
