@@ -209,13 +209,12 @@ impl Turn<'_> {
                     true,
                 );
             }
-            let mut description = format!(
-                "Hand the conversation over to `{}` for intent `{}`",
-                edge.target, edge.intent
-            );
-            if let Some(d) = intent.and_then(|i| i.description.as_ref()) {
-                description.push_str(&format!(": {d}"));
-            }
+            // The function's name already says where the conversation goes: the description
+            // says only what it is for (the intent's own words), else names the intent.
+            let mut description = match intent.and_then(|i| i.description.as_ref()) {
+                Some(d) => d.clone(),
+                None => format!("Hand the conversation over for intent `{}`", edge.intent),
+            };
             if let Some(i) = intent.filter(|i| !i.examples.is_empty()) {
                 description.push_str(&format!(". Examples: {}", i.examples.join("; ")));
             }
