@@ -97,6 +97,17 @@ fn pull(dir: &Path, ladder: &Path) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// A desk whose tools `ladderc mcp pull` pinned, in a folder of its own; `None` when the test is
+/// skipped. `marker` names the server's process (an extra argument it ignores).
+fn pulled_desk(marker: &str) -> Option<(PathBuf, PathBuf)> {
+    let server = server_script()?;
+    // Not named after the marker: `pkill -f MARKER` must match the server, not `ladderc run`.
+    let dir = temp_dir("desk");
+    let ladder = desk(&dir, &server, marker);
+    pull(&dir, &ladder);
+    Some((dir, ladder))
+}
+
 /// What the model was told each tool call returned, in order.
 fn tool_results(fake: &FakeOpenAi) -> Vec<String> {
     let last = fake.requests().pop().expect("the model was asked");
@@ -200,12 +211,9 @@ fn pull_pins_the_servers_tools_with_their_types_and_they_check() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_calls_the_real_server_and_the_model_reads_what_it_returned() {
-    let Some(server) = server_script() else {
+    let Some((dir, ladder)) = pulled_desk("run") else {
         return;
     };
-    let dir = temp_dir("run");
-    let ladder = desk(&dir, &server, "run");
-    pull(&dir, &ladder);
     let fake = FakeOpenAi::start().await;
     fake.push(Reply::tool("get_sum", json!({"a": 2, "b": 3})));
     fake.push(Reply::tool("get_env", json!({})));
@@ -237,12 +245,9 @@ async fn a_run_calls_the_real_server_and_the_model_reads_what_it_returned() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_servers_errors_reach_the_model_as_tool_errors() {
-    let Some(server) = server_script() else {
+    let Some((dir, ladder)) = pulled_desk("errors") else {
         return;
     };
-    let dir = temp_dir("errors");
-    let ladder = desk(&dir, &server, "errors");
-    pull(&dir, &ladder);
     // Loosen `echo` by hand: the ladder lets any value through, the server's own schema refuses
     // a number.
     let pinned = dir.join("everything.mcp.ladder");
@@ -267,12 +272,9 @@ async fn the_servers_errors_reach_the_model_as_tool_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_signature_stops_the_run_and_names_the_tool() {
-    let Some(server) = server_script() else {
+    let Some((dir, ladder)) = pulled_desk("drift") else {
         return;
     };
-    let dir = temp_dir("drift");
-    let ladder = desk(&dir, &server, "drift");
-    pull(&dir, &ladder);
     let pinned = dir.join("everything.mcp.ladder");
     let drifted = std::fs::read_to_string(&pinned)
         .unwrap()
@@ -300,13 +302,10 @@ async fn a_changed_signature_stops_the_run_and_names_the_tool() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_that_dies_is_started_again_on_the_next_call() {
-    let Some(server) = server_script() else {
+    let marker = format!("restart-{:08x}", fastrand::u32(..));
+    let Some((dir, ladder)) = pulled_desk(&marker) else {
         return;
     };
-    let dir = temp_dir("restart");
-    let marker = format!("restart-{:08x}", fastrand::u32(..));
-    let ladder = desk(&dir, &server, &marker);
-    pull(&dir, &ladder);
     let fake = FakeOpenAi::start().await;
     fake.push(Reply::tool("get_sum", json!({"a": 1, "b": 1})));
     fake.push(Reply::text("first"));

@@ -145,30 +145,16 @@ fn check_value(
                 .collect();
             Some(Checked::Text(names.join(",")))
         }
-        (Expect::Strings, ValueKind::List(items))
-            if items.iter().all(|i| matches!(i.kind, ValueKind::String(_))) =>
-        {
-            let texts: Vec<String> = items
-                .iter()
-                .filter_map(|i| match &i.kind {
-                    ValueKind::String(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect();
-            Some(Checked::List(texts))
-        }
-        (Expect::Envs, ValueKind::List(items))
-            if items.iter().all(|i| matches!(i.kind, ValueKind::Env(_))) =>
-        {
-            let names: Vec<String> = items
-                .iter()
-                .filter_map(|i| match &i.kind {
-                    ValueKind::Env(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .collect();
-            Some(Checked::List(names))
-        }
+        (Expect::Strings, ValueKind::List(items)) => list_of(items, |k| match k {
+            ValueKind::String(s) => Some(s),
+            _ => None,
+        })
+        .or_else(|| wrong(out)),
+        (Expect::Envs, ValueKind::List(items)) => list_of(items, |k| match k {
+            ValueKind::Env(s) => Some(s),
+            _ => None,
+        })
+        .or_else(|| wrong(out)),
         (Expect::Choice(names), ValueKind::Ident(s) | ValueKind::String(s)) => {
             if names.contains(&s.as_str()) {
                 Some(Checked::Text(s.clone()))
@@ -185,6 +171,18 @@ fn check_value(
         }
         _ => wrong(out),
     }
+}
+
+/// The texts of a list whose every element `text` accepts; `None` if one is of another kind.
+fn list_of(
+    items: &[ladder_syntax::ast::Value],
+    text: impl Fn(&ValueKind) -> Option<&String>,
+) -> Option<Checked> {
+    items
+        .iter()
+        .map(|i| text(&i.kind).cloned())
+        .collect::<Option<Vec<_>>>()
+        .map(Checked::List)
 }
 
 /// Checks the `limits` and `budget` blocks (and unknown header blocks); returns them with defaults.

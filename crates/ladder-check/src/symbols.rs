@@ -136,6 +136,14 @@ fn type_text(t: &TypeExpr) -> String {
     t.to_string()
 }
 
+/// `- key: value`, one per property, for hover.
+fn prop_lines(props: &[Prop]) -> Vec<String> {
+    props
+        .iter()
+        .map(|p| format!("- {}: {}", p.key.name, value_text(&p.value.kind)))
+        .collect()
+}
+
 fn value_text(v: &ValueKind) -> String {
     match v {
         ValueKind::Price(p) => format!("${p}/Mtok"),
@@ -234,11 +242,7 @@ pub fn hover(file: &File, definition: &Definition) -> String {
     };
     match &item.kind {
         ItemKind::Model(m) => {
-            let props: Vec<String> = m
-                .props
-                .iter()
-                .map(|p| format!("- {}: {}", p.key.name, value_text(&p.value.kind)))
-                .collect();
+            let props = prop_lines(&m.props);
             format!(
                 "```ladder\nmodel {}\n```\n{}{}",
                 m.name.name,
@@ -391,11 +395,7 @@ pub fn hover(file: &File, definition: &Definition) -> String {
             )
         }
         ItemKind::Mcp(m) => {
-            let props: Vec<String> = m
-                .props
-                .iter()
-                .map(|p| format!("- {}: {}", p.key.name, value_text(&p.value.kind)))
-                .collect();
+            let props = prop_lines(&m.props);
             format!(
                 "```ladder\nmcp {}\n```\n{}\n\n{}{}",
                 m.name.name,
@@ -408,11 +408,7 @@ pub fn hover(file: &File, definition: &Definition) -> String {
             )
         }
         ItemKind::Human(h) => {
-            let props: Vec<String> = h
-                .props
-                .iter()
-                .map(|p| format!("- {}: {}", p.key.name, value_text(&p.value.kind)))
-                .collect();
+            let props = prop_lines(&h.props);
             format!(
                 "```ladder\nhuman {}\n```\n{}{}{}",
                 h.name.name,

@@ -94,14 +94,7 @@ pub(crate) async fn run(
                 .host_tools
                 .get(host)
                 .ok_or_else(|| format!("host tool `{host}` is not registered by this program"))?;
-            tokio::time::timeout(timeout, f.call(Value::Object(arguments)))
-                .await
-                .map_err(|_| {
-                    format!(
-                        "tool `{name}` timed out after {:.1}s",
-                        timeout.as_secs_f64()
-                    )
-                })?
+            within(name, timeout, f.call(Value::Object(arguments))).await
         }
         ToolImpl::Http {
             method,
@@ -132,17 +125,12 @@ pub(crate) async fn run(
             let mcp = cx.mcp.ok_or_else(|| {
                 format!("tool `{name}` is served by MCP server `{server}`, which this program does not connect to")
             })?;
-            tokio::time::timeout(
+            within(
+                name,
                 timeout,
                 mcp.call(server, remote, arguments, &cx.idempotency_key),
             )
             .await
-            .map_err(|_| {
-                format!(
-                    "tool `{name}` timed out after {:.1}s",
-                    timeout.as_secs_f64()
-                )
-            })?
         }
         ToolImpl::Exec { program, args } => {
             if !cx.allow_exec {
@@ -151,6 +139,20 @@ pub(crate) async fn run(
             exec(name, program, args, &arguments, timeout).await
         }
     }
+}
+
+/// A call that must finish within the tool's timeout; past it, an error the model reads.
+async fn within(
+    name: &str,
+    timeout: Duration,
+    call: impl Future<Output = Result<Value, String>>,
+) -> Result<Value, String> {
+    tokio::time::timeout(timeout, call).await.map_err(|_| {
+        format!(
+            "tool `{name}` timed out after {:.1}s",
+            timeout.as_secs_f64()
+        )
+    })?
 }
 
 fn percent_encode(s: &str) -> String {

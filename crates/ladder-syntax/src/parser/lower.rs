@@ -1149,46 +1149,40 @@ impl Lower {
         before.trim_end().ends_with("matches")
     }
 
-    fn human(&self, pair: Pair<Rule>) -> HumanDecl {
+    /// `KEYWORD NAME "description"? { key: value, .. }?`: the shape of `human` and `mcp` items.
+    fn described_props(&self, pair: Pair<Rule>) -> (Ident, Option<StringLit>, Vec<Prop>) {
         let mut it = pair
             .into_inner()
             .filter(is_meaningful)
-            .filter(|p| p.as_rule() != Rule::kw_human);
-        let name = self.ident(it.next().expect("human has a name"));
-        let mut decl = HumanDecl {
-            name,
-            description: None,
-            props: Vec::new(),
-        };
+            .filter(|p| !matches!(p.as_rule(), Rule::kw_human | Rule::kw_mcp));
+        let name = self.ident(it.next().expect("the item has a name"));
+        let (mut description, mut props) = (None, Vec::new());
         for p in it {
             match p.as_rule() {
-                Rule::string => decl.description = Some(self.string(p)),
-                Rule::props => decl.props = self.props(p),
+                Rule::string => description = Some(self.string(p)),
+                Rule::props => props = self.props(p),
                 _ => {}
             }
         }
-        decl
+        (name, description, props)
+    }
+
+    fn human(&self, pair: Pair<Rule>) -> HumanDecl {
+        let (name, description, props) = self.described_props(pair);
+        HumanDecl {
+            name,
+            description,
+            props,
+        }
     }
 
     fn mcp(&self, pair: Pair<Rule>) -> McpDecl {
-        let mut it = pair
-            .into_inner()
-            .filter(is_meaningful)
-            .filter(|p| p.as_rule() != Rule::kw_mcp);
-        let name = self.ident(it.next().expect("an mcp server has a name"));
-        let mut decl = McpDecl {
+        let (name, description, props) = self.described_props(pair);
+        McpDecl {
             name,
-            description: None,
-            props: Vec::new(),
-        };
-        for p in it {
-            match p.as_rule() {
-                Rule::string => decl.description = Some(self.string(p)),
-                Rule::props => decl.props = self.props(p),
-                _ => {}
-            }
+            description,
+            props,
         }
-        decl
     }
 
     fn script(&self, pair: Pair<Rule>) -> ScriptDecl {
