@@ -320,6 +320,10 @@ fn block_on<F: std::future::Future>(
 }
 
 fn main() -> ExitCode {
+    // reqwest 0.13's clients (the OTLP exporter, MCP over HTTP) take the process's rustls
+    // crypto provider, and none is chosen by default: ring, as everywhere else here. Without
+    // it, `--otlp` panicked building its HTTP client (found by the OpenTelemetry test).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let _ = INPUT_LIMITS.set(InputLimits {
         root: cli.root.clone(),
