@@ -394,3 +394,55 @@ fn main() {
         std::fs::write(out, &text).expect("the result is written");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scenario_checks_with_the_harness_functions() {
+        let program = ladder_check::compile(CLINIC).expect("clinic.ladder checks");
+        assert_eq!(program.agents.len(), 7);
+        assert_eq!(program.humans.len(), 1);
+        // The harness's fake model routes by calling `transfer_to_<agent>` along each route.
+        for (lead, specialist, _) in ROUTES {
+            assert!(program.agents["triage"]
+                .handoffs
+                .iter()
+                .any(|h| h.target == lead));
+            assert!(program.agents[lead]
+                .handoffs
+                .iter()
+                .any(|h| h.target == specialist));
+        }
+    }
+
+    /// A session along the first route against a strict fake that answers as the harness's
+    /// fake model does: the client checks the final answer.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_session_follows_its_route_and_checks_the_answer() {
+        use ladder_fake_openai::{FakeOpenAi, Reply};
+        let fake = FakeOpenAi::start().await;
+        fake.push(Reply::tool("transfer_to_clinical_lead", json!({})));
+        fake.push(Reply::tool("transfer_to_scheduler", json!({})));
+        fake.push(Reply::text("handled by scheduler"));
+        let runtime = runtime(&fake.base_url());
+        session(&runtime, 0).await.expect("the route is followed");
+        let first = &fake.requests()[0];
+        assert!(first["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("route: clinical_lead > scheduler"));
+        fake.push(Reply::text("handled by someone else"));
+        assert!(session(&runtime, 0).await.is_err(), "a wrong answer fails");
+    }
+
+    #[test]
+    fn the_synthetic_tree_has_the_harness_size() {
+        let (text, agents) = synthetic(10, 3);
+        assert_eq!(agents, 1111);
+        let program = ladder_check::compile(&text).expect("the synthetic ladder checks");
+        assert_eq!(program.agents.len(), 1111);
+        assert_eq!(program.tools.len(), 2222);
+    }
+}
