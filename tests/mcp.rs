@@ -580,3 +580,62 @@ agent clerk {{
     assert!(results[0].contains("timed out after 1.0s"), "{results:?}");
     assert!(results[1].contains('3'), "{results:?}");
 }
+
+/// `ladderc serve` starts the servers once, before it listens, and its chat endpoint answers
+/// through them; a drifted pin stops it before it listens.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_starts_the_servers_and_refuses_a_drifted_pin() {
+    let Some((dir, ladder)) = pulled_desk("serve") else {
+        return;
+    };
+    // `Server::start` passes on no extra environment: this desk lists none.
+    let without_env = std::fs::read_to_string(&ladder)
+        .unwrap()
+        .replace("  env: [env(MCP_PASSED)],\n", "");
+    std::fs::write(&ladder, without_env).unwrap();
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::tool("get_sum", json!({"a": 20, "b": 22})));
+    fake.push(Reply::text("20 + 22 is 42."));
+    let store = dir.join("sessions.db");
+    let mut server = common::Server::start(&ladder, &fake.base_url(), store.to_str().unwrap(), &[]);
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", server.url))
+        .json(&json!({"model": "desk", "messages": [{"role": "user", "content": "20 + 22?"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["choices"][0]["message"]["content"], "20 + 22 is 42.",
+        "{answer}"
+    );
+    assert!(tool_results(&fake)[0].contains("42"));
+    server.sigterm();
+    assert_eq!(server.wait(), Some(0));
+
+    let pinned = dir.join("everything.mcp.ladder");
+    let drifted = std::fs::read_to_string(&pinned).unwrap().replace(
+        "tool get_sum(a: number, b: number)",
+        "tool get_sum(a: number)",
+    );
+    std::fs::write(&pinned, drifted).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ladderc"))
+        .args(["serve", ladder.to_str().unwrap(), "--addr", "127.0.0.1:0"])
+        .args([
+            "--store",
+            store.to_str().unwrap(),
+            "--base-url",
+            &fake.base_url(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the server requires `b`, which the ladder does not declare"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening on"), "{stderr}");
+}
