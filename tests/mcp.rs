@@ -41,6 +41,14 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `text` written to `file` in a fresh folder: (the folder, the file).
+fn ladder_in(name: &str, file: &str, text: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let ladder = dir.join(file);
+    std::fs::write(&ladder, text).unwrap();
+    (dir, ladder)
+}
+
 /// A ladder whose clerk uses the server's tools through `everything.mcp.ladder`; `marker` is an
 /// extra argument that names this test's server process (for `pkill`).
 fn desk(dir: &Path, server: &str, marker: &str) -> PathBuf {
@@ -405,11 +413,10 @@ async fn streamable_http_pull_and_call() {
             break;
         }
     }
-    let dir = temp_dir("http");
-    let ladder = dir.join("web.ladder");
-    std::fs::write(
-        &ladder,
-        format!(
+    let (dir, ladder) = ladder_in(
+        "http",
+        "web.ladder",
+        &format!(
             r#"ladder 1
 use "everything.mcp.ladder"
 ladder web {{ entry clerk }}
@@ -422,8 +429,7 @@ agent clerk {{
 }}
 "#
         ),
-    )
-    .unwrap();
+    );
     pull(&dir, &ladder);
     let fake = FakeOpenAi::start().await;
     fake.push(Reply::tool("get_sum", json!({"a": 40, "b": 2})));
@@ -482,11 +488,10 @@ async fn a_call_carries_its_idempotency_key_in_meta() {
         eprintln!("skipped: set LADDER_ORACLE_PYTHON to a python with the `mcp` package");
         return;
     };
-    let dir = temp_dir("meta");
-    let ladder = dir.join("meta.ladder");
-    std::fs::write(
-        &ladder,
-        format!(
+    let (dir, ladder) = ladder_in(
+        "meta",
+        "meta.ladder",
+        &format!(
             r#"ladder 1
 use "py.mcp.ladder"
 ladder meta {{ entry clerk }}
@@ -501,8 +506,7 @@ agent clerk {{
             python.to_string_lossy(),
             repo_root().join("tests/mcp/meta_echo.py").display()
         ),
-    )
-    .unwrap();
+    );
     let out = ladderc(&["mcp", "pull", "meta.ladder", "py"], &dir);
     assert!(out.status.success(), "{}", text(&out));
     let fake = FakeOpenAi::start().await;
@@ -538,11 +542,10 @@ async fn a_slow_call_times_out_and_the_server_goes_on() {
     let Some(server) = server_script() else {
         return;
     };
-    let dir = temp_dir("timeout");
-    let ladder = dir.join("slow.ladder");
-    std::fs::write(
-        &ladder,
-        format!(
+    let (dir, ladder) = ladder_in(
+        "timeout",
+        "slow.ladder",
+        &format!(
             r#"ladder 1
 ladder slow {{ entry clerk }}
 model m {{ provider: openai, name: "fake-model" }}
@@ -563,8 +566,7 @@ agent clerk {{
 }}
 "#
         ),
-    )
-    .unwrap();
+    );
     let fake = FakeOpenAi::start().await;
     fake.push(Reply::tool("slow", json!({"duration": 5, "steps": 1})));
     fake.push(Reply::tool("get_sum", json!({"a": 1, "b": 2})));
@@ -638,4 +640,69 @@ async fn serve_starts_the_servers_and_refuses_a_drifted_pin() {
         "{stderr}"
     );
     assert!(!stderr.contains("listening on"), "{stderr}");
+}
+
+/// `ladderc test` is hermetic for MCP tools as for `http` ones: unstubbed, a call fails the test
+/// naming the tool and no server starts; with `--live-tools` the servers start and the test's
+/// scripted call reaches the real server.
+#[test]
+fn scenario_tests_reach_the_server_only_with_live_tools() {
+    let Some((dir, _)) = pulled_desk("scenario") else {
+        return;
+    };
+    std::fs::write(
+        dir.join("desk.test.ladder"),
+        r#"ladder 1
+use "desk.ladder"
+
+test "a sum from the server" {
+  user "What is 2 + 3?"
+  model clerk calls get_sum { a: 2, b: 3 }
+  model clerk says "5"
+  expect tool get_sum called with { a: 2, b: 3 }
+}
+"#,
+    )
+    .unwrap();
+    let hermetic = ladderc(&["test", "--backend", "sim", "desk.test.ladder"], &dir);
+    assert_eq!(hermetic.status.code(), Some(1), "{}", text(&hermetic));
+    assert!(
+        text(&hermetic).contains("`get_sum` was called; stub it"),
+        "{}",
+        text(&hermetic)
+    );
+    let live = ladderc(
+        &[
+            "test",
+            "--backend",
+            "sim",
+            "--live-tools",
+            "desk.test.ladder",
+        ],
+        &dir,
+    );
+    assert!(live.status.success(), "{}", text(&live));
+    // A drifted pin stops the live run before any test, naming the tool.
+    let pinned = dir.join("everything.mcp.ladder");
+    let drifted = std::fs::read_to_string(&pinned)
+        .unwrap()
+        .replace("\"get-sum\"", "\"get-sum-v2\"");
+    std::fs::write(&pinned, drifted).unwrap();
+    let stopped = ladderc(
+        &[
+            "test",
+            "--backend",
+            "sim",
+            "--live-tools",
+            "desk.test.ladder",
+        ],
+        &dir,
+    );
+    assert_eq!(stopped.status.code(), Some(2), "{}", text(&stopped));
+    assert!(
+        text(&stopped)
+            .contains("tool `get_sum` (`get-sum-v2` on `everything`): the server has no tool"),
+        "{}",
+        text(&stopped)
+    );
 }

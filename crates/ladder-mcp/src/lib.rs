@@ -166,11 +166,21 @@ impl Servers {
             });
         }
         let servers = Servers { slots };
-        let mut drifts = Vec::new();
-        for slot in servers.slots.values() {
+        // All at once: a start is mostly waiting for a process or a network round trip.
+        let started = futures_util::future::join_all(servers.slots.values().map(|slot| async {
             let mut state = slot.state.lock().await;
-            let found = slot.connect(&mut state).await?;
-            drifts.extend(found);
+            slot.connect(&mut state).await
+        }))
+        .await;
+        let mut drifts = Vec::new();
+        for found in started {
+            match found {
+                Ok(found) => drifts.extend(found),
+                Err(e) => {
+                    servers.shutdown().await;
+                    return Err(e);
+                }
+            }
         }
         if !drifts.is_empty() {
             servers.shutdown().await;
@@ -216,27 +226,11 @@ impl Slot {
                 return Err(fail(format!(
                     "is down and will be started again in {:.1}s{}",
                     (at - now).as_secs_f64(),
-                    self.last_words()
+                    last_words(&self.stderr)
                 )));
             }
         }
-        let timeout = self
-            .spec
-            .timeout_seconds
-            .map(Duration::from_secs_f64)
-            .unwrap_or(DEFAULT_START_TIMEOUT);
-        let started = tokio::time::timeout(timeout, async {
-            let connection = connect(&self.spec, self.stderr.clone()).await?;
-            let tools = list(&connection).await?;
-            Ok::<_, String>((connection, tools))
-        })
-        .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "did not start and list its tools within {:.0}s",
-                timeout.as_secs_f64()
-            ))
-        });
+        let started = start_and_list(&self.spec, &self.stderr).await;
         let (connection, tools) = match started {
             Ok(ok) => ok,
             Err(message) => {
@@ -245,7 +239,7 @@ impl Slot {
                     .saturating_mul(1 << state.failures.min(8).saturating_sub(1))
                     .min(MAX_BACKOFF);
                 state.retry_at = Some(Instant::now() + backoff);
-                return Err(fail(format!("{message}{}", self.last_words())));
+                return Err(fail(message));
             }
         };
         state.failures = 0;
@@ -285,29 +279,23 @@ impl Slot {
         Ok(drifts)
     }
 
-    /// The end of the server's stderr, to explain a failure.
-    fn last_words(&self) -> String {
-        let lines = self.stderr.lock().map(|l| l.clone()).unwrap_or_default();
-        if lines.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; its last words on stderr:\n    {}",
-                lines.into_iter().collect::<Vec<_>>().join("\n    ")
-            )
-        }
-    }
-
-    /// The live connection, started again if the server is gone.
-    async fn connection(&self) -> Result<Arc<Connection>, String> {
+    /// The live connection, started again if the server is gone; refused for a tool that
+    /// drifted at the last start.
+    async fn connection(&self, remote: &str) -> Result<Arc<Connection>, String> {
         let mut state = self.state.lock().await;
-        if let Some(c) = &state.connection {
-            if !c.is_closed() {
-                return Ok(c.clone());
-            }
+        if state.connection.as_ref().is_some_and(|c| c.is_closed()) {
             state.connection = None;
         }
-        self.connect(&mut state).await.map_err(|e| e.to_string())?;
+        if state.connection.is_none() {
+            self.connect(&mut state).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(changes) = state.drifted.get(remote) {
+            return Err(format!(
+                "MCP tool `{remote}` on `{}` changed since the ladder pinned it: {}",
+                self.name,
+                changes.join("; ")
+            ));
+        }
         state
             .connection
             .clone()
@@ -331,14 +319,7 @@ impl Slot {
         let mut attempts = 0;
         let result = loop {
             attempts += 1;
-            let connection = self.connection().await?;
-            if let Some(changes) = self.state.lock().await.drifted.get(remote) {
-                return Err(format!(
-                    "MCP tool `{remote}` on `{}` changed since the ladder pinned it: {}",
-                    self.name,
-                    changes.join("; ")
-                ));
-            }
+            let connection = self.connection(remote).await?;
             match connection.peer().call_tool(params.clone()).await {
                 Ok(result) => break result,
                 Err(rmcp::ServiceError::TransportClosed | rmcp::ServiceError::TransportSend(_))
@@ -518,16 +499,25 @@ async fn list(connection: &Connection) -> Result<Vec<RemoteTool>, String> {
 
 /// Connects to one declared server and lists its tools (for `ladderc mcp pull`).
 pub async fn pull(server: &McpServer) -> Result<Vec<RemoteTool>, String> {
-    let stderr = Arc::new(StdMutex::new(VecDeque::new()));
-    let timeout = server
+    let (mut connection, tools) = start_and_list(server, &Arc::default()).await?;
+    let _ = connection.close_with_timeout(Duration::from_secs(2)).await;
+    Ok(tools)
+}
+
+/// Starts or reaches a server and lists its tools within its `timeout`; a failure quotes the end
+/// of a local server's stderr.
+async fn start_and_list(
+    spec: &McpServer,
+    stderr: &Arc<StdMutex<VecDeque<String>>>,
+) -> Result<(Connection, Vec<RemoteTool>), String> {
+    let timeout = spec
         .timeout_seconds
         .map(Duration::from_secs_f64)
         .unwrap_or(DEFAULT_START_TIMEOUT);
-    let listed = tokio::time::timeout(timeout, async {
-        let mut connection = connect(server, stderr.clone()).await?;
-        let tools = list(&connection).await;
-        let _ = connection.close_with_timeout(Duration::from_secs(2)).await;
-        tools
+    let started = tokio::time::timeout(timeout, async {
+        let connection = connect(spec, stderr.clone()).await?;
+        let tools = list(&connection).await?;
+        Ok::<_, String>((connection, tools))
     })
     .await
     .unwrap_or_else(|_| {
@@ -536,17 +526,20 @@ pub async fn pull(server: &McpServer) -> Result<Vec<RemoteTool>, String> {
             timeout.as_secs_f64()
         ))
     });
-    listed.map_err(|message| {
-        let lines = stderr.lock().map(|l| l.clone()).unwrap_or_default();
-        if lines.is_empty() {
-            message
-        } else {
-            format!(
-                "{message}; its last words on stderr:\n    {}",
-                lines.into_iter().collect::<Vec<_>>().join("\n    ")
-            )
-        }
-    })
+    started.map_err(|message| format!("{message}{}", last_words(stderr)))
+}
+
+/// The end of a server's stderr, to explain a failure (empty if it said nothing).
+fn last_words(stderr: &StdMutex<VecDeque<String>>) -> String {
+    let lines = stderr.lock().map(|l| l.clone()).unwrap_or_default();
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; its last words on stderr:\n    {}",
+            lines.into_iter().collect::<Vec<_>>().join("\n    ")
+        )
+    }
 }
 
 /// A string literal of the ladder language.
