@@ -179,7 +179,13 @@ async fn session(runtime: &Runtime, i: usize) -> Result<(), String> {
 }
 
 fn runtime(base_url: &str) -> Runtime {
-    let program = ladder_check::compile(CLINIC).expect("clinic.ladder checks");
+    let mut program = ladder_check::compile(CLINIC).expect("clinic.ladder checks");
+    // `LADDER_BENCH_FUSE=off`: every hop its own model call, to compare with fused routing.
+    if std::env::var("LADDER_BENCH_FUSE").as_deref() == Ok("off") {
+        for agent in program.agents.values_mut() {
+            agent.handoffs.iter_mut().for_each(|h| h.fuse = false);
+        }
+    }
     Runtime::new(program).backend(ladder_llm::OpenAi::new(base_url, None))
 }
 
@@ -435,6 +441,30 @@ mod tests {
             .ends_with("route: clinical_lead > scheduler"));
         fake.push(Reply::text("handled by someone else"));
         assert!(session(&runtime, 0).await.is_err(), "a wrong answer fails");
+    }
+
+    /// With fused routing the harness's fake, offered the specialist's `transfer_to_*` at the
+    /// root, takes it: two model calls a session instead of three.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_root_routes_straight_to_the_specialist() {
+        use ladder_fake_openai::{FakeOpenAi, Reply};
+        let fake = FakeOpenAi::start().await;
+        let runtime = runtime(&fake.base_url());
+        fake.push(Reply::tool("transfer_to_scheduler", json!({})));
+        fake.push(Reply::text("handled by scheduler"));
+        session(&runtime, 0).await.expect("the route is followed");
+        let requests = fake.requests();
+        assert_eq!(requests.len(), 2);
+        let offered: Vec<&str> = requests[0]["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        for (lead, specialist, _) in ROUTES {
+            assert!(offered.contains(&format!("transfer_to_{lead}").as_str()));
+            assert!(offered.contains(&format!("transfer_to_{specialist}").as_str()));
+        }
     }
 
     #[test]

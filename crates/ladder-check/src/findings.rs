@@ -175,6 +175,9 @@ pub(crate) enum Finding<'a> {
     },
     /// L0013: a router without handoffs.
     RouterWithoutHandoff { at: Span, agent: &'a str },
+    /// L0008: `fuse` on a handoff whose receiver hands off nowhere (a person, a script, an
+    /// agent without handoffs): there is nothing to route through to.
+    FuseThroughNothing { at: Span, receiver: &'a str },
     /// L0024: a script with neither `end` nor `handoff`.
     ScriptWithoutEnd { at: Span, script: &'a str },
     /// L0024: a script whose handoffs all lead to rungs that cannot answer.

@@ -862,6 +862,15 @@ pub(crate) fn handoff_rules(index: &Index, out: &mut Diagnostics) {
                     first,
                 });
             }
+            if let Some((true, at)) = h.fuse {
+                let routes = matches!(index.rung(&h.target.name), Some(Rung::Agent(t)) if !t.handoffs.is_empty());
+                if index.rung(&h.target.name).is_some() && !routes {
+                    out.report(Finding::FuseThroughNothing {
+                        at,
+                        receiver: &h.target.name,
+                    });
+                }
+            }
             if let Some(Rung::Agent(target)) = index.rung(&h.target.name) {
                 if let Some(accepts) = &target.accepts {
                     // A receiver whose `accepts` names something that is no intent (a typo,

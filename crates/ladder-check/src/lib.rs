@@ -223,7 +223,11 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
         scopes.extend(diagnostics::lint_scopes(attrs, *span, &mut out));
     }
 
-    let (limits, budget) = props::header(&index, &mut out);
+    let props::Header {
+        limits,
+        budget,
+        fuse,
+    } = props::header(&index, &mut out);
     let models: std::collections::BTreeMap<String, program::Model> = index
         .models
         .iter()
@@ -265,16 +269,8 @@ fn analyse(loaded: load::Loaded, mut out: Diagnostics, options: &CheckOptions) -
     let diagnostics =
         diagnostics::finish(without_follow_ons(out.into_vec()), &scopes, &options.lints);
     let has_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
-    let program = (!has_errors).then(|| {
-        lower::lower(
-            &index,
-            &parsed,
-            limits,
-            budget.values,
-            models,
-            &session_vars,
-        )
-    });
+    let program =
+        (!has_errors).then(|| lower::lower(&index, &parsed, limits, budget.values, models, fuse));
     let graph = graph.view();
     let mut references = index.refs.take();
     references.sort_by_key(|r| (r.span.file, r.span.start, r.span.end));

@@ -9,7 +9,7 @@ use ladder_syntax::ast::{
     self, Binding, File, HeaderValue as AstHeader, Operand, ScriptStmtKind, ToolImplKind,
 };
 use serde_json::{json, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 pub(crate) fn lower(
     index: &Index,
@@ -17,7 +17,7 @@ pub(crate) fn lower(
     limits: Limits,
     budget: Budget,
     models: BTreeMap<String, Model>,
-    _session_vars: &BTreeSet<&str>,
+    fuse: bool,
 ) -> Option<Program> {
     let ladder = index.ladder?;
     let mut sink = crate::diagnostics::Diagnostics::default();
@@ -77,6 +77,7 @@ pub(crate) fn lower(
                         intent: h.intent.name.clone(),
                         target: h.target.name.clone(),
                         context: policy(h.context.as_ref(), &mut sink),
+                        fuse: fuse && fusable(index, h),
                     })
                     .collect(),
                 escalations: a
@@ -295,5 +296,22 @@ fn condition(c: &ast::Condition) -> Condition {
                 (op, cmp(c))
             })
             .collect(),
+    }
+}
+
+/// Whether a sender may route straight through the receiver of `h` to the receiver's own handoff
+/// targets (docs/runtime.md, "Fused routing"): by default through a pure router (`router`, no
+/// tools, no consults: its turn has no effect but its choice), through any agent that hands off
+/// when the edge says `fuse`, never when it says `no_fuse`.
+pub(crate) fn fusable(index: &Index, h: &ladder_syntax::ast::Handoff) -> bool {
+    let Some(crate::index::Rung::Agent(target)) = index.rung(&h.target.name) else {
+        return false;
+    };
+    if target.handoffs.is_empty() {
+        return false;
+    }
+    match h.fuse {
+        Some((explicit, _)) => explicit,
+        None => target.router && target.tools.is_empty() && target.consults.is_empty(),
     }
 }

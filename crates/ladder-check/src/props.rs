@@ -6,7 +6,7 @@ use crate::findings::Finding;
 use crate::index::Index;
 use crate::program::{Limits, McpServer, McpTransport, Model};
 use crate::suggest::did_you_mean;
-use crate::vocabulary::{Expect, BUDGET, HUMAN, LIMITS, MCP, MODEL};
+use crate::vocabulary::{Expect, BUDGET, HUMAN, LIMITS, MCP, MODEL, ROUTING};
 use ladder_syntax::ast::{HumanDecl, McpDecl, ModelDecl, Prop, ValueKind};
 use ladder_syntax::Span;
 use std::collections::BTreeMap;
@@ -209,11 +209,26 @@ pub(crate) struct BudgetSpans {
     pub cost_per_session: Option<Span>,
 }
 
-pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
+/// The ladder header's blocks: `limits`, `budget` and `routing`.
+#[derive(Debug, Clone)]
+pub(crate) struct Header {
+    pub limits: Limits,
+    pub budget: Budget,
+    /// `routing { fuse: auto }` (the default): senders may route through pure routers and
+    /// through receivers whose edge says `fuse`; `off`: never.
+    pub fuse: bool,
+}
+
+pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> Header {
     let mut limits = Limits::default();
     let mut budget = Budget::default();
+    let mut fuse = true;
     let Some(ladder) = index.ladder else {
-        return (limits, budget);
+        return Header {
+            limits,
+            budget,
+            fuse,
+        };
     };
     let mut seen: BTreeMap<&str, Span> = BTreeMap::new();
     for block in &ladder.blocks {
@@ -271,15 +286,26 @@ pub(crate) fn header(index: &Index, out: &mut Diagnostics) -> (Limits, Budget) {
                     },
                 };
             }
+            "routing" => {
+                let v = check_block("routing", &block.props, ROUTING, out);
+                fuse = v.get("fuse").and_then(|(c, _)| c.text()).as_deref() != Some("off");
+            }
             other => {
                 out.report(Finding::UnknownHeaderBlock {
                     name: &block.name,
-                    suggestion: did_you_mean(other, ["limits", "budget", "vars", "meta"]),
+                    suggestion: did_you_mean(
+                        other,
+                        ["limits", "budget", "routing", "vars", "meta"],
+                    ),
                 });
             }
         }
     }
-    (limits, budget)
+    Header {
+        limits,
+        budget,
+        fuse,
+    }
 }
 
 pub(crate) fn model(decl: &ModelDecl, out: &mut Diagnostics) -> Model {

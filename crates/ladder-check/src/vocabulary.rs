@@ -10,7 +10,8 @@ pub(crate) const AGENT_STATEMENTS: &[&str] = &[
     "model", "prompt", "tools", "accepts", "handoff", "escalate", "consult", "sla", "fallback",
     "router", "return", "owns",
 ];
-pub(crate) const HEADER_STATEMENTS: &[&str] = &["entry", "limits", "budget", "vars", "meta"];
+pub(crate) const HEADER_STATEMENTS: &[&str] =
+    &["entry", "limits", "budget", "routing", "vars", "meta"];
 pub(crate) const TOOL_STATEMENTS: &[&str] = &[
     "http", "exec", "mock", "host", "mcp", "timeout", "retries", "approval",
 ];
@@ -32,6 +33,7 @@ pub fn words_in(head: &str) -> Option<Vec<&'static str>> {
         "ladder" => Some(HEADER_STATEMENTS.to_vec()),
         "limits" => keys(LIMITS),
         "budget" => keys(BUDGET),
+        "routing" => keys(ROUTING),
         "model" => keys(MODEL),
         "human" => keys(HUMAN),
         "mcp" => keys(MCP),
@@ -131,6 +133,9 @@ pub(crate) const LIMITS: &[(&str, Expect)] = &[
         },
     ),
 ];
+
+/// `routing { fuse: auto | off }` (docs/runtime.md, "Fused routing").
+pub(crate) const ROUTING: &[(&str, Expect)] = &[("fuse", Expect::Choice(&["auto", "off"]))];
 
 pub(crate) const BUDGET: &[(&str, Expect)] = &[
     ("latency_p95", Expect::Duration { max: 600.0 }),

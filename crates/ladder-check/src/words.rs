@@ -519,6 +519,13 @@ pub(crate) fn diagnostic(finding: Finding) -> Diagnostic {
         )
         .label("a router never replies, so every turn here would end with nothing said")
         .help("add `handoff INTENT -> AGENT` edges, or remove `router` so that it can reply itself"),
+        F::FuseThroughNothing { at, receiver } => Diagnostic::new(
+            Code::InvalidValue,
+            at,
+            format!("`fuse` through `{receiver}`, which hands off nowhere"),
+        )
+        .label("only an agent with handoffs can be routed through")
+        .help("remove `fuse`: there is no later hop to decide in the same call"),
         F::ScriptWithoutEnd { at, script } => Diagnostic::new(
             Code::DeadEnd,
             at,

@@ -352,6 +352,10 @@ pub struct HandoffEdge {
     pub target: String,
     /// How much history the receiver sees.
     pub context: ContextPolicy,
+    /// The sender may route straight through the receiver to the receiver's own handoff
+    /// targets: one model call decides both hops (docs/runtime.md, "Fused routing").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fuse: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

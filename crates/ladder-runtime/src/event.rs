@@ -73,6 +73,10 @@ pub enum Event {
         intent: Option<String>,
         /// The intent's payload, validated.
         payload: serde_json::Value,
+        /// The second hop of a fused route: the rung handing over made no model call of its
+        /// own; the sender before it chose both hops (docs/runtime.md, "Fused routing").
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fused: bool,
     },
     /// Control went back up to the agent that handed it down (`return`).
     Returned {

@@ -19,12 +19,15 @@ const MAX_OUT: u64 = 100;
 
 /// Per agent: handoff targets (as offsets above it), an escalation target (below it, or the
 /// human), a consult target (above it), a fallback (an agent above it, or the script), whether it
-/// has tools, whether it uses the pricier model.
+/// has tools, whether it uses the pricier model, whether it is a router (when it has handoffs
+/// and neither tools nor consults: then senders route through it, docs/runtime.md "Fused
+/// routing").
 type AgentEdges = (
     Vec<usize>,
     Option<usize>,
     Option<usize>,
     Option<usize>,
+    bool,
     bool,
     bool,
 );
@@ -65,11 +68,17 @@ fn ladder(shape: &Shape) -> String {
             delegated[t] = true;
         }
     }
-    for (i, (hand, esc, consult, fallback, tools, big)) in shape.edges.iter().enumerate().take(n) {
+    for (i, (hand, esc, consult, fallback, tools, big, router)) in
+        shape.edges.iter().enumerate().take(n)
+    {
         s.push_str(&format!(
             "agent a{i} {{\n  model {}\n  prompt \"Agent {i}.\"\n",
             if *big { "big" } else { "m" }
         ));
+        let consults = consult.map(|o| i + 1 + o).filter(|t| *t < n);
+        if *router && !*tools && consults.is_none() && !targets_of(i, hand).is_empty() {
+            s.push_str("  router\n");
+        }
         if *tools {
             s.push_str("  tools [look]\n");
         }
@@ -190,6 +199,7 @@ fn shapes() -> impl Strategy<Value = (Shape, u64)> {
                 prop::option::of(0usize..6),
                 prop::option::weighted(0.4, 0usize..3),
                 prop::option::weighted(0.5, 0usize..4),
+                any::<bool>(),
                 any::<bool>(),
                 any::<bool>(),
             );

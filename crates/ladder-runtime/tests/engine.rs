@@ -43,7 +43,8 @@ agent root {{
   router
   model m
   prompt "Route callers of {{{{clinic}}}}."
-  handoff care -> lead
+  // Hop by hop: these tests are about each rung's own decisions (fused routes: tests/fused.rs).
+  handoff care -> lead no_fuse
   fallback -> sorry
 }}
 agent lead {{

@@ -598,6 +598,8 @@ pub struct Handoff {
     pub target: Ident,
     /// The context policy, if given.
     pub context: Option<ContextClause>,
+    /// `fuse` (true) or `no_fuse` (false), if given, and where.
+    pub fuse: Option<(bool, Span)>,
 }
 
 /// `context POLICY` or `context last(N)`.

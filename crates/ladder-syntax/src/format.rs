@@ -833,6 +833,9 @@ impl Printer<'_> {
                         line.push_str(&format!("({})", self.src(span)));
                     }
                 }
+                if let Some((fuse, _)) = h.fuse {
+                    line.push_str(if fuse { " fuse" } else { " no_fuse" });
+                }
                 self.line(&line);
             }
             AgentStmtKind::Escalate(e) => {

@@ -1,6 +1,7 @@
 //! One turn: run the current rung until it replies, pauses for a human or the session ends,
 //! following handoffs, escalations and fallbacks, and enforcing every ceiling.
 
+mod fused;
 mod request;
 
 use crate::backend::{
@@ -16,7 +17,7 @@ use crate::Prices;
 use ladder_program::{
     Agent, Condition, ContextPolicy, EscalationEdge, HandoffEdge, Program, ScriptStep, Tool,
 };
-use request::{add_param, estimate_tokens};
+use request::estimate_tokens;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -87,6 +88,8 @@ fn program(rt: &Inner) -> &Program {
 /// A checked program declares every listed tool; a hand-built one may not (then `Unknown`).
 enum Call<'p> {
     Transfer(&'p HandoffEdge),
+    /// A fused route: two handoffs decided by one call.
+    Route(fused::Route<'p>),
     /// `return_to_X`, where `X` is the agent that handed the conversation down.
     Return(String),
     Escalate(&'p EscalationEdge),
@@ -101,6 +104,7 @@ fn decode<'p>(
     delegator: Option<&str>,
     function: &str,
     consult_depth: u32,
+    handoffs_left: u32,
 ) -> Call<'p> {
     let top = consult_depth == 0;
     if let (Some(target), Some(delegator)) = (function.strip_prefix("return_to_"), delegator) {
@@ -111,6 +115,12 @@ fn decode<'p>(
     if let Some(target) = function.strip_prefix("transfer_to_").filter(|_| top) {
         if let Some(edge) = agent.handoffs.iter().find(|h| h.target == target) {
             return Call::Transfer(edge);
+        }
+        if let Some(route) = fused::routes(prog, agent, handoffs_left)
+            .into_iter()
+            .find(|r| r.second.target == target)
+        {
+            return Call::Route(route);
         }
     }
     if let Some(target) = function.strip_prefix("escalate_to_").filter(|_| top) {
@@ -1103,8 +1113,10 @@ impl<'a> Turn<'a> {
             }
         };
         let delegator = self.returnable(agent);
-        match decode(prog, agent, delegator, &call.name, consult_depth) {
+        let handoffs_left = prog.limits.handoffs_per_turn.saturating_sub(self.handoffs);
+        match decode(prog, agent, delegator, &call.name, consult_depth, handoffs_left) {
             Call::Transfer(edge) => self.hand_off(name, call, edge, arguments),
+            Call::Route(route) => self.route(name, call, route, arguments),
             Call::Return(target) => self.give_back(name, &target, arguments),
             Call::Escalate(edge) => self.escalate(name, call, edge, arguments),
             Call::Consult(target) => self.ask(name, target, arguments, consult_depth).await,
@@ -1139,15 +1151,7 @@ impl<'a> Turn<'a> {
         arguments: Value,
     ) -> Act {
         let prog = program(self.rt);
-        let target = edge.target.as_str();
-        let mut schema = prog
-            .intents
-            .get(&edge.intent)
-            .map(|i| i.payload.clone())
-            .unwrap_or_else(|| json!({"type": "object"}));
-        if edge.context == ContextPolicy::Summary {
-            add_param(&mut schema, "summary", json!({"type": "string"}), true);
-        }
+        let schema = fused::edge_schema(prog, edge);
         let mut arguments = arguments;
         schema::drop_unknown(&mut arguments, &schema);
         if let Err(e) = schema::validate(&arguments, &schema) {
@@ -1160,9 +1164,52 @@ impl<'a> Turn<'a> {
                 prog.limits.handoffs_per_turn.into(),
             ));
         }
+        self.move_down(name, edge, arguments, false);
+        Act::Leave(Outcome::Moved)
+    }
+
+    /// A fused route's call: both edges' payloads validated, two handoffs counted, and control
+    /// moved down both edges as if the rung routed through had made the second call itself.
+    fn route(
+        &mut self,
+        name: &str,
+        call: &ToolCall,
+        route: fused::Route<'_>,
+        arguments: Value,
+    ) -> Act {
+        let prog = program(self.rt);
+        let schema = fused::route_schema(prog, route);
+        let mut arguments = arguments;
+        schema::drop_unknown(&mut arguments, &schema);
+        if let Err(e) = schema::validate(&arguments, &schema) {
+            return Act::Correct(with_example(e, &call.name, &schema));
+        }
+        let (first, second) = fused::split(prog, route, arguments);
+        for (edge, payload) in [(route.first, &first), (route.second, &second)] {
+            if let Err(e) = schema::validate(payload, &fused::edge_schema(prog, edge)) {
+                return Act::Correct(with_example(e, &call.name, &schema));
+            }
+        }
+        // Offered only with two handoffs left; a model that calls it anyway hits the ceiling.
+        if self.handoffs + 2 > prog.limits.handoffs_per_turn {
+            return Act::Leave(self.ceiling(
+                name,
+                "handoffs_per_turn",
+                prog.limits.handoffs_per_turn.into(),
+            ));
+        }
+        self.move_down(name, route.first, first, false);
+        self.move_down(route.via(), route.second, second, true);
+        Act::Leave(Outcome::Moved)
+    }
+
+    /// Control moves from `name` down `edge` with a validated `payload` (its `summary`, if any,
+    /// taken out): the handoff is counted and reported, the delegation stack grows, and the
+    /// receiver is told who handed over, for which intent, with what.
+    fn move_down(&mut self, name: &str, edge: &HandoffEdge, mut payload: Value, fused: bool) {
+        let target = edge.target.as_str();
         self.handoffs += 1;
         self.state.counters.handoffs += 1;
-        let mut payload = arguments;
         let summary = payload
             .as_object_mut()
             .and_then(|m| m.remove("summary"))
@@ -1172,6 +1219,7 @@ impl<'a> Turn<'a> {
             to: target.into(),
             intent: Some(edge.intent.clone()),
             payload: payload.clone(),
+            fused,
         });
         let mut note = format!(
             "`{name}` handed this conversation over to you for intent `{}`",
@@ -1195,7 +1243,6 @@ impl<'a> Turn<'a> {
             edge.context.clone(),
         );
         self.state.inbound.note = Some(note);
-        Act::Leave(Outcome::Moved)
     }
 
     /// The innermost delegator, if it hands off to the current rung itself: where control goes
@@ -1653,6 +1700,7 @@ impl<'a> Turn<'a> {
                         to: target.clone(),
                         intent: None,
                         payload: Value::Null,
+                        fused: false,
                     });
                     self.transfer(name, target, None, Value::Null, None, ContextPolicy::Full);
                     return Outcome::Moved;

@@ -197,31 +197,20 @@ impl Turn<'_> {
             return specs;
         }
         for edge in &agent.handoffs {
-            let intent = prog.intents.get(&edge.intent);
-            let mut parameters = intent
-                .map(|i| i.payload.clone())
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-            if edge.context == ContextPolicy::Summary {
-                add_param(
-                    &mut parameters,
-                    "summary",
-                    json!({"type": "string", "description": "A short summary of the conversation for the receiver."}),
-                    true,
-                );
-            }
-            // The function's name already says where the conversation goes: the description
-            // says only what it is for (the intent's own words), else names the intent.
-            let mut description = match intent.and_then(|i| i.description.as_ref()) {
-                Some(d) => d.clone(),
-                None => format!("Hand the conversation over for intent `{}`", edge.intent),
-            };
-            if let Some(i) = intent.filter(|i| !i.examples.is_empty()) {
-                description.push_str(&format!(". Examples: {}", i.examples.join("; ")));
-            }
             specs.push(ToolSpec {
                 name: format!("transfer_to_{}", edge.target),
-                description,
-                parameters,
+                description: handoff_description(prog, edge),
+                parameters: fused::edge_schema(prog, edge),
+            });
+        }
+        // Fused routes: the handoffs of a rung this agent may route through, offered here so
+        // that one call decides both hops.
+        let left = prog.limits.handoffs_per_turn.saturating_sub(self.handoffs);
+        for route in fused::routes(prog, agent, left) {
+            specs.push(ToolSpec {
+                name: route.function(),
+                description: handoff_description(prog, route.second),
+                parameters: fused::route_schema(prog, route),
             });
         }
         for edge in &agent.escalations {
@@ -280,6 +269,20 @@ impl Turn<'_> {
         }
         specs
     }
+}
+
+/// What a handoff function is for: the intent's own words and examples (the function's name
+/// already says where the conversation goes), else the intent's name.
+fn handoff_description(prog: &Program, edge: &HandoffEdge) -> String {
+    let intent = prog.intents.get(&edge.intent);
+    let mut description = match intent.and_then(|i| i.description.as_ref()) {
+        Some(d) => d.clone(),
+        None => format!("Hand the conversation over for intent `{}`", edge.intent),
+    };
+    if let Some(i) = intent.filter(|i| !i.examples.is_empty()) {
+        description.push_str(&format!(". Examples: {}", i.examples.join("; ")));
+    }
+    description
 }
 
 pub(super) fn add_param(schema: &mut Value, name: &str, param: Value, required: bool) {

@@ -263,6 +263,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
             "an agent statement (`model`, `prompt`, `tools`, `handoff`, `escalate`, ...)"
         }
         Rule::context_clause => "`context`",
+        Rule::fuse_clause => "`fuse` or `no_fuse`",
         Rule::condition | Rule::comparison => "a condition like `confidence < 0.7`",
         Rule::compare_op => "a comparison (`<`, `<=`, `>`, `>=`, `==`, `!=`)",
         Rule::logic_op => "`and` or `or`",

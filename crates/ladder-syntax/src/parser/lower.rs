@@ -900,7 +900,16 @@ impl Lower {
             Rule::handoff_stmt => {
                 let intent = self.ident(it.next().expect("handoff intent"));
                 let target = self.ident(it.next().expect("handoff target"));
-                let context = it.next().map(|c| {
+                let mut fuse = None;
+                let mut rest: Vec<_> = it.collect();
+                if rest
+                    .last()
+                    .is_some_and(|p| p.as_rule() == Rule::fuse_clause)
+                {
+                    let f = rest.pop().expect("just seen");
+                    fuse = Some((f.as_str() == "fuse", self.span(&f)));
+                }
+                let context = rest.into_iter().next().map(|c| {
                     let span = self.token_span(&c);
                     let mut ci = c
                         .into_inner()
@@ -918,6 +927,7 @@ impl Lower {
                     intent,
                     target,
                     context,
+                    fuse,
                 }))
             }
             Rule::escalate_stmt => {
