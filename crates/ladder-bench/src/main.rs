@@ -183,7 +183,10 @@ fn runtime(base_url: &str) -> Runtime {
     // `LADDER_BENCH_FUSE=off`: every hop its own model call, to compare with fused routing.
     if std::env::var("LADDER_BENCH_FUSE").as_deref() == Ok("off") {
         for agent in program.agents.values_mut() {
-            agent.handoffs.iter_mut().for_each(|h| h.fuse = false);
+            agent
+                .handoffs
+                .iter_mut()
+                .for_each(|h| h.fuse = Default::default());
         }
     }
     Runtime::new(program).backend(ladder_llm::OpenAi::new(base_url, None))

@@ -77,7 +77,7 @@ pub(crate) fn lower(
                         intent: h.intent.name.clone(),
                         target: h.target.name.clone(),
                         context: policy(h.context.as_ref(), &mut sink),
-                        fuse: fuse && fusable(index, h),
+                        fuse: if fuse { fusable(index, h) } else { Fuse::Off },
                     })
                     .collect(),
                 escalations: a
@@ -303,15 +303,16 @@ fn condition(c: &ast::Condition) -> Condition {
 /// targets (docs/runtime.md, "Fused routing"): by default through a pure router (`router`, no
 /// tools, no consults: its turn has no effect but its choice), through any agent that hands off
 /// when the edge says `fuse`, never when it says `no_fuse`.
-pub(crate) fn fusable(index: &Index, h: &ladder_syntax::ast::Handoff) -> bool {
+pub(crate) fn fusable(index: &Index, h: &ladder_syntax::ast::Handoff) -> Fuse {
     let Some(crate::index::Rung::Agent(target)) = index.rung(&h.target.name) else {
-        return false;
+        return Fuse::Off;
     };
-    if target.handoffs.is_empty() {
-        return false;
-    }
+    let pure = target.router && target.tools.is_empty() && target.consults.is_empty();
     match h.fuse {
-        Some((explicit, _)) => explicit,
-        None => target.router && target.tools.is_empty() && target.consults.is_empty(),
+        _ if target.handoffs.is_empty() => Fuse::Off,
+        Some((true, _)) => Fuse::Through,
+        Some((false, _)) => Fuse::Off,
+        None if pure => Fuse::Router,
+        None => Fuse::Off,
     }
 }

@@ -80,7 +80,16 @@ impl OpenAi {
                 request
                     .tools
                     .iter()
-                    .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+                    .map(|t| {
+                        let mut function = json!({"name": t.name, "description": t.description});
+                        // A function that takes nothing is sent without `parameters`: the
+                        // API's own form of an empty parameter list (a lean handoff is often
+                        // one; a strict schema says `additionalProperties` and is kept).
+                        if !takes_nothing(&t.parameters) {
+                            function["parameters"] = t.parameters.clone();
+                        }
+                        json!({"type": "function", "function": function})
+                    })
                     .collect(),
             );
         }
@@ -312,5 +321,16 @@ fn parse_completion(value: &Value) -> Result<ChatResponse, BackendError> {
         tool_calls,
         usage: value.get("usage").map(usage_of).unwrap_or_default(),
         truncated: choice.get("finish_reason").is_some_and(|f| f == "length"),
+    })
+}
+
+/// `{"type": "object", "properties": {}}` (or less): a schema that says only "no parameters".
+fn takes_nothing(schema: &Value) -> bool {
+    schema.as_object().is_some_and(|o| {
+        o.iter().all(|(k, v)| match k.as_str() {
+            "type" => v == "object",
+            "properties" => v.as_object().is_some_and(|p| p.is_empty()),
+            _ => false,
+        })
     })
 }

@@ -352,10 +352,34 @@ pub struct HandoffEdge {
     pub target: String,
     /// How much history the receiver sees.
     pub context: ContextPolicy,
-    /// The sender may route straight through the receiver to the receiver's own handoff
-    /// targets: one model call decides both hops (docs/runtime.md, "Fused routing").
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub fuse: bool,
+    /// Whether the sender may route straight through the receiver to the receiver's own
+    /// handoff targets, so that one model call decides both hops (docs/runtime.md, "Fused
+    /// routing").
+    #[serde(default, skip_serializing_if = "Fuse::is_off")]
+    pub fuse: Fuse,
+}
+
+/// How a sender may route through the receiver of a handoff (docs/runtime.md, "Fused routing").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fuse {
+    /// One hop at a time (`no_fuse`, `routing { fuse: off }`, or a receiver that is not a pure
+    /// router).
+    #[default]
+    Off,
+    /// The receiver is a pure router (`router`, no tools, no consults): the sender is offered
+    /// its handoffs as routes, in place of the receiver when they are all it could do.
+    Router,
+    /// The edge says `fuse`: the receiver is a pass-through for this sender, which is offered
+    /// its handoffs in place of it (its tools, escalations and return are not used on this path).
+    Through,
+}
+
+impl Fuse {
+    /// Not fused.
+    pub fn is_off(&self) -> bool {
+        *self == Fuse::Off
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

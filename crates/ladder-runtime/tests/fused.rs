@@ -154,7 +154,7 @@ fn unfused(program: &Program) -> Program {
     let mut p = program.clone();
     for agent in p.agents.values_mut() {
         for h in &mut agent.handoffs {
-            h.fuse = false;
+            h.fuse = ladder_program::Fuse::Off;
         }
     }
     p
@@ -297,7 +297,7 @@ async fn every_example_routes_the_same_fused_and_step_by_step() {
 
 #[tokio::test]
 async fn a_route_is_offered_only_with_two_handoffs_left_and_off_when_the_ladder_says_so() {
-    let ladder = |limits: &str, extra: &str, edge: &str| {
+    let ladder_with = |limits: &str, extra: &str, edge: &str, desk: &str| {
         format!(
             r#"ladder 1
 ladder desk {{
@@ -322,6 +322,7 @@ agent billing_desk {{
   prompt "Route billing questions."
   handoff refunds -> refunds
   handoff invoices -> invoices
+  {desk}
 }}
 agent refunds {{
   model m
@@ -334,9 +335,11 @@ agent invoices {{
   prompt "Invoices."
 }}
 tool lookup(id: string) -> string {{ "Looks up." mock "x" }}
+human person "A person"
 "#
         )
     };
+    let ladder = |limits: &str, extra: &str, edge: &str| ladder_with(limits, extra, edge, "");
     let offered = |text: String| async move {
         let program = ladder_check::compile(&text).unwrap_or_else(|d| panic!("{d:#?}"));
         let probe = run(&program, "front", Vec::new()).await;
@@ -346,15 +349,29 @@ tool lookup(id: string) -> string {{ "Looks up." mock "x" }}
             .map(|t| t.name.clone())
             .collect::<Vec<_>>()
     };
+    // The desk only routes: its routes take its place.
     let fused = offered(ladder("handoffs_per_turn: 2", "", "")).await;
     assert_eq!(
         fused,
+        ["lookup", "transfer_to_refunds", "transfer_to_invoices"]
+    );
+    // A desk that may also escalate stays reachable beside its routes...
+    let escalating = "escalate -> person";
+    let both = offered(ladder_with("handoffs_per_turn: 2", "", "", escalating)).await;
+    assert_eq!(
+        both,
         [
             "lookup",
             "transfer_to_billing_desk",
             "transfer_to_refunds",
             "transfer_to_invoices"
         ]
+    );
+    // ...unless the edge says `fuse`: a pass-through for this sender.
+    let through = offered(ladder_with("handoffs_per_turn: 2", "", " fuse", escalating)).await;
+    assert_eq!(
+        through,
+        ["lookup", "transfer_to_refunds", "transfer_to_invoices"]
     );
     // With one handoff left, a route (two handoffs) is not offered.
     let one = offered(ladder("handoffs_per_turn: 1", "", "")).await;
@@ -559,7 +576,7 @@ async fn a_fused_route_through_the_strict_fake() {
     let routes: Vec<String> = program.agents[&entry]
         .handoffs
         .iter()
-        .filter(|h| h.fuse)
+        .filter(|h| !h.fuse.is_off())
         .flat_map(|h| program.agents[&h.target].handoffs.iter())
         .map(|h| format!("transfer_to_{}", h.target))
         .collect();

@@ -185,11 +185,9 @@ async fn routers_must_call_at_temperature_zero_with_lean_schemas() {
         .iter()
         .find(|t| t["function"]["name"] == "transfer_to_support")
         .unwrap();
-    // No `additionalProperties: false, required: []` for the model to copy into its arguments.
-    assert_eq!(
-        support["function"]["parameters"],
-        json!({"type": "object", "properties": {}})
-    );
+    // No `additionalProperties: false, required: []` for the model to copy into its arguments,
+    // and a function that takes nothing has no `parameters` at all (the API's empty list).
+    assert!(support["function"].get("parameters").is_none(), "{support}");
     let billing = tools
         .iter()
         .find(|t| t["function"]["name"] == "transfer_to_billing")

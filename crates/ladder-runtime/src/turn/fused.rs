@@ -4,7 +4,7 @@
 //! hops. Both handoffs are still carried out, validated and counted one by one.
 
 use super::request::add_param;
-use ladder_program::{Agent, ContextPolicy, HandoffEdge, Program};
+use ladder_program::{Agent, ContextPolicy, Fuse, HandoffEdge, Program};
 use serde_json::{json, Map, Value};
 
 /// Two handoffs decided by one call: `first` from the calling agent to `via`, then `second` from
@@ -40,7 +40,7 @@ pub(super) fn routes<'p>(
         return Vec::new();
     }
     let mut routes: Vec<Route<'p>> = Vec::new();
-    for first in agent.handoffs.iter().filter(|h| h.fuse) {
+    for first in agent.handoffs.iter().filter(|h| !h.fuse.is_off()) {
         let Some(via) = prog.agents.get(&first.target) else {
             continue;
         };
@@ -68,6 +68,26 @@ pub(super) fn routes<'p>(
         .collect();
     routes.retain(|r| !ambiguous.contains(&r.second.target));
     routes
+}
+
+/// Whether the routes through `edge`'s receiver take the place of the handoff to it: when they
+/// are every handoff it has and it has nothing else to decide (no escalation, no `return`), or
+/// when the edge says `fuse` (a pass-through for this sender). Otherwise the sender is offered
+/// both, so that whatever the receiver could do stays reachable.
+pub(super) fn replaced(prog: &Program, edge: &HandoffEdge, routes: &[Route<'_>]) -> bool {
+    let Some(via) = prog
+        .agents
+        .get(&edge.target)
+        .filter(|_| !edge.fuse.is_off())
+    else {
+        return false;
+    };
+    let covered = via.handoffs.iter().all(|h| {
+        routes
+            .iter()
+            .any(|r| std::ptr::eq(r.first, edge) && std::ptr::eq(r.second, h))
+    });
+    covered && (edge.fuse == Fuse::Through || (via.escalations.is_empty() && !via.returns))
 }
 
 fn fields(prog: &Program, intent: &str) -> Vec<String> {

@@ -196,17 +196,22 @@ impl Turn<'_> {
         if consulted {
             return specs;
         }
+        // Fused routes: the handoffs of a rung this agent may route through, offered here so
+        // that one call decides both hops; in place of the handoff to that rung when they are
+        // all it could do.
+        let left = prog.limits.handoffs_per_turn.saturating_sub(self.handoffs);
+        let routes = fused::routes(prog, agent, left);
         for edge in &agent.handoffs {
+            if fused::replaced(prog, edge, &routes) {
+                continue;
+            }
             specs.push(ToolSpec {
                 name: format!("transfer_to_{}", edge.target),
                 description: handoff_description(prog, edge),
                 parameters: fused::edge_schema(prog, edge),
             });
         }
-        // Fused routes: the handoffs of a rung this agent may route through, offered here so
-        // that one call decides both hops.
-        let left = prog.limits.handoffs_per_turn.saturating_sub(self.handoffs);
-        for route in fused::routes(prog, agent, left) {
+        for route in routes {
             specs.push(ToolSpec {
                 name: route.function(),
                 description: handoff_description(prog, route.second),
