@@ -367,7 +367,13 @@ fn construct(args: &Args, import_s: f64) -> Map<String, Value> {
     out
 }
 
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let started = Instant::now();
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -124,12 +124,17 @@ type Failure = (BackendError, Again, Option<Duration>);
 /// One attempt.
 async fn attempt<W: Wire>(
     post: &Post<'_>,
-    body: &Value,
+    body: &bytes::Bytes,
     on_text: DeltaSink<'_>,
     sent_text: &mut bool,
 ) -> Result<ChatResponse, Failure> {
     let timeout = post.timeout;
-    let mut http = post.client.post(&post.url).json(body).timeout(timeout);
+    let mut http = post
+        .client
+        .post(&post.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.clone())
+        .timeout(timeout);
     for (name, value) in &post.headers {
         http = http.header(*name, value);
     }
@@ -263,14 +268,19 @@ async fn attempt<W: Wire>(
 pub(crate) async fn complete<W: Wire>(
     retry: &Retry,
     post: &Post<'_>,
-    mut body: Value,
+    body: Value,
     on_text: DeltaSink<'_>,
 ) -> Result<ChatResponse, BackendError> {
+    // The body is held as bytes while the request is in flight (and shared by retries), not as
+    // a JSON tree: a tree's nodes cost several times its text (BENCHMARKS.md, "Memory per
+    // in-flight session").
+    let mut bytes = bytes::Bytes::from(serde_json::to_vec(&body).expect("a JSON value serialises"));
+    drop(body);
     let mut tries = 0;
     let mut server_errors = 0;
     loop {
         let mut sent_text = false;
-        match attempt::<W>(post, &body, on_text, &mut sent_text).await {
+        match attempt::<W>(post, &bytes, on_text, &mut sent_text).await {
             Ok(r) => return Ok(r),
             // Text already shown to the user cannot be taken back: a retry would repeat it.
             Err((error, again, retry_after)) => {
@@ -290,8 +300,13 @@ pub(crate) async fn complete<W: Wire>(
                 // The server failed on what the model generated: the same request at the
                 // same temperature would likely generate it again.
                 if resample {
+                    let mut body: Value =
+                        serde_json::from_slice(&bytes).expect("the body was serialised here");
                     let t = body["temperature"].as_f64().unwrap_or(0.0);
                     body["temperature"] = json!((t + RESAMPLE_STEP).min(1.0));
+                    bytes = serde_json::to_vec(&body)
+                        .expect("a JSON value serialises")
+                        .into();
                 }
                 on_text.restart();
                 on_text.retrying(&error);

@@ -34,7 +34,7 @@ const OPERATOR: &str = "\u{1}ladder-operator\u{1}";
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// Stops a background task when dropped (the lease heartbeat must not outlive its turn).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -186,7 +186,7 @@ impl Durable {
     ) -> Result<EventStream, StoreError> {
         let text = record;
         self.check_ladder(id).await?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::event::channel();
         let (claimed, on_claim) = oneshot::channel();
         let this = self.clone();
         let id = id.to_string();
@@ -346,7 +346,7 @@ impl Durable {
         // The state is the one before the open turn: re-running it with the same turn number
         // gives its tool calls the same idempotency keys, so recorded ones are reused.
         state.turn = open.turn.saturating_sub(1);
-        let (tx, _rx) = mpsc::unbounded_channel();
+        let (tx, _rx) = crate::event::channel();
         let journal = Journal {
             store: self.store.clone(),
             id: id.to_string(),

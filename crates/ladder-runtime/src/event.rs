@@ -278,3 +278,25 @@ pub enum Event {
         latency_ms: u64,
     },
 }
+
+/// The sending half of a turn's events. The queue allocates per event, not a block of slots up
+/// front: an idle turn (waiting on its model) costs a few bytes, not a block of events
+/// (BENCHMARKS.md, "Memory per in-flight session").
+#[derive(Debug, Clone)]
+pub(crate) struct Sender(futures_channel::mpsc::UnboundedSender<Event>);
+
+impl Sender {
+    /// Sends `event`; fails only when the receiver is gone.
+    pub(crate) fn send(&self, event: Event) -> Result<(), Event> {
+        self.0.unbounded_send(event).map_err(|e| e.into_inner())
+    }
+}
+
+/// The receiving half of a turn's events.
+pub(crate) type Receiver = futures_channel::mpsc::UnboundedReceiver<Event>;
+
+/// A turn's event queue.
+pub(crate) fn channel() -> (Sender, Receiver) {
+    let (tx, rx) = futures_channel::mpsc::unbounded();
+    (Sender(tx), rx)
+}

@@ -64,7 +64,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 
 /// Compiles a ladder's source text into a [`Program`], or returns its diagnostics (feature
 /// `compile`, on by default).
@@ -283,7 +283,7 @@ impl Session {
     /// Runs a turn with the user's `text`; its events arrive on the returned stream as they happen.
     /// The turn runs on its own task and completes even if the stream is dropped.
     pub fn send(&self, text: impl Into<String>) -> EventStream {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = event::channel();
         let text = text.into();
         let runtime = self.runtime.clone();
         let state = self.state.clone();
@@ -338,7 +338,7 @@ impl Session {
             + Send
             + 'static,
     ) -> EventStream {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = event::channel();
         let runtime = self.runtime.clone();
         let state = self.state.clone();
         let handle = tokio::spawn(async move {
@@ -364,14 +364,14 @@ impl Session {
 
 /// The events of one turn, ending with [`Event::TurnEnded`].
 pub struct EventStream {
-    rx: mpsc::UnboundedReceiver<Event>,
+    rx: event::Receiver,
     _handle: tokio::task::JoinHandle<()>,
 }
 
 impl EventStream {
     /// The next event, or `None` after the turn ended.
     pub async fn next(&mut self) -> Option<Event> {
-        self.rx.recv().await
+        futures_util::StreamExt::next(&mut self.rx).await
     }
 
     /// Waits for the turn to end and returns all its events.
@@ -388,6 +388,6 @@ impl futures_util::Stream for EventStream {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        self.rx.poll_recv(cx)
+        Pin::new(&mut self.rx).poll_next(cx)
     }
 }

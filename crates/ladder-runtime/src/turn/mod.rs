@@ -22,7 +22,6 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
 use tracing::Instrument;
 
 /// How a rung's work ended.
@@ -54,7 +53,7 @@ const DEFAULT_TEMPERATURE: f64 = 0.2;
 pub(crate) struct Turn<'a> {
     rt: &'a Inner,
     state: &'a mut SessionState,
-    tx: &'a UnboundedSender<Event>,
+    tx: &'a crate::event::Sender,
     /// Counters of the whole turn, as `turn_ended` reports them.
     steps: u32,
     tool_calls: u32,
@@ -150,7 +149,7 @@ impl<'a> Turn<'a> {
     pub(crate) fn new(
         rt: &'a Inner,
         state: &'a mut SessionState,
-        tx: &'a UnboundedSender<Event>,
+        tx: &'a crate::event::Sender,
     ) -> Self {
         Turn {
             rt,
@@ -1848,7 +1847,7 @@ fn written_call(text: &str, offered: &[ToolSpec]) -> Option<String> {
 /// The text sink of one model call: what the gate lets through goes out as `text_delta`.
 struct Stream {
     gate: Arc<TextGate>,
-    tx: UnboundedSender<Event>,
+    tx: crate::event::Sender,
     agent: String,
     committed: Arc<AtomicBool>,
 }
