@@ -16,7 +16,6 @@
 use clap::{Parser, ValueEnum};
 use ladder_runtime::{Event, Runtime};
 use serde_json::{json, Map, Value};
-use std::fmt::Write as _;
 use std::time::Instant;
 
 const CLINIC: &str = include_str!("../clinic.ladder");
@@ -292,50 +291,9 @@ async fn concurrency(args: &Args) -> Map<String, Value> {
     out
 }
 
-/// The harness's synthetic tree as a ladder: every agent with two distinct tools and a handoff
-/// to each child.
+/// The harness's synthetic tree as a ladder (`ladder_check::generate::tool_tree`).
 fn synthetic(fanout: usize, depth: u32) -> (String, usize) {
-    let mut levels: Vec<Vec<String>> = vec![vec!["n".into()]];
-    for _ in 0..depth {
-        let next = levels
-            .last()
-            .unwrap()
-            .iter()
-            .flat_map(|p| (0..fanout).map(move |k| format!("{p}_{k}")))
-            .collect();
-        levels.push(next);
-    }
-    let mut s = String::from(
-        "ladder 1\nladder synthetic { entry n }\nmodel m { provider: openai, name: \"fake-model\" }\n",
-    );
-    let mut agents = 0;
-    for (d, level) in levels.iter().enumerate() {
-        for name in level {
-            agents += 1;
-            let _ = write!(
-                s,
-                "tool {name}_lookup(record_id: string) -> string {{ \"Look up a record by id.\"  mock \"x\" }}\n\
-                 tool {name}_update(record_id: string, note: string) -> string {{ \"Append a note to a record.\"  mock \"x\" }}\n"
-            );
-            if d > 0 {
-                let _ = writeln!(s, "intent to_{name} \"Work for {name}.\"");
-            }
-            let _ = write!(
-                s,
-                "agent {name} {{\n  model m\n  prompt \"You are {name}.\"\n  tools [{name}_lookup, {name}_update]\n"
-            );
-            if d > 0 {
-                let _ = writeln!(s, "  accepts to_{name}");
-            }
-            if d < depth as usize {
-                for k in 0..fanout {
-                    let _ = writeln!(s, "  handoff to_{name}_{k} -> {name}_{k}");
-                }
-            }
-            s.push_str("}\n");
-        }
-    }
-    (s, agents)
+    ladder_check::generate::tool_tree(fanout, depth)
 }
 
 fn construct(args: &Args, import_s: f64) -> Map<String, Value> {
@@ -452,8 +410,8 @@ mod tests {
         assert!(session(&runtime, 0).await.is_err(), "a wrong answer fails");
     }
 
-    /// With fused routing the harness's fake, offered the specialist's `transfer_to_*` at the
-    /// root, takes it: two model calls a session instead of three.
+    /// With fused routing the harness's fake, offered the specialist's `transfer_to_*` at the root
+    /// in place of the lead's (the edges say `fuse`), takes it: two model calls a session, not three.
     #[tokio::test(flavor = "multi_thread")]
     async fn the_root_routes_straight_to_the_specialist() {
         use ladder_fake_openai::{FakeOpenAi, Reply};
@@ -471,7 +429,7 @@ mod tests {
             .map(|t| t["function"]["name"].as_str().unwrap())
             .collect();
         for (lead, specialist, _) in ROUTES {
-            assert!(offered.contains(&format!("transfer_to_{lead}").as_str()));
+            assert!(!offered.contains(&format!("transfer_to_{lead}").as_str()));
             assert!(offered.contains(&format!("transfer_to_{specialist}").as_str()));
         }
     }

@@ -23,6 +23,32 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
+    // The anchor harness's tree: fan-out 10, every agent with two tools of its own (issue 17's
+    // "linear checks"). `check` is what `ladderc check` does (no lowering); `compile` adds the
+    // lowering to the runtime's program. The growth factor from 1 111 to 11 111 agents is in
+    // BENCHMARKS.md.
+    let mut tools = c.benchmark_group("tool_tree");
+    tools.sample_size(10);
+    for depth in [2u32, 3, 4] {
+        let (text, agents) = generate::tool_tree(10, depth);
+        tools.throughput(Throughput::Bytes(text.len() as u64));
+        let check = CheckOptions {
+            lower: false,
+            ..CheckOptions::default()
+        };
+        tools.bench_with_input(BenchmarkId::new("check", agents), &text, |b, text| {
+            b.iter(|| check_source("tools.ladder", text, &check))
+        });
+        tools.bench_with_input(BenchmarkId::new("compile", agents), &text, |b, text| {
+            b.iter(|| {
+                let checked = check_source("tools.ladder", text, &CheckOptions::default());
+                assert!(checked.program.is_some());
+                checked
+            })
+        });
+    }
+    tools.finish();
+
     // What the language server does on every keystroke: re-check the document and list the
     // definitions of its tree for navigation and completion (references are the checker's).
     let mut lsp = c.benchmark_group("lsp_keystroke");

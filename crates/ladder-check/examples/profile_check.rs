@@ -1,5 +1,6 @@
 //! `cargo run --release --example profile_check [parse|check|keystroke] [FILE]`: time one ladder
-//! (a generated 10 000-agent ladder unless FILE, or a number of agents, is given), for profiling with perf or counting
+//! (a generated 10 000-agent ladder unless FILE, a number of agents, or `tools:DEPTH` for the
+//! harness's tree with two tools per agent is given), for profiling with perf or counting
 //! instructions with callgrind (criterion numbers are in BENCHMARKS.md). `keystroke` is what the
 //! language server does on each change: one check, and the definitions of its tree.
 fn main() {
@@ -8,6 +9,10 @@ fn main() {
     let text = match std::env::args().nth(2) {
         Some(n) if n.parse::<usize>().is_ok() => {
             ladder_check::generate::ladder(n.parse().expect("a number"), 10)
+        }
+        // `tools:DEPTH`: the anchor harness's tree with two tools per agent, fan-out 10.
+        Some(t) if t.starts_with("tools:") => {
+            ladder_check::generate::tool_tree(10, t[6..].parse().expect("a depth")).0
         }
         Some(path) => std::fs::read_to_string(path).expect("the file is readable"),
         None => ladder_check::generate::ladder(10_000, 10),

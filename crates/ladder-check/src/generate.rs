@@ -50,3 +50,50 @@ pub fn ladder(agents: usize, fan_out: usize) -> String {
     }
     s
 }
+
+/// The anchor harness's synthetic tree (`../shared/anchors`, "construct"): `fanout` children a
+/// level, `depth` levels below the root, every agent with two tools of its own and a handoff to
+/// each child; agent names grow with depth (`n_3_1_4`). Returns the text and the agent count.
+pub fn tool_tree(fanout: usize, depth: u32) -> (String, usize) {
+    let mut levels: Vec<Vec<String>> = vec![vec!["n".into()]];
+    for _ in 0..depth {
+        let next = levels
+            .last()
+            .unwrap()
+            .iter()
+            .flat_map(|p| (0..fanout).map(move |k| format!("{p}_{k}")))
+            .collect();
+        levels.push(next);
+    }
+    let mut s = String::from(
+        "ladder 1\nladder synthetic { entry n }\nmodel m { provider: openai, name: \"fake-model\" }\n",
+    );
+    let mut agents = 0;
+    for (d, level) in levels.iter().enumerate() {
+        for name in level {
+            agents += 1;
+            let _ = write!(
+                s,
+                "tool {name}_lookup(record_id: string) -> string {{ \"Look up a record by id.\"  mock \"x\" }}\n\
+                 tool {name}_update(record_id: string, note: string) -> string {{ \"Append a note to a record.\"  mock \"x\" }}\n"
+            );
+            if d > 0 {
+                let _ = writeln!(s, "intent to_{name} \"Work for {name}.\"");
+            }
+            let _ = write!(
+                s,
+                "agent {name} {{\n  model m\n  prompt \"You are {name}.\"\n  tools [{name}_lookup, {name}_update]\n"
+            );
+            if d > 0 {
+                let _ = writeln!(s, "  accepts to_{name}");
+            }
+            if d < depth as usize {
+                for k in 0..fanout {
+                    let _ = writeln!(s, "  handoff to_{name}_{k} -> {name}_{k}");
+                }
+            }
+            s.push_str("}\n");
+        }
+    }
+    (s, agents)
+}

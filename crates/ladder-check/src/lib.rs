@@ -66,6 +66,9 @@ pub struct CheckOptions {
     /// The most items (agents, tools, intents, ...) a ladder may declare over all its files;
     /// past it the check stops with L0035 before any analysis, so that memory stays bounded.
     pub max_items: usize,
+    /// Lower a clean ladder to its [`Program`] (the default). `ladderc check` without
+    /// `--emit-program` does not: the program's tool schemas are most of a large check's memory.
+    pub lower: bool,
 }
 
 impl Default for CheckOptions {
@@ -73,6 +76,7 @@ impl Default for CheckOptions {
         CheckOptions {
             lints: LintOptions::default(),
             max_items: DEFAULT_MAX_ITEMS,
+            lower: true,
         }
     }
 }
@@ -108,6 +112,17 @@ impl Checked {
             .iter()
             .filter(|d| d.severity == Severity::Error)
             .count()
+    }
+
+    /// The name of the ladder (its `ladder NAME { .. }` header), if one parsed.
+    pub fn ladder_name(&self) -> Option<&str> {
+        self.files
+            .iter()
+            .flat_map(|f| &f.items)
+            .find_map(|i| match &i.kind {
+                ladder_syntax::ast::ItemKind::Ladder(l) => Some(l.name.name.as_str()),
+                _ => None,
+            })
     }
 
     /// The MCP server declared as `name` in these files, if its declaration is valid (even when

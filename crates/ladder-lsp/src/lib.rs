@@ -186,7 +186,11 @@ impl Backend {
         let checked = check_path(
             path,
             &Overlay(self.documents.clone(), policy),
-            &CheckOptions::default(),
+            // The editor needs diagnostics, names and the graph, never the runtime's program.
+            &CheckOptions {
+                lower: false,
+                ..CheckOptions::default()
+            },
         )
         .ok()?;
         // The checker recovers from syntax errors item by item, so its trees hold everything

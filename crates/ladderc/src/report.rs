@@ -73,14 +73,15 @@ pub(crate) fn human(results: &[Checked], color: bool) -> String {
         errors += checked.error_count();
         warnings += checked.warning_count();
         files += checked.sources.len();
-        if let (0, Some(worst), Some(program)) =
-            (checked.error_count(), &checked.worst_case, &checked.program)
-        {
+        if let (0, Some(worst), Some(name)) = (
+            checked.error_count(),
+            &checked.worst_case,
+            checked.ladder_name(),
+        ) {
             let path = checked.sources.get(ladder_syntax::FileId(0)).path.display();
             let _ = writeln!(
                 out,
-                "{path}: ladder `{}` ok; {}",
-                program.name,
+                "{path}: ladder `{name}` ok; {}",
                 worst_case_line(worst)
             );
         }

@@ -77,6 +77,12 @@ pub fn parse_sequential(file: FileId, text: &str) -> Result<File, ParseError> {
 /// Below this size a parallel parse costs more in thread start-up than it saves.
 pub const PARALLEL_THRESHOLD: usize = 256 * 1024;
 
+/// The size of the pieces a large file is parsed in. pest holds a piece's whole token queue
+/// (about 40 bytes per source byte) until it is lowered: small pieces, each lowered and dropped
+/// before the next is parsed, keep that to a few MiB whatever the file's size, where two halves
+/// of a 4 MiB file held 170 MiB (BENCHMARKS.md, "Linear checks").
+const PIECE_BYTES: usize = 64 * 1024;
+
 fn parse_parallel(file: FileId, text: &str) -> Option<File> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -85,17 +91,28 @@ fn parse_parallel(file: FileId, text: &str) -> Option<File> {
     if threads < 2 {
         return None;
     }
-    let cuts = item_boundaries(text, threads)?;
+    let cuts = item_boundaries(text, text.len().div_ceil(PIECE_BYTES).max(threads))?;
     let pieces: Vec<(usize, &str)> = cuts.windows(2).map(|w| (w[0], &text[w[0]..w[1]])).collect();
-    let mut results: Vec<Option<File>> = std::thread::scope(|scope| {
+    // Each worker takes a run of consecutive pieces, so that the items stay in order.
+    let per_worker = pieces.len().div_ceil(threads);
+    let results: Vec<Option<Vec<File>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = pieces
-            .iter()
+            .chunks(per_worker)
             .enumerate()
-            .map(|(i, &(offset, piece))| {
+            .map(|(w, run)| {
                 scope.spawn(move || {
-                    let rule = if i == 0 { Rule::file } else { Rule::items };
-                    let root = LadderParser::parse(rule, piece).ok()?.next()?;
-                    Some(Lower { file, offset }.file(root))
+                    run.iter()
+                        .enumerate()
+                        .map(|(i, &(offset, piece))| {
+                            let rule = if w == 0 && i == 0 {
+                                Rule::file
+                            } else {
+                                Rule::items
+                            };
+                            let root = LadderParser::parse(rule, piece).ok()?.next()?;
+                            Some(Lower { file, offset }.file(root))
+                        })
+                        .collect::<Option<Vec<File>>>()
                 })
             })
             .collect();
@@ -104,9 +121,15 @@ fn parse_parallel(file: FileId, text: &str) -> Option<File> {
             .map(|h| h.join().ok().flatten())
             .collect()
     });
-    let mut first = results.remove(0)?;
-    for rest in results {
-        first.items.extend(rest?.items);
+    // Any piece that failed: the sequential parse reports the error.
+    let mut files = results
+        .into_iter()
+        .collect::<Option<Vec<Vec<File>>>>()?
+        .into_iter()
+        .flatten();
+    let mut first = files.next()?;
+    for rest in files {
+        first.items.extend(rest.items);
     }
     first.span = Span::new(file, 0, text.len());
     Some(first)
