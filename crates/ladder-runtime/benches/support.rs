@@ -3,9 +3,7 @@
 #![allow(dead_code)] // each benchmark uses part of it
 
 use async_trait::async_trait;
-use ladder_runtime::{
-    Backend, BackendError, ChatRequest, ChatResponse, DeltaSink, TokenUsage, ToolCall,
-};
+use ladder_runtime::{Backend, BackendError, ChatRequest, ChatResponse, DeltaSink, TokenUsage};
 
 /// root -> lead -> specialist; `direct` is an entry agent that answers at once.
 pub const LADDER: &str = r#"ladder 1
@@ -39,27 +37,13 @@ impl Backend for Scripted {
             completion_tokens: 10,
             ..Default::default()
         };
-        let call = |name: &str, args: &str| ChatResponse {
-            content: None,
-            tool_calls: vec![ToolCall {
-                id: "c1".into(),
-                name: name.into(),
-                arguments: args.into(),
-            }],
-            usage,
-            truncated: false,
-        };
+        let call = |name: &str, args: &str| ChatResponse::call("c1", name, args, usage);
         Ok(match request.agent.as_str() {
             "root" => call("transfer_to_lead", "{}"),
             "lead" => call("transfer_to_specialist", r#"{"day":"2026-12-01"}"#),
             _ => {
                 on_text.text("Booked.");
-                ChatResponse {
-                    content: Some("Booked.".into()),
-                    tool_calls: Vec::new(),
-                    usage,
-                    truncated: false,
-                }
+                ChatResponse::text("Booked.", usage)
             }
         })
     }

@@ -189,6 +189,37 @@ pub struct ChatResponse {
     pub truncated: bool,
 }
 
+impl ChatResponse {
+    /// A text answer, with `usage`.
+    pub fn text(text: impl Into<String>, usage: TokenUsage) -> Self {
+        ChatResponse {
+            content: Some(text.into()),
+            tool_calls: Vec::new(),
+            usage,
+            truncated: false,
+        }
+    }
+
+    /// One function call `name(arguments)` with the call id `id`, with `usage`.
+    pub fn call(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: impl Into<String>,
+        usage: TokenUsage,
+    ) -> Self {
+        ChatResponse {
+            content: None,
+            tool_calls: vec![ToolCall {
+                id: id.into(),
+                name: name.into(),
+                arguments: arguments.into(),
+            }],
+            usage,
+            truncated: false,
+        }
+    }
+}
+
 /// Why a model call failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum BackendError {

@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use ladder_program::Program;
 use ladder_runtime::{
     Backend, BackendError, ChatRequest, ChatResponse, DeltaSink, Event, Runtime, TokenUsage,
-    ToolCall,
 };
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -42,24 +41,12 @@ impl Backend for Scripted {
         self.requests.lock().unwrap().push(request.clone());
         let usage = TokenUsage::default();
         Ok(match self.calls.lock().unwrap().pop_front() {
-            Some((name, args)) => ChatResponse {
-                content: None,
-                tool_calls: vec![ToolCall {
-                    id: format!("call_{name}"),
-                    name,
-                    arguments: args.to_string(),
-                }],
-                usage,
-                truncated: false,
-            },
+            Some((name, args)) => {
+                ChatResponse::call(format!("call_{name}"), name, args.to_string(), usage)
+            }
             None => {
                 on_text.text("All sorted.");
-                ChatResponse {
-                    content: Some("All sorted.".into()),
-                    tool_calls: Vec::new(),
-                    usage,
-                    truncated: false,
-                }
+                ChatResponse::text("All sorted.", usage)
             }
         })
     }

@@ -1149,19 +1149,13 @@ impl<'a> Turn<'a> {
         edge: &HandoffEdge,
         arguments: Value,
     ) -> Act {
-        let prog = program(self.rt);
-        let schema = fused::edge_schema(prog, edge);
-        let mut arguments = arguments;
-        schema::drop_unknown(&mut arguments, &schema);
-        if let Err(e) = schema::validate(&arguments, &schema) {
-            return Act::Correct(with_example(e, &call.name, &schema));
-        }
-        if self.handoffs >= prog.limits.handoffs_per_turn {
-            return Act::Leave(self.ceiling(
-                name,
-                "handoffs_per_turn",
-                prog.limits.handoffs_per_turn.into(),
-            ));
+        let schema = fused::edge_schema(program(self.rt), edge);
+        let arguments = match conforming(call, arguments, &schema) {
+            Ok(a) => a,
+            Err(act) => return act,
+        };
+        if let Some(over) = self.over_handoffs(name, 1) {
+            return over;
         }
         self.move_down(name, edge, arguments, false);
         Act::Leave(Outcome::Moved)
@@ -1178,11 +1172,10 @@ impl<'a> Turn<'a> {
     ) -> Act {
         let prog = program(self.rt);
         let schema = fused::route_schema(prog, route);
-        let mut arguments = arguments;
-        schema::drop_unknown(&mut arguments, &schema);
-        if let Err(e) = schema::validate(&arguments, &schema) {
-            return Act::Correct(with_example(e, &call.name, &schema));
-        }
+        let arguments = match conforming(call, arguments, &schema) {
+            Ok(a) => a,
+            Err(act) => return act,
+        };
         let (first, second) = fused::split(prog, route, arguments);
         for (edge, payload) in [(route.first, &first), (route.second, &second)] {
             if let Err(e) = schema::validate(payload, &fused::edge_schema(prog, edge)) {
@@ -1190,16 +1183,26 @@ impl<'a> Turn<'a> {
             }
         }
         // Offered only with two handoffs left; a model that calls it anyway hits the ceiling.
-        if self.handoffs + 2 > prog.limits.handoffs_per_turn {
-            return Act::Leave(self.ceiling(
-                name,
-                "handoffs_per_turn",
-                prog.limits.handoffs_per_turn.into(),
-            ));
+        if let Some(over) = self.over_handoffs(name, 2) {
+            return over;
         }
         self.move_down(name, route.first, first, false);
         self.move_down(route.via(), route.second, second, true);
         Act::Leave(Outcome::Moved)
+    }
+
+    /// The rung fails on `handoffs_per_turn` when fewer than `needed` handoffs are left in the
+    /// turn.
+    fn over_handoffs(&mut self, name: &str, needed: u32) -> Option<Act> {
+        let limit = program(self.rt).limits.handoffs_per_turn;
+        if self.handoffs + needed <= limit {
+            return None;
+        }
+        Some(Act::Leave(self.ceiling(
+            name,
+            "handoffs_per_turn",
+            limit.into(),
+        )))
     }
 
     /// Control moves from `name` down `edge` with a validated `payload` (its `summary`, if any,
@@ -1316,7 +1319,6 @@ impl<'a> Turn<'a> {
     /// A `return_to_X` call: control goes back to the agent that handed it down, counted like a
     /// handoff (so `check`'s worst case covers it).
     fn give_back(&mut self, name: &str, target: &str, arguments: Value) -> Act {
-        let prog = program(self.rt);
         let Some(summary) = arguments
             .get("summary")
             .and_then(Value::as_str)
@@ -1324,12 +1326,8 @@ impl<'a> Turn<'a> {
         else {
             return Act::Correct("arguments.summary is required".into());
         };
-        if self.handoffs >= prog.limits.handoffs_per_turn {
-            return Act::Leave(self.ceiling(
-                name,
-                "handoffs_per_turn",
-                prog.limits.handoffs_per_turn.into(),
-            ));
+        if let Some(over) = self.over_handoffs(name, 1) {
+            return over;
         }
         self.handoffs += 1;
         self.state.counters.handoffs += 1;
@@ -1760,6 +1758,16 @@ pub(crate) fn compare(left: &Value, op: &str, right: &Value) -> bool {
 
 /// A schema error with the shape of a good call: `arguments.day is required (expected
 /// arguments like {"day": "<date>"})`.
+/// A call's arguments without keys the schema does not declare, if they conform; else the
+/// correction to send.
+fn conforming(call: &ToolCall, mut arguments: Value, schema: &Value) -> Result<Value, Act> {
+    schema::drop_unknown(&mut arguments, schema);
+    match schema::validate(&arguments, schema) {
+        Ok(()) => Ok(arguments),
+        Err(e) => Err(Act::Correct(with_example(e, &call.name, schema))),
+    }
+}
+
 fn with_example(error: String, _function: &str, schema: &Value) -> String {
     format!("{error} (expected arguments like {})", example(schema))
 }
