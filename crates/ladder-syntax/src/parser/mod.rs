@@ -122,13 +122,17 @@ fn parse_parallel(file: FileId, text: &str) -> Option<File> {
             .collect()
     });
     // Any piece that failed: the sequential parse reports the error.
-    let mut files = results
+    let pieces: Vec<File> = results
         .into_iter()
         .collect::<Option<Vec<Vec<File>>>>()?
         .into_iter()
-        .flatten();
-    let mut first = files.next()?;
-    for rest in files {
+        .flatten()
+        .collect();
+    let total: usize = pieces.iter().map(|f| f.items.len()).sum();
+    let mut pieces = pieces.into_iter();
+    let mut first = pieces.next()?;
+    first.items.reserve_exact(total - first.items.len());
+    for rest in pieces {
         first.items.extend(rest.items);
     }
     first.span = Span::new(file, 0, text.len());
