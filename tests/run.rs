@@ -572,3 +572,86 @@ agent front { model claude prompt "Greet the caller." }
     // The key never reaches the output.
     assert!(!text.contains(SECRET) && !String::from_utf8_lossy(&out.stderr).contains(SECRET));
 }
+
+/// Fused routing through the binary, against the strict fake: the clinic's front router is
+/// offered the routes through its two leads (beside `clinical_lead`, which may also escalate; in
+/// place of `ops_lead`, which only routes), one call takes a route, and both handoffs are
+/// reported, the second marked `fused`, with one model call fewer.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_call_routes_through_a_pure_router() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Reply::tool(
+        "transfer_to_billing",
+        json!({"invoice_id": "INV-9"}),
+    ));
+    fake.push(Reply::text("Invoice INV-9 is paid."));
+    let base = fake.base_url();
+    let out = tokio::task::spawn_blocking(move || {
+        ladderc(
+            &[
+                "run",
+                "examples/clinic.ladder",
+                "--base-url",
+                &base,
+                "--json",
+                "-m",
+                "Was I charged twice for INV-9?",
+            ],
+            &[("OPENAI_API_KEY", "k")],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fake.assert_no_rejections();
+    let events = events(&out.stdout);
+    let hops: Vec<&Value> = events.iter().filter(|e| e["type"] == "handoff").collect();
+    assert_eq!(hops.len(), 2, "{events:#?}");
+    assert_eq!(
+        (&hops[0]["from"], &hops[0]["to"], &hops[0]["intent"]),
+        (
+            &json!("root_triage"),
+            &json!("ops_lead"),
+            &json!("operations")
+        )
+    );
+    assert_eq!(hops[0].get("fused"), None);
+    assert_eq!(
+        (&hops[1]["from"], &hops[1]["to"], &hops[1]["payload"]),
+        (
+            &json!("ops_lead"),
+            &json!("billing"),
+            &json!({"invoice_id": "INV-9"})
+        )
+    );
+    assert_eq!(hops[1]["fused"], true);
+    let ended = events.iter().find(|e| e["type"] == "turn_ended").unwrap();
+    assert_eq!(
+        (&ended["llm_calls"], &ended["handoffs"]),
+        (&json!(2), &json!(2))
+    );
+
+    let requests = fake.requests();
+    let offered: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        offered,
+        [
+            "transfer_to_clinical_lead",
+            "transfer_to_scheduler",
+            "transfer_to_nurse_triage",
+            "transfer_to_billing",
+            "transfer_to_insurance"
+        ]
+    );
+}
