@@ -86,7 +86,7 @@ impl OpenAi {
                         // API's own form of an empty parameter list (a lean handoff is often
                         // one; a strict schema says `additionalProperties` and is kept).
                         if !takes_nothing(&t.parameters) {
-                            function["parameters"] = t.parameters.clone();
+                            function["parameters"] = (*t.parameters).clone();
                         }
                         json!({"type": "function", "function": function})
                     })

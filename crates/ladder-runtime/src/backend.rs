@@ -93,8 +93,8 @@ pub struct ToolSpec {
     pub name: String,
     /// What it does, for the model.
     pub description: String,
-    /// JSON Schema of its parameters.
-    pub parameters: serde_json::Value,
+    /// JSON Schema of its parameters, shared by every request that offers the function.
+    pub parameters: std::sync::Arc<serde_json::Value>,
 }
 
 /// One request to a model.

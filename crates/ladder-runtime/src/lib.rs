@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     pub stamp: LadderStamp,
     /// Continue stored sessions of another ladder (or another version of this one).
     pub migrate: bool,
+    /// Function parameter schemas as requests offer them, built once and shared.
+    pub schemas: std::sync::Mutex<HashMap<String, Arc<serde_json::Value>>>,
 }
 
 /// Dollars per million tokens of a model.
@@ -154,6 +156,7 @@ impl Runtime {
                 model_override: None,
                 prices_override: None,
                 temperature_override: None,
+                schemas: Default::default(),
             }),
         }
     }
@@ -175,6 +178,8 @@ impl Runtime {
                     temperature_override: old.temperature_override,
                     stamp: old.stamp.clone(),
                     migrate: old.migrate,
+                    // Built from the program only: a copy starts empty and fills again.
+                    schemas: Default::default(),
                 };
                 f(&mut copy);
                 self.inner = Arc::new(copy);

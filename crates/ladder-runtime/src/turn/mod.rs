@@ -2054,7 +2054,7 @@ mod tests {
         ToolSpec {
             name: name.into(),
             description: String::new(),
-            parameters: json!({"type": "object"}),
+            parameters: Arc::new(json!({"type": "object"})),
         }
     }
 

@@ -171,13 +171,37 @@ impl Turn<'_> {
     pub(super) fn tool_specs(&self, agent: &Agent, consult_depth: u32) -> Vec<ToolSpec> {
         let consulted = consult_depth > 0;
         let prog = program(self.rt);
+        let strict = prog
+            .models
+            .get(&agent.model)
+            .is_some_and(|m| m.strict_tool_schemas);
+        // Parameter schemas depend only on the program and the model's strictness: each is
+        // built once per runtime and shared by every request that offers it (BENCHMARKS.md,
+        // "Memory per in-flight session").
+        let shared = |key: String, build: &dyn Fn() -> Value| -> Arc<Value> {
+            let mut cache = self
+                .rt
+                .schemas
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            cache
+                .entry(format!("{strict}|{key}"))
+                .or_insert_with(|| {
+                    let mut schema = build();
+                    if !strict {
+                        lean_schema(&mut schema);
+                    }
+                    Arc::new(schema)
+                })
+                .clone()
+        };
         let mut specs = Vec::new();
         for name in &agent.tools {
             if let Some(tool) = prog.tools.get(name) {
                 specs.push(ToolSpec {
                     name: name.clone(),
                     description: tool.description.clone().unwrap_or_default(),
-                    parameters: tool.parameters.clone(),
+                    parameters: shared(format!("tool:{name}"), &|| tool.parameters.clone()),
                 });
             }
         }
@@ -190,12 +214,13 @@ impl Turn<'_> {
             specs.push(ToolSpec {
                 name: format!("consult_{target}"),
                 description: format!("Ask `{target}` a question; its answer comes back to you, the caller does not see it."),
-                parameters: json!({"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"], "additionalProperties": false}),
+                parameters: shared("consult".into(), &|| json!({"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"], "additionalProperties": false})),
             });
         }
         if consulted {
             return specs;
         }
+        let summary = |edge: &HandoffEdge| edge.context == ContextPolicy::Summary;
         // Fused routes: the handoffs of a rung this agent may route through, offered here so
         // that one call decides both hops; in place of the handoff to that rung when they are
         // all it could do.
@@ -205,17 +230,26 @@ impl Turn<'_> {
             if fused::replaced(prog, edge, &routes) {
                 continue;
             }
+            let key = format!("handoff:{}:{}", edge.intent, summary(edge));
             specs.push(ToolSpec {
                 name: format!("transfer_to_{}", edge.target),
                 description: handoff_description(prog, edge),
-                parameters: fused::edge_schema(prog, edge),
+                parameters: shared(key, &|| fused::edge_schema(prog, edge)),
             });
         }
         for route in routes {
+            let (first, second) = (route.first, route.second);
+            let key = format!(
+                "route:{}:{}:{}:{}",
+                first.intent,
+                summary(first),
+                second.intent,
+                summary(second)
+            );
             specs.push(ToolSpec {
                 name: route.function(),
-                description: handoff_description(prog, route.second),
-                parameters: fused::route_schema(prog, route),
+                description: handoff_description(prog, second),
+                parameters: shared(key, &|| fused::route_schema(prog, route)),
             });
         }
         for edge in &agent.escalations {
@@ -232,16 +266,23 @@ impl Turn<'_> {
                     continue;
                 }
             }
-            let mut parameters = json!({"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"], "additionalProperties": false});
             let mut description = format!("Escalate the conversation to `{}`", edge.target);
+            let mut signals: Vec<&str> = Vec::new();
             if let Some(c) = &edge.condition {
                 description.push_str(&format!(" (allowed only when {})", condition_text(c)));
-                for signal in ["confidence", "sentiment"] {
-                    if condition_uses(c, signal) {
-                        add_param(&mut parameters, signal, json!({"type": "number"}), true);
-                    }
-                }
+                signals.extend(
+                    ["confidence", "sentiment"]
+                        .into_iter()
+                        .filter(|s| condition_uses(c, s)),
+                );
             }
+            let parameters = shared(format!("escalate:{}", signals.join(",")), &|| {
+                let mut parameters = json!({"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"], "additionalProperties": false});
+                for signal in &signals {
+                    add_param(&mut parameters, signal, json!({"type": "number"}), true);
+                }
+                parameters
+            });
             specs.push(ToolSpec {
                 name,
                 description,
@@ -255,22 +296,13 @@ impl Turn<'_> {
                 description: format!(
                     "Hand the conversation back to `{delegator}`, which handed it to you, once your part is done."
                 ),
-                parameters: json!({
+                parameters: shared("return".into(), &|| json!({
                     "type": "object",
                     "properties": {"summary": {"type": "string", "description": "What you did, for the agent you return to."}},
                     "required": ["summary"],
                     "additionalProperties": false,
-                }),
+                })),
             });
-        }
-        let strict = prog
-            .models
-            .get(&agent.model)
-            .is_some_and(|m| m.strict_tool_schemas);
-        if !strict {
-            for spec in &mut specs {
-                lean_schema(&mut spec.parameters);
-            }
         }
         specs
     }
