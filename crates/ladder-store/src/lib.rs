@@ -457,7 +457,8 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(cannot_open)?;
-        sqlx::migrate!("./migrations/sqlite")
+        migrator(SQLITE_MIGRATIONS)
+            .await?
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("cannot migrate {}: {e}", path.display())))?;
@@ -502,7 +503,8 @@ impl PgStore {
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
-        sqlx::migrate!("./migrations/postgres")
+        migrator(POSTGRES_MIGRATIONS)
+            .await?
             .run(&pool)
             .await
             .map_err(|e| {
@@ -573,5 +575,95 @@ pub mod testing {
             std::process::id(),
             fastrand::u64(..)
         ))
+    }
+}
+
+/// The migrations of each database, compiled into the binary: `(version, description, SQL)`,
+/// as sqlx reads them from `migrations/<db>/<version>_<description>.sql` (so the checksums it
+/// records match those of databases migrated by earlier versions). Embedded with `include_str!`
+/// instead of sqlx's `migrate!` macro, which would build sqlx's proc-macro crate and a host copy
+/// of its dependencies (BENCHMARKS.md, "Cold build").
+type Embedded = &'static [(i64, &'static str, &'static str)];
+
+const SQLITE_MIGRATIONS: Embedded = &[(
+    1,
+    "sessions",
+    include_str!("../migrations/sqlite/0001_sessions.sql"),
+)];
+
+const POSTGRES_MIGRATIONS: Embedded = &[(
+    1,
+    "sessions",
+    include_str!("../migrations/postgres/0001_sessions.sql"),
+)];
+
+#[derive(Debug)]
+struct EmbeddedMigrations(Embedded);
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+                > + Send
+                + 's,
+        >,
+    > {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    sqlx::migrate::Migration::new(
+                        version,
+                        description.into(),
+                        sqlx::migrate::MigrationType::Simple,
+                        sql.into(),
+                        sql.starts_with("-- no-transaction"),
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+async fn migrator(migrations: Embedded) -> Result<sqlx::migrate::Migrator, StoreError> {
+    sqlx::migrate::Migrator::new(EmbeddedMigrations(migrations))
+        .await
+        .map_err(|e| StoreError::Backend(format!("cannot read the built-in migrations: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The embedded migrations are exactly what sqlx reads from the migration folders (same
+    /// versions, descriptions and checksums), so databases migrated by an earlier build, with
+    /// sqlx's `migrate!`, open unchanged; a new migration file not listed here fails this test.
+    #[tokio::test]
+    async fn the_embedded_migrations_are_the_folders() {
+        for (embedded, folder) in [
+            (SQLITE_MIGRATIONS, "migrations/sqlite"),
+            (POSTGRES_MIGRATIONS, "migrations/postgres"),
+        ] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+            let from_disk = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
+            let ours = migrator(embedded).await.unwrap();
+            let key = |m: &sqlx::migrate::Migration| {
+                (
+                    m.version,
+                    m.description.to_string(),
+                    m.checksum.to_vec(),
+                    m.no_tx,
+                )
+            };
+            assert_eq!(
+                ours.iter().map(key).collect::<Vec<_>>(),
+                from_disk.iter().map(key).collect::<Vec<_>>(),
+                "{folder}"
+            );
+        }
     }
 }
