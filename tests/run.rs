@@ -30,6 +30,24 @@ fn ladderc(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("ladderc runs")
 }
 
+/// [`ladderc`] on a blocking task, for the tests whose fake model server runs on the test's own
+/// runtime.
+async fn ladderc_beside(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let stdin = stdin.map(String::from);
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        ladderc(&args, &env, stdin.as_deref())
+    })
+    .await
+    .expect("ladderc runs")
+}
+
 /// Events as JSON values, with what changes from run to run (ids, timings) replaced.
 fn events(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
@@ -169,29 +187,26 @@ async fn a_real_endpoint_with_json_trace_and_model_override() {
     let trace = dir.join("trace.jsonl");
     let base = fake.base_url();
     let trace_arg = trace.to_string_lossy().to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        ladderc(
-            &[
-                "run",
-                "examples/triage.ladder",
-                "--base-url",
-                &base,
-                "--model",
-                "local-llama",
-                "--json",
-                "--trace",
-                &trace_arg,
-                "-m",
-                "refund for inv-9?",
-                "-m",
-                "this is outrageous",
-            ],
-            &[("OPENAI_API_KEY", SECRET)],
-            None,
-        )
-    })
-    .await
-    .unwrap();
+    let out = ladderc_beside(
+        &[
+            "run",
+            "examples/triage.ladder",
+            "--base-url",
+            &base,
+            "--model",
+            "local-llama",
+            "--json",
+            "--trace",
+            &trace_arg,
+            "-m",
+            "refund for inv-9?",
+            "-m",
+            "this is outrageous",
+        ],
+        &[("OPENAI_API_KEY", SECRET)],
+        None,
+    )
+    .await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -452,15 +467,12 @@ async fn a_return_shows_in_the_conversation() {
          agent billing { model m accepts billing prompt \"Handle refunds.\" return }\n",
     );
     let base = fake.base_url();
-    let out = tokio::task::spawn_blocking(move || {
-        ladderc(
-            &["run", &ladder, "--base-url", &base, "-m", "Refund INV-9"],
-            &[("OPENAI_API_KEY", "k")],
-            None,
-        )
-    })
-    .await
-    .unwrap();
+    let out = ladderc_beside(
+        &["run", &ladder, "--base-url", &base, "-m", "Refund INV-9"],
+        &[("OPENAI_API_KEY", "k")],
+        None,
+    )
+    .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(
@@ -501,15 +513,12 @@ human on_call "On-call nurse" {
     // The caller's line, then the person's two (a message, a release), then the caller's.
     let stdin =
         "I need a nurse\nHello, I am Ana. Drink water.\n/release triage advised rest\nthanks\n";
-    let out = tokio::task::spawn_blocking(move || {
-        ladderc(
-            &["run", &path, "--base-url", &base, "--operator", "ana"],
-            &[],
-            Some(stdin),
-        )
-    })
-    .await
-    .unwrap();
+    let out = ladderc_beside(
+        &["run", &path, "--base-url", &base, "--operator", "ana"],
+        &[],
+        Some(stdin),
+    )
+    .await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -545,18 +554,15 @@ agent front { model claude prompt "Greet the caller." }
 "#,
     );
     let base = fake.base_url();
-    let out = tokio::task::spawn_blocking(move || {
-        ladderc(
-            &["run", &path, "-m", "hi"],
-            &[
-                ("ANTHROPIC_BASE_URL", base.as_str()),
-                ("ANTHROPIC_API_KEY", SECRET),
-            ],
-            None,
-        )
-    })
-    .await
-    .unwrap();
+    let out = ladderc_beside(
+        &["run", &path, "-m", "hi"],
+        &[
+            ("ANTHROPIC_BASE_URL", base.as_str()),
+            ("ANTHROPIC_API_KEY", SECRET),
+        ],
+        None,
+    )
+    .await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -586,23 +592,20 @@ async fn one_call_routes_through_a_pure_router() {
     ));
     fake.push(Reply::text("Invoice INV-9 is paid."));
     let base = fake.base_url();
-    let out = tokio::task::spawn_blocking(move || {
-        ladderc(
-            &[
-                "run",
-                "examples/clinic.ladder",
-                "--base-url",
-                &base,
-                "--json",
-                "-m",
-                "Was I charged twice for INV-9?",
-            ],
-            &[("OPENAI_API_KEY", "k")],
-            None,
-        )
-    })
-    .await
-    .unwrap();
+    let out = ladderc_beside(
+        &[
+            "run",
+            "examples/clinic.ladder",
+            "--base-url",
+            &base,
+            "--json",
+            "-m",
+            "Was I charged twice for INV-9?",
+        ],
+        &[("OPENAI_API_KEY", "k")],
+        None,
+    )
+    .await;
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -181,12 +181,7 @@ fn runtime(base_url: &str) -> Runtime {
     let mut program = ladder_check::compile(CLINIC).expect("clinic.ladder checks");
     // `LADDER_BENCH_FUSE=off`: every hop its own model call, to compare with fused routing.
     if std::env::var("LADDER_BENCH_FUSE").as_deref() == Ok("off") {
-        for agent in program.agents.values_mut() {
-            agent
-                .handoffs
-                .iter_mut()
-                .for_each(|h| h.fuse = Default::default());
-        }
+        program = program.without_fused_routes();
     }
     Runtime::new(program).backend(ladder_llm::OpenAi::new(base_url, None))
 }

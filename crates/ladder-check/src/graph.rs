@@ -863,8 +863,8 @@ pub(crate) fn handoff_rules(index: &Index, out: &mut Diagnostics) {
                 });
             }
             if let Some((true, at)) = h.fuse {
-                let routes = matches!(index.rung(&h.target.name), Some(Rung::Agent(t)) if !t.handoffs.is_empty());
-                if index.rung(&h.target.name).is_some() && !routes {
+                let onward = crate::lower::hands_off_onward(index, &h.target.name);
+                if index.rung(&h.target.name).is_some() && !onward {
                     out.report(Finding::FuseThroughNothing {
                         at,
                         receiver: &h.target.name,

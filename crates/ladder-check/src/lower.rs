@@ -309,10 +309,16 @@ pub(crate) fn fusable(index: &Index, h: &ladder_syntax::ast::Handoff) -> Fuse {
     };
     let pure = target.router && target.tools.is_empty() && target.consults.is_empty();
     match h.fuse {
-        _ if target.handoffs.is_empty() => Fuse::Off,
+        _ if !hands_off_onward(index, &h.target.name) => Fuse::Off,
         Some((true, _)) => Fuse::Through,
         Some((false, _)) => Fuse::Off,
         None if pure => Fuse::Router,
         None => Fuse::Off,
     }
+}
+
+/// Whether the rung `name` is an agent with handoffs of its own: the only kind a sender can route
+/// through (`fuse` to any other is L0008).
+pub(crate) fn hands_off_onward(index: &Index, name: &str) -> bool {
+    matches!(index.rung(name), Some(crate::index::Rung::Agent(a)) if !a.handoffs.is_empty())
 }

@@ -382,6 +382,19 @@ impl Fuse {
     }
 }
 
+impl Program {
+    /// The same program with every handoff one hop at a time, as `routing { fuse: off }` would
+    /// have it (for comparing fused and unfused runs).
+    pub fn without_fused_routes(mut self) -> Self {
+        for agent in self.agents.values_mut() {
+            for h in &mut agent.handoffs {
+                h.fuse = Fuse::Off;
+            }
+        }
+        self
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "policy", rename_all = "snake_case")]
 /// How much of the conversation a handoff's receiver sees.

@@ -138,13 +138,7 @@ impl Backend for ArcBackend {
 }
 
 fn unfused(program: &Program) -> Program {
-    let mut p = program.clone();
-    for agent in p.agents.values_mut() {
-        for h in &mut agent.handoffs {
-            h.fuse = ladder_program::Fuse::Off;
-        }
-    }
-    p
+    program.clone().without_fused_routes()
 }
 
 /// Checks every fused route of every agent of `program`; returns how many routes it compared.
